@@ -1,0 +1,77 @@
+"""The exception tree of expboard. Every class carries the HTTP status the tracking server answers with,
+so the HTTP client can raise the same class again.
+
+    ExpboardError (500)
+    ├── ConfigError (500)              no or broken workspace configuration
+    ├── ValidationError (400)          a bad name, value, file path or argument
+    ├── AuthError (401)                missing or wrong token
+    ├── NotFoundError (404)            no such experiment, run or file
+    ├── ConflictError (409)            a property overwritten, a file appended at the wrong offset
+    ├── PayloadTooLargeError (413)     a request or snapshot over its size limit
+    ├── StoreUnavailableError (503)    the store cannot be reached (server down, database locked)
+    └── RunFailedError (500)           wait_for_completion() on a run that ended Failed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConflictError",
+    "ExpboardError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "RunFailedError",
+    "StoreUnavailableError",
+    "ValidationError",
+    "error_class",
+]
+
+
+class ExpboardError(Exception):
+    """Base class of every error expboard raises on purpose."""
+
+    status_code: int = 500
+
+
+class ConfigError(ExpboardError):
+    status_code = 500
+
+
+class ValidationError(ExpboardError, ValueError):
+    status_code = 400
+
+
+class AuthError(ExpboardError):
+    status_code = 401
+
+
+class NotFoundError(ExpboardError, KeyError):
+    status_code = 404
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictError(ExpboardError):
+    status_code = 409
+
+
+class PayloadTooLargeError(ExpboardError):
+    status_code = 413
+
+
+class StoreUnavailableError(ExpboardError):
+    status_code = 503
+
+
+class RunFailedError(ExpboardError):
+    status_code = 500
+
+
+def error_class(name: str) -> type[ExpboardError]:
+    """The error class called ``name`` (as sent by the server), or ``ExpboardError`` if unknown."""
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, ExpboardError):
+        return cls
+    return ExpboardError

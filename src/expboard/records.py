@@ -1,0 +1,108 @@
+"""Plain data: statuses, and the frozen records that stores return. Imports nothing from expboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "ExperimentRecord",
+    "FileInfo",
+    "MetricKind",
+    "MetricSeries",
+    "RunRecord",
+    "RunStatus",
+]
+
+
+class RunStatus(str, Enum):
+    """The life cycle of a run, with Azure ML's names."""
+
+    NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    CANCEL_REQUESTED = "CancelRequested"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    NOT_RESPONDING = "NotResponding"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+
+
+class MetricKind(str, Enum):
+    """How a metric was logged; decides the shape ``get_metrics`` returns and how export maps it."""
+
+    SCALAR = "scalar"  # run.log: one value per call, a list when logged several times
+    LIST = "list"  # run.log_list: one list, element i at step i
+    ROW = "row"  # run.log_row: one dict per row; read back as columns
+    TABLE = "table"  # run.log_table: a dict of columns
+    IMAGE = "image"  # run.log_image: the value is the stored file's name
+    CONFUSION_MATRIX = "confusion_matrix"  # run.log_confusion_matrix: a JSON object
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    name: str
+    created: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored. Times are seconds since the epoch (UTC)."""
+
+    run_id: str
+    experiment: str
+    status: RunStatus
+    created: float
+    display_name: str = ""
+    parent_id: str | None = None
+    run_type: str = "interactive"  # interactive | child | script
+    target: str = "local"
+    start_time: float | None = None
+    end_time: float | None = None
+    heartbeat: float | None = None
+    error: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """The points of one metric of one run, in logging order.
+
+    ``values`` is a numpy array (float64, int64 or bool) when every value is of that type, otherwise a list
+    of JSON values (str, None, dicts for rows, tables and confusion matrices).
+    """
+
+    run_id: str
+    name: str
+    kind: MetricKind
+    steps: Any  # numpy int64 array
+    wall_times: Any  # numpy float64 array
+    values: Any
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    name: str
+    size: int
+    modified: float

@@ -1,0 +1,130 @@
+"""The store interface: everything the client API needs from a backend, and nothing more.
+
+Implementations: :class:`~expboard.stores.sql.SqlStore` (SQLite, PostgreSQL) and the HTTP client store.
+Every method is required; none is optional. Stores are thread-safe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+
+__all__ = ["MetricChunk", "Store", "UNSET"]
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class MetricChunk:
+    """Points of one metric of one run, logged together. ``values`` as in :class:`MetricSeries`."""
+
+    run_id: str
+    name: str
+    kind: MetricKind
+    steps: Any  # int64 array-like
+    wall_times: Any  # float64 array-like
+    values: Any  # numpy array or list
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+class Store(ABC):
+    """Run history: experiments, runs, metrics and files."""
+
+    # --- experiments -------------------------------------------------------------------------
+    @abstractmethod
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord: ...
+
+    @abstractmethod
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        """Raises NotFoundError."""
+
+    @abstractmethod
+    def list_experiments(self) -> list[ExperimentRecord]: ...
+
+    # --- runs --------------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(self, run: RunRecord) -> RunRecord:
+        """Store a new run (its id chosen by the caller); the experiment must exist."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """Raises NotFoundError."""
+
+    @abstractmethod
+    def list_runs(
+        self,
+        experiment: str | None = None,
+        parent_id: str | None | Any = UNSET,
+        statuses: Sequence[RunStatus] | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first; ``parent_id=None`` selects top-level runs, ``UNSET`` all runs."""
+
+    @abstractmethod
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | Any = UNSET,
+        start_time: float | None | Any = UNSET,
+        end_time: float | None | Any = UNSET,
+        heartbeat: float | None | Any = UNSET,
+        error: dict[str, Any] | None | Any = UNSET,
+        display_name: str | Any = UNSET,
+        only_if_status: Sequence[RunStatus] | None = None,
+    ) -> RunRecord:
+        """Change the given fields. With ``only_if_status``, change nothing unless the run's current status
+        is one of them (an atomic compare-and-set); the returned record tells which happened."""
+
+    @abstractmethod
+    def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> None:
+        """Set tags; a value of None removes the tag."""
+
+    @abstractmethod
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        """Add properties; changing an existing one raises ConflictError (same value is fine)."""
+
+    # --- metrics -----------------------------------------------------------------------------
+    @abstractmethod
+    def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
+        """Append chunks atomically. A batch id seen before makes the call a no-op (safe retries)."""
+
+    @abstractmethod
+    def get_metrics(
+        self,
+        run_id: str,
+        name: str | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> list[MetricSeries]:
+        """Every metric of a run (or one), points in logging order, optionally within a step range."""
+
+    # --- files -------------------------------------------------------------------------------
+    @abstractmethod
+    def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
+        """Create or replace a file of the run."""
+
+    @abstractmethod
+    def append_file(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
+        """Append at ``offset``, which must equal the current size (0 creates the file), else ConflictError.
+        Appending the same bytes again at an offset already covered by them is a no-op (safe retries)."""
+
+    @abstractmethod
+    def read_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
+
+    @abstractmethod
+    def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,553 @@
+"""Run history in SQL: SQLite (embedded default) and PostgreSQL behind one implementation.
+
+SQL is written once with ``?`` placeholders; :class:`Dialect` adapts placeholders, column types and
+connections. Schema changes are numbered migrations applied under a lock. SQLite runs in WAL mode with
+one writer connection per process (``BEGIN IMMEDIATE``, busy timeout) so several processes can log into
+one workspace at once; reads use per-thread connections.
+
+Metric points are stored as chunks: one row per metric per logged batch, its columns packed as arrays
+(see ``_chunks``), which is what makes a million points per second possible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from ..errors import ConflictError, NotFoundError, StoreUnavailableError, ValidationError
+from ..names import check_experiment_name, check_key, check_metric_name
+from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+from ._chunks import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
+from .base import UNSET, MetricChunk, Store
+from .files import LocalFiles
+
+__all__ = ["MIGRATIONS", "SqlStore", "sqlite_path_from_uri"]
+
+# Numbered migrations. {id}, {blob} and {real} are replaced per dialect. Never edit a released step: add one.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            "CREATE TABLE experiments (name TEXT PRIMARY KEY, created {real} NOT NULL)",
+            """CREATE TABLE runs (
+                run_id TEXT PRIMARY KEY,
+                experiment TEXT NOT NULL REFERENCES experiments(name),
+                parent_id TEXT REFERENCES runs(run_id),
+                display_name TEXT NOT NULL DEFAULT '',
+                run_type TEXT NOT NULL,
+                target TEXT NOT NULL DEFAULT 'local',
+                status TEXT NOT NULL,
+                created {real} NOT NULL,
+                start_time {real},
+                end_time {real},
+                heartbeat {real},
+                error TEXT
+            )""",
+            "CREATE INDEX runs_by_experiment ON runs (experiment, created)",
+            "CREATE INDEX runs_by_parent ON runs (parent_id)",
+            """CREATE TABLE tags (run_id TEXT NOT NULL REFERENCES runs(run_id), key TEXT NOT NULL,
+                value TEXT NOT NULL, PRIMARY KEY (run_id, key))""",
+            """CREATE TABLE properties (run_id TEXT NOT NULL REFERENCES runs(run_id), key TEXT NOT NULL,
+                value TEXT NOT NULL, PRIMARY KEY (run_id, key))""",
+            """CREATE TABLE metric_chunks (
+                id {id},
+                run_id TEXT NOT NULL REFERENCES runs(run_id),
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                n INTEGER NOT NULL,
+                step_min BIGINT NOT NULL,
+                step_max BIGINT NOT NULL,
+                dtype TEXT NOT NULL,
+                steps {blob} NOT NULL,
+                wall_times {blob} NOT NULL,
+                vals {blob} NOT NULL
+            )""",
+            "CREATE INDEX metric_chunks_by_run ON metric_chunks (run_id, name, id)",
+            "CREATE TABLE metric_batches (batch_id TEXT PRIMARY KEY, created {real} NOT NULL)",
+        ],
+    ),
+]
+
+_RUN_COLUMNS = (
+    "run_id, experiment, parent_id, display_name, run_type, target, status, created, "
+    "start_time, end_time, heartbeat, error"
+)
+
+
+class Dialect:
+    """What differs between SQLite and PostgreSQL."""
+
+    name = "sqlite"
+    types = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "real": "REAL"}
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    operational_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+
+    def __init__(self, uri: str) -> None:
+        self.path = sqlite_path_from_uri(uri)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def connect(self) -> Any:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def lock_migrations(self, conn: Any) -> None:
+        """Called inside the migration transaction; BEGIN IMMEDIATE already serializes writers."""
+
+    def __str__(self) -> str:
+        return f"sqlite:///{self.path}"
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    types = {"id": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA", "real": "DOUBLE PRECISION"}
+
+    def __init__(self, uri: str) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StoreUnavailableError(
+                "a postgresql:// tracking URI needs the PostgreSQL driver: pip install 'expboard[server]'"
+            ) from exc
+        self._psycopg = psycopg
+        self.uri = uri.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.integrity_errors = (psycopg.errors.IntegrityError,)
+        self.operational_errors = (psycopg.OperationalError,)
+
+    def connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.uri, autocommit=True)
+        except self._psycopg.OperationalError as exc:
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL at {self}: {exc}") from exc
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+    def lock_migrations(self, conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(4242017)")
+
+    def __str__(self) -> str:
+        parsed = urlparse(self.uri)
+        return f"postgresql://{parsed.hostname}:{parsed.port or 5432}{parsed.path}"
+
+
+def sqlite_path_from_uri(uri: str) -> Path:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` -> a Path."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        raise ValidationError(f"not a sqlite URI: {uri!r}")
+    path = unquote(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        raise ValidationError(f"give the SQLite file in the URI, such as sqlite:///path/to/expboard.db (got {uri!r})")
+    return Path(path)
+
+
+class SqlStore(Store):
+    """Run history in SQLite or PostgreSQL, files in a local folder.
+
+    >>> store = SqlStore("sqlite:////tmp/ws/expboard.db", "/tmp/ws/artifacts")  # doctest: +SKIP
+    """
+
+    def __init__(self, uri: str, artifact_root: str | os.PathLike[str]) -> None:
+        scheme = urlparse(uri).scheme
+        if scheme == "sqlite":
+            self.dialect: Dialect = Dialect(uri)
+        elif scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            self.dialect = PostgresDialect(uri)
+        else:
+            raise ValidationError(f"unsupported database URI {uri!r}: use sqlite:///... or postgresql://...")
+        self.files = LocalFiles(artifact_root)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[Any] = []
+        self._conn_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+
+    # --- connections and transactions ------------------------------------------------------------
+    def _conn(self) -> Any:
+        if self._closed:
+            raise StoreUnavailableError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self.dialect.connect()
+            except self.dialect.operational_errors as exc:
+                raise StoreUnavailableError(f"cannot open {self.dialect}: {exc}") from exc
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """One write transaction; writers of this process go one at a time."""
+        with self._write_lock:
+            conn = self._conn()
+            try:
+                self.dialect.begin(conn)
+            except self.dialect.operational_errors as exc:
+                raise StoreUnavailableError(f"{self.dialect} is not available for writing: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def _exec(self, conn: Any, statement: str, params: Sequence[Any] = ()) -> Any:
+        return conn.execute(self.dialect.sql(statement), params)
+
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self._conn()
+        return list(conn.execute(self.dialect.sql(statement), params).fetchall())
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            self._exec(conn, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            self.dialect.lock_migrations(conn)
+            rows = self._exec(conn, "SELECT MAX(version) FROM schema_version").fetchall()
+            current = rows[0][0] or 0
+            latest = MIGRATIONS[-1][0]
+            if current > latest:
+                raise StoreUnavailableError(
+                    f"{self.dialect} has schema version {current}, newer than this expboard knows ({latest}); "
+                    "upgrade expboard"
+                )
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    self._exec(conn, statement.format(**self.dialect.types))
+                self._exec(conn, "INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def close(self) -> None:
+        with self._conn_lock:
+            self._closed = True
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            self._connections.clear()
+
+    # --- experiments -----------------------------------------------------------------------------
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        check_experiment_name(name)
+        with self._write() as conn:
+            self._exec(
+                conn,
+                "INSERT INTO experiments (name, created) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, time.time()),
+            )
+        return self.get_experiment(name)
+
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        rows = self._query("SELECT name, created FROM experiments WHERE name = ?", (name,))
+        if not rows:
+            raise NotFoundError(f"no experiment named {name!r}; create it with Experiment(ws, {name!r})")
+        return ExperimentRecord(name=rows[0][0], created=rows[0][1])
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        rows = self._query("SELECT name, created FROM experiments ORDER BY created DESC, name")
+        return [ExperimentRecord(name=n, created=c) for n, c in rows]
+
+    # --- runs ------------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> RunRecord:
+        self.get_experiment(run.experiment)
+        if run.parent_id is not None:
+            self.get_run(run.parent_id)
+        try:
+            with self._write() as conn:
+                self._exec(
+                    conn,
+                    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id, run.experiment, run.parent_id, run.display_name, run.run_type, run.target,
+                        run.status.value, run.created, run.start_time, run.end_time, run.heartbeat,
+                        json.dumps(run.error) if run.error is not None else None,
+                    ),
+                )
+                self._put_map(conn, "tags", run.run_id, run.tags)
+                self._put_map(conn, "properties", run.run_id, run.properties)
+        except self.dialect.integrity_errors as exc:
+            raise ConflictError(f"a run with id {run.run_id!r} already exists") from exc
+        return self.get_run(run.run_id)
+
+    def _put_map(self, conn: Any, table: str, run_id: str, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._exec(
+                conn,
+                f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                (run_id, key, value),
+            )
+
+    def _runs_from_rows(self, rows: list[tuple[Any, ...]]) -> list[RunRecord]:
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        props: dict[str, dict[str, str]] = {i: {} for i in ids}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            for run_id, key, value in self._query(
+                f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks})", part
+            ):
+                tags[run_id][key] = value
+            for run_id, key, value in self._query(
+                f"SELECT run_id, key, value FROM properties WHERE run_id IN ({marks})", part
+            ):
+                props[run_id][key] = value
+        out = []
+        for r in rows:
+            out.append(
+                RunRecord(
+                    run_id=r[0], experiment=r[1], parent_id=r[2], display_name=r[3], run_type=r[4],
+                    target=r[5], status=RunStatus(r[6]), created=r[7], start_time=r[8], end_time=r[9],
+                    heartbeat=r[10], error=json.loads(r[11]) if r[11] else None,
+                    tags=dict(sorted(tags[r[0]].items())), properties=dict(sorted(props[r[0]].items())),
+                )
+            )
+        return out
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise NotFoundError(f"no run with id {run_id!r}; list runs with `expboard runs list`")
+        return self._runs_from_rows(rows)[0]
+
+    def list_runs(
+        self,
+        experiment: str | None = None,
+        parent_id: str | None | Any = UNSET,
+        statuses: Sequence[RunStatus] | None = None,
+    ) -> list[RunRecord]:
+        where, params = [], []
+        if experiment is not None:
+            where.append("experiment = ?")
+            params.append(experiment)
+        if parent_id is None:
+            where.append("parent_id IS NULL")
+        elif parent_id is not UNSET:
+            where.append("parent_id = ?")
+            params.append(parent_id)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(RunStatus(s).value for s in statuses)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created DESC, run_id DESC", params)
+        return self._runs_from_rows(rows)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | Any = UNSET,
+        start_time: float | None | Any = UNSET,
+        end_time: float | None | Any = UNSET,
+        heartbeat: float | None | Any = UNSET,
+        error: dict[str, Any] | None | Any = UNSET,
+        display_name: str | Any = UNSET,
+        only_if_status: Sequence[RunStatus] | None = None,
+    ) -> RunRecord:
+        sets: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", RunStatus(status).value if status is not UNSET else UNSET),
+            ("start_time", start_time),
+            ("end_time", end_time),
+            ("heartbeat", heartbeat),
+            ("error", json.dumps(error) if error not in (UNSET, None) else error),
+            ("display_name", display_name),
+        ):
+            if value is not UNSET:
+                sets.append(f"{column} = ?")
+                params.append(value)
+        if sets:
+            where = "run_id = ?"
+            params.append(run_id)
+            if only_if_status:
+                where += f" AND status IN ({', '.join('?' * len(only_if_status))})"
+                params.extend(RunStatus(s).value for s in only_if_status)
+            with self._write() as conn:
+                self._exec(conn, f"UPDATE runs SET {', '.join(sets)} WHERE {where}", params)
+        return self.get_run(run_id)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> None:
+        self.get_run(run_id)
+        with self._write() as conn:
+            for key, value in tags.items():
+                check_key(key, "tag")
+                if value is None:
+                    self._exec(conn, "DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key))
+                else:
+                    self._put_map(conn, "tags", run_id, {key: str(value)})
+
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        self.get_run(run_id)
+        with self._write() as conn:
+            for key, value in properties.items():
+                check_key(key, "property")
+                rows = self._exec(
+                    conn, "SELECT value FROM properties WHERE run_id = ? AND key = ?", (run_id, key)
+                ).fetchall()
+                if rows and rows[0][0] != str(value):
+                    raise ConflictError(
+                        f"property {key!r} of run {run_id!r} is already {rows[0][0]!r}; properties can be added "
+                        "but not changed (use a tag for values that change)"
+                    )
+                if not rows:
+                    self._exec(
+                        conn, "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)", (run_id, key, str(value))
+                    )
+
+    # --- metrics ---------------------------------------------------------------------------------
+    def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
+        rows = []
+        for chunk in chunks:
+            check_metric_name(chunk.name)
+            n = len(chunk.steps)
+            if n == 0:
+                continue
+            if len(chunk.wall_times) != n or len(chunk.values) != n:
+                raise ValidationError(f"metric {chunk.name!r}: steps, wall times and values differ in length")
+            steps = np.asarray(chunk.steps, dtype=np.int64)
+            dtype, vals = encode_values(chunk.values)
+            rows.append(
+                (
+                    chunk.run_id, chunk.name, MetricKind(chunk.kind).value, n, int(steps.min()), int(steps.max()),
+                    dtype, pack_i8(steps), pack_f8(chunk.wall_times), vals,
+                )
+            )
+        if not rows and batch_id is None:
+            return
+        try:
+            with self._write() as conn:
+                if batch_id is not None:
+                    seen = self._exec(
+                        conn, "SELECT 1 FROM metric_batches WHERE batch_id = ?", (batch_id,)
+                    ).fetchall()
+                    if seen:
+                        return
+                    self._exec(
+                        conn, "INSERT INTO metric_batches (batch_id, created) VALUES (?, ?)", (batch_id, time.time())
+                    )
+                if rows:
+                    conn.executemany(
+                        self.dialect.sql(
+                            "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, "
+                            "wall_times, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        ),
+                        rows,
+                    )
+        except self.dialect.integrity_errors as exc:
+            missing = {c.run_id for c in chunks} - {r.run_id for r in self._runs_exist({c.run_id for c in chunks})}
+            if missing:
+                raise NotFoundError(f"cannot log metrics: no run with id {sorted(missing)[0]!r}") from exc
+            if batch_id is not None:  # a concurrent retry of the same batch won the race
+                return
+            raise
+
+    def _runs_exist(self, ids: set[str]) -> list[RunRecord]:
+        out = []
+        for run_id in ids:
+            try:
+                out.append(self.get_run(run_id))
+            except NotFoundError:
+                pass
+        return out
+
+    def get_metrics(
+        self,
+        run_id: str,
+        name: str | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> list[MetricSeries]:
+        where, params = ["run_id = ?"], [run_id]
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if min_step is not None:
+            where.append("step_max >= ?")
+            params.append(int(min_step))
+        if max_step is not None:
+            where.append("step_min <= ?")
+            params.append(int(max_step))
+        rows = self._query(
+            "SELECT name, kind, dtype, steps, wall_times, vals FROM metric_chunks "
+            f"WHERE {' AND '.join(where)} ORDER BY id",
+            params,
+        )
+        grouped: dict[str, tuple[str, list[Any], list[Any], list[Any]]] = {}
+        for mname, kind, dtype, steps, times, vals in rows:
+            entry = grouped.setdefault(mname, (kind, [], [], []))
+            entry[1].append(unpack_i8(bytes(steps)))
+            entry[2].append(unpack_f8(bytes(times)))
+            entry[3].append(decode_values(dtype, bytes(vals)))
+        out = []
+        for mname, (kind, steps_parts, time_parts, val_parts) in grouped.items():
+            series = MetricSeries(
+                run_id=run_id,
+                name=mname,
+                kind=MetricKind(kind),
+                steps=np.concatenate(steps_parts),
+                wall_times=np.concatenate(time_parts),
+                values=concat_values(val_parts),
+            )
+            if min_step is not None or max_step is not None:
+                series = _step_slice(series, min_step, max_step)
+            out.append(series)
+        return out
+
+    # --- files -----------------------------------------------------------------------------------
+    def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
+        self.get_run(run_id)
+        return self.files.write(run_id, name, data)
+
+    def append_file(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
+        self.get_run(run_id)
+        return self.files.append(run_id, name, data, offset)
+
+    def read_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.files.read(run_id, name, offset, length)
+
+    def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
+        return self.files.list(run_id, prefix)
+
+
+def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:
+    keep = np.ones(len(series.steps), dtype=bool)
+    if min_step is not None:
+        keep &= series.steps >= min_step
+    if max_step is not None:
+        keep &= series.steps <= max_step
+    values = series.values
+    values = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep, strict=True) if k]
+    return replace(series, steps=series.steps[keep], wall_times=series.wall_times[keep], values=values)
