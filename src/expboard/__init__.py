@@ -1,3 +1,42 @@
-"""expboard: self-hosted experiment run history with first-class TensorBoard integration."""
+"""expboard: self-hosted experiment run history with first-class TensorBoard integration.
+
+>>> from expboard import Workspace, Experiment
+>>> ws = Workspace.from_config()                       # doctest: +SKIP
+>>> run = Experiment(ws, "demo").start_logging()       # doctest: +SKIP
+"""
+
+from .errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    ExpboardError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RunFailedError,
+    StoreUnavailableError,
+    ValidationError,
+)
+from .experiment import Experiment
+from .records import MetricKind, RunStatus
+from .run import Run
+from .workspace import Workspace
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConflictError",
+    "ExpboardError",
+    "Experiment",
+    "MetricKind",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "Run",
+    "RunFailedError",
+    "RunStatus",
+    "StoreUnavailableError",
+    "ValidationError",
+    "Workspace",
+    "__version__",
+]

@@ -16,8 +16,7 @@ def check_experiment_name(name: object) -> str:
     """Experiment names: letters, digits, ``_`` and ``-``, 1 to 255 characters."""
     if not isinstance(name, str) or not _EXPERIMENT_RE.fullmatch(name):
         raise ValidationError(
-            f"invalid experiment name {name!r}: use 1 to 255 letters, digits, '_' or '-' "
-            "(for example 'ridge-sweep_2')"
+            f"invalid experiment name {name!r}: use 1 to 255 letters, digits, '_' or '-' (for example 'ridge-sweep_2')"
         )
     return name
 
@@ -26,8 +25,7 @@ def check_metric_name(name: object) -> str:
     """Metric names: any non-empty text up to 255 characters without control characters."""
     if not isinstance(name, str) or not name or len(name) > 255 or any(ord(c) < 32 for c in name):
         raise ValidationError(
-            f"invalid metric name {name!r}: use a non-empty string of at most 255 characters "
-            "without control characters"
+            f"invalid metric name {name!r}: use a non-empty string of at most 255 characters without control characters"
         )
     return name
 

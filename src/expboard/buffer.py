@@ -1,0 +1,222 @@
+"""Buffered metric logging: ``Run.log`` appends to in-memory columns; one background thread per store
+writes them in batches. Memory is bounded: past ``max_pending`` points the logging thread writes the
+buffer itself. ``flush()``, interpreter exit and SIGTERM write everything that was logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+import uuid
+from typing import Any
+
+from .records import MetricKind
+from .stores import MetricChunk, Store
+
+__all__ = ["MetricBuffer", "Series", "buffer_for", "flush_all"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 1.0
+FLUSH_THRESHOLD = 200_000  # points that wake the flusher early
+MAX_PENDING = 2_000_000  # points held before the logging thread writes them itself
+
+
+class Series:
+    """The unwritten points of one metric of one run. Appended to under the buffer's lock."""
+
+    __slots__ = ("count", "kind", "name", "run_id", "steps", "times", "values")
+
+    def __init__(self, run_id: str, name: str, kind: MetricKind) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.kind = kind
+        self.count = 0  # points ever logged to this series in this process (the default step)
+        self.steps: list[int] = []
+        self.times: list[float] = []
+        self.values: list[Any] = []
+
+
+class MetricBuffer:
+    """Pending points for one store, and the thread that writes them."""
+
+    def __init__(self, store: Store, interval: float = FLUSH_INTERVAL_S) -> None:
+        self.store = store
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.pending = 0
+        self._series: dict[tuple[str, str, MetricKind], Series] = {}
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._failed_chunks: list[tuple[list[MetricChunk], str]] = []
+
+    def series(self, run_id: str, name: str, kind: MetricKind) -> Series:
+        key = (run_id, name, kind)
+        with self.lock:
+            s = self._series.get(key)
+            if s is None:
+                s = self._series[key] = Series(run_id, name, kind)
+        self._ensure_thread()
+        return s
+
+    def added(self) -> None:
+        """Called by a logger after ``pending`` crossed FLUSH_THRESHOLD."""
+        if self.pending >= MAX_PENDING:
+            self.flush()  # bounded memory: the logging thread pays for the write itself
+        else:
+            self._wake.set()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="expboard-flusher", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # keep the points; retried on the next cycle and by flush()
+                if self._error is None:
+                    log.warning("expboard: writing metrics failed, will retry: %s", exc)
+                self._error = exc
+
+    def _take(self) -> list[MetricChunk]:
+        chunks = []
+        with self.lock:
+            for s in self._series.values():
+                if not s.steps:
+                    continue
+                # A point whose log() was interrupted half-way (SIGTERM) has not been logged: cut to the
+                # shortest column.
+                n = min(len(s.steps), len(s.times), len(s.values))
+                steps, times, values = s.steps[:n], s.times[:n], s.values[:n]
+                s.steps, s.times, s.values = [], [], []
+                chunks.append(MetricChunk(s.run_id, s.name, s.kind, steps, times, values))
+            self.pending = 0
+        return chunks
+
+    def flush(self) -> None:
+        """Write every pending point (and retry earlier failed writes). Raises if the store fails."""
+        with self._flush_lock:
+            if self._failed_chunks:
+                retry = self._failed_chunks
+                self._failed_chunks = []
+                for i, (chunks, batch_id) in enumerate(retry):
+                    try:
+                        self.store.log_metrics(chunks, batch_id=batch_id)
+                    except BaseException:
+                        self._failed_chunks = retry[i:]
+                        raise
+            chunks = self._take()
+            if not chunks:
+                return
+            batch_id = uuid.uuid4().hex
+            try:
+                self.store.log_metrics(chunks, batch_id=batch_id)
+            except BaseException:
+                self._failed_chunks.append((chunks, batch_id))
+                raise
+            self._error = None
+
+    def write_direct(self, s: Series, steps: Any, times: Any, values: Any) -> None:
+        """Write arrays of points of series ``s`` now, after everything logged before them."""
+        self.flush()
+        with self._flush_lock:
+            with self.lock:
+                s.count += len(steps)
+            self.store.log_metrics([MetricChunk(s.run_id, s.name, s.kind, steps, times, values)], uuid.uuid4().hex)
+
+    def forget_run(self, run_id: str) -> None:
+        """Drop the (already flushed) series of a finished run so long sessions do not grow."""
+        with self.lock:
+            for key in [k for k, s in self._series.items() if k[0] == run_id and not s.steps]:
+                del self._series[key]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        self.flush()
+
+
+_buffers_strong: dict[int, MetricBuffer] = {}
+_registry_lock = threading.Lock()
+
+
+def buffer_for(store: Store) -> MetricBuffer:
+    """The one buffer of a store in this process."""
+    with _registry_lock:
+        buf = _buffers_strong.get(id(store))
+        if buf is None or buf.store is not store:
+            buf = _buffers_strong[id(store)] = MetricBuffer(store)
+            _install_exit_handlers()
+        return buf
+
+
+def flush_all() -> None:
+    """Write every pending point of every store in this process."""
+    errors = []
+    for buf in list(_buffers_strong.values()):
+        try:
+            buf.flush()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+_exit_hooks: list[Any] = []
+_handlers_installed = False
+
+
+def on_exit(hook: Any) -> None:
+    """Run ``hook()`` at interpreter exit after metrics are flushed (used to finish owned runs)."""
+    _exit_hooks.append(hook)
+
+
+def _at_exit() -> None:
+    for buf in list(_buffers_strong.values()):
+        try:
+            buf.close()
+        except Exception as exc:
+            print(f"expboard: could not write logged metrics at exit: {exc}", file=sys.stderr)
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception as exc:
+            print(f"expboard: {exc}", file=sys.stderr)
+
+
+terminated_by_signal = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global terminated_by_signal
+    terminated_by_signal = True
+    # Unwind the main thread like an exit: `with` blocks close, atexit flushes every buffer.
+    raise SystemExit(128 + signum)
+
+
+def _install_exit_handlers() -> None:
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread() and os.name == "posix":
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main interpreter
+            pass

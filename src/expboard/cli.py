@@ -1,0 +1,172 @@
+"""The ``expboard`` command: thin over the library. Each subcommand is one function ``cmd_<name>``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .errors import ExpboardError
+from .workspace import Workspace
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace.from_config(getattr(args, "workspace", None))
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    ws = Workspace.init(args.path, tracking_uri=args.tracking_uri)
+    print(f"Initialized expboard workspace in {ws.path}/.expboard (tracking URI {ws.tracking_uri})")
+    ws.close()
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from .stores import UNSET
+
+    ws = _workspace(args)
+    records = ws.store.list_runs(experiment=args.experiment, parent_id=UNSET if args.all else None)
+    if args.json:
+        print(json.dumps([_record_json(r) for r in records], indent=2))
+        return 0
+    if not records:
+        print("no runs" + (f" in experiment {args.experiment!r}" if args.experiment else ""))
+        return 0
+    rows = [("RUN ID", "EXPERIMENT", "NAME", "STATUS", "STARTED")]
+    rows += [(r.run_id, r.experiment, r.display_name, r.status.value, _when(r.start_time)) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _record_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "experiment": r.experiment,
+        "display_name": r.display_name,
+        "parent_id": r.parent_id,
+        "status": r.status.value,
+        "start_time": r.start_time,
+        "end_time": r.end_time,
+        "tags": r.tags,
+        "properties": r.properties,
+    }
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    ws = _workspace(args)
+    run = ws.get_run(args.run_id)
+    details = run.get_details()
+    series = run.get_metric_series()
+    if args.json:
+        details["metrics"] = run.get_metrics()
+        print(json.dumps(details, indent=2, default=str))
+        return 0
+    print(f"Run        {details['runId']}")
+    print(f"Experiment {details['experiment']}")
+    if details["displayName"]:
+        print(f"Name       {details['displayName']}")
+    if details["parentRunId"]:
+        print(f"Parent     {details['parentRunId']}")
+    print(f"Status     {details['status']}")
+    print(f"Started    {details['startTimeUtc'] or '-'}")
+    print(f"Ended      {details['endTimeUtc'] or '-'}")
+    if details.get("error"):
+        print(f"Error      {details['error'].get('code')}: {details['error'].get('message')}")
+    for label, mapping in (("Tags", details["tags"]), ("Properties", details["properties"])):
+        if mapping:
+            print(f"{label}:")
+            for k, v in mapping.items():
+                print(f"  {k} = {v}")
+    children = run.get_children()
+    if children:
+        print(f"Child runs: {len(children)}")
+    if series:
+        print("Metrics:")
+        for s in series:
+            n = len(s)
+            if isinstance(s.values, np.ndarray) and s.values.dtype.kind in "fiu" and n:
+                v = s.values.astype(float)
+                summary = f"last={v[-1]:.6g}" + (f" min={np.nanmin(v):.6g} max={np.nanmax(v):.6g}" if n > 1 else "")
+            else:
+                last = s.values[-1] if n else None
+                summary = f"last={json.dumps(last, default=str)[:60]}"
+            print(f"  {s.name:<30} {s.kind.value:<8} {n:>8} point{'s' if n != 1 else ' '}  {summary}")
+    files = run.get_file_names()
+    if files:
+        print(f"Files: {len(files)}")
+        for name in files[:20]:
+            print(f"  {name}")
+        if len(files) > 20:
+            print(f"  ... and {len(files) - 20} more")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="expboard", description="Experiment run history with TensorBoard.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create .expboard/config.json (an embedded workspace) in PATH")
+    p.add_argument("path", nargs="?", default=".")
+    p.add_argument("--tracking-uri", help="sqlite:///..., postgresql://... or http(s)://... (default: embedded)")
+    p.set_defaults(func=cmd_init)
+
+    runs = sub.add_parser("runs", help="list, show, cancel runs and read their logs")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    runs_sub.required = True
+    p = runs_sub.add_parser("list", help="runs, newest first")
+    p.add_argument("--experiment", "-e")
+    p.add_argument("--all", action="store_true", help="include child runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs_list)
+    p = runs_sub.add_parser("show", help="status, tags and a metrics summary of one run")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs_show)
+
+    for register in _EXTENSIONS:
+        register(sub, runs_sub)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"expboard {__version__}"
+
+
+# Later parts (demo, tensorboard, export, submit, server, compute) add their subcommands here:
+# each is a function (subparsers, runs_subparsers) -> None that calls add_parser(...).set_defaults(func=...).
+_EXTENSIONS: list[Callable[[Any, Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ExpboardError as exc:
+        print(f"expboard: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

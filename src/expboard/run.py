@@ -1,0 +1,659 @@
+"""Runs: metrics, status, child runs, tags, properties and files of one execution."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import buffer as buffer_module
+from .buffer import FLUSH_THRESHOLD, MetricBuffer, buffer_for, flush_all, on_exit
+from .errors import ExpboardError, RunFailedError, ValidationError
+from .names import check_file_name, check_key, check_metric_name
+from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
+from .stores import UNSET
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+
+__all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
+
+ENV_RUN_ID = "EXPBOARD_RUN_ID"
+
+_time = time.time
+_SCALAR = MetricKind.SCALAR
+_NUMPY_SCALARS = (np.generic,)
+
+
+def new_run_id(experiment: str) -> str:
+    """Readable and unique across processes: ``<experiment>_<unix seconds>_<8 hex digits>``."""
+    return f"{experiment}_{int(time.time())}_{secrets.token_hex(4)}"
+
+
+def _coerce_value(name: str, value: Any) -> Any:
+    """A loggable scalar from ``value``, or a ValidationError that says what to use instead."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return float(value)
+        return value
+    if isinstance(value, _NUMPY_SCALARS) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # torch / jax 0-d tensors
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        raise ValidationError(
+            f"metric {name!r}: run.log() takes one value, got a {type(value).__name__}; "
+            "use run.log_list(name, values) for a list, or run.log_array(name, values) for many points"
+        )
+    if isinstance(value, dict):
+        raise ValidationError(
+            f"metric {name!r}: run.log() takes one value, got a dict; use run.log_row(name, **columns) "
+            "or run.log_table(name, {column: values})"
+        )
+    raise ValidationError(
+        f"metric {name!r}: cannot log a value of type {type(value).__name__}; "
+        "log an int, float, bool, str, None or numpy scalar"
+    )
+
+
+def _coerce_step(step: Any) -> int:
+    if isinstance(step, bool):
+        raise ValidationError(f"step must be an integer, got {step!r}")
+    try:
+        return int(step.__index__())
+    except (AttributeError, TypeError):
+        raise ValidationError(f"step must be an integer, got {type(step).__name__} {step!r}") from None
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _json_value(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=_np_default, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what}: {exc}; use numbers, strings, booleans, None, lists and dicts") from None
+
+
+def _np_default(obj: Any) -> Any:
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"values of type {type(obj).__name__} cannot be stored")
+
+
+class Run:
+    """One execution: metrics, status, child runs, tags, properties and files.
+
+    >>> run = experiment.start_logging()        # doctest: +SKIP
+    >>> run.log("loss", 0.25, step=1)            # doctest: +SKIP
+    >>> run.complete()                            # doctest: +SKIP
+    """
+
+    def __init__(self, experiment: Experiment, run_id: str, *, _record: RunRecord | None = None) -> None:
+        self.experiment = experiment
+        self.id = run_id
+        store = experiment.workspace.store
+        self._store = store
+        self._record = _record if _record is not None else store.get_run(run_id)
+        if self._record.experiment != experiment.name:
+            raise ValidationError(
+                f"run {run_id!r} belongs to experiment {self._record.experiment!r}, not {experiment.name!r}"
+            )
+        self._buf: MetricBuffer = buffer_for(store)
+        self._series_cache: dict[str, Any] = {}
+        self._owned = False  # started by this process: completed at exit if left running
+        self._child_count = 0
+
+    # --- identity ---------------------------------------------------------------------------------
+    @property
+    def workspace(self) -> Any:
+        return self.experiment.workspace
+
+    @property
+    def display_name(self) -> str:
+        return self._record.display_name
+
+    @property
+    def parent(self) -> Run | None:
+        if self._record.parent_id is None:
+            return None
+        return Run(self.experiment, self._record.parent_id)
+
+    @property
+    def status(self) -> RunStatus:
+        return self.get_status()
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return self.get_properties()
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.get_tags()
+
+    def __repr__(self) -> str:
+        return f"Run(experiment={self.experiment.name!r}, id={self.id!r}, status={self._record.status.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # --- creation -------------------------------------------------------------------------------
+    @classmethod
+    def _create(
+        cls,
+        experiment: Experiment,
+        *,
+        display_name: str = "",
+        parent: Run | None = None,
+        run_type: str = "interactive",
+        status: RunStatus = RunStatus.RUNNING,
+        target: str = "local",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> Run:
+        now = _time()
+        running = status == RunStatus.RUNNING
+        record = RunRecord(
+            run_id=new_run_id(experiment.name),
+            experiment=experiment.name,
+            status=status,
+            created=now,
+            display_name=display_name,
+            parent_id=parent.id if parent is not None else None,
+            run_type=run_type,
+            target=target,
+            start_time=now if running else None,
+            heartbeat=now if running else None,
+            tags={check_key(k): str(v) for k, v in (tags or {}).items()},
+            properties={check_key(k, "property"): str(v) for k, v in (properties or {}).items()},
+        )
+        record = experiment.workspace.store.create_run(record)
+        run = cls(experiment, record.run_id, _record=record)
+        if run_type != "script":
+            run._owned = True
+            _owned_runs[run.id] = run
+        return run
+
+    @classmethod
+    def get_context(cls, allow_offline: bool = True) -> Run:
+        """Inside a submitted script: the submitted run. Elsewhere: an offline run that accepts every call
+        and keeps what is logged in a temporary history, so scripts run unchanged outside expboard."""
+        run_id = os.environ.get(ENV_RUN_ID)
+        if run_id:
+            from .workspace import Workspace
+
+            return Workspace.from_config().get_run(run_id)
+        if not allow_offline:
+            raise ExpboardError(f"not inside a submitted run ({ENV_RUN_ID} is not set)")
+        return _offline_run()
+
+    # --- metrics --------------------------------------------------------------------------------
+    def _series(self, name: str, kind: MetricKind) -> Any:
+        check_metric_name(name)
+        s = self._buf.series(self.id, name, kind)
+        if kind is _SCALAR:
+            self._series_cache[name] = s
+        return s
+
+    def log(self, name: str, value: Any, step: int | None = None, description: str = "") -> None:
+        """Log one value (int, float, bool, str, None or a numpy scalar). Logged several times, a metric
+        becomes a series; ``step`` defaults to the point's index."""
+        tv = type(value)
+        if tv is not float and tv is not int:
+            value = _coerce_value(name, value)
+        elif tv is int and not -(2**63) <= value < 2**63:
+            value = float(value)
+        if step is not None and type(step) is not int:
+            step = _coerce_step(step)
+        s = self._series_cache.get(name)
+        if s is None:
+            s = self._series(name, _SCALAR)
+        buf = self._buf
+        with buf.lock:
+            s.steps.append(s.count if step is None else step)
+            s.times.append(_time())
+            s.values.append(value)
+            s.count += 1
+            buf.pending += 1
+        if buf.pending >= FLUSH_THRESHOLD:
+            buf.added()
+
+    def log_array(
+        self,
+        name: str,
+        values: Any,
+        steps: Any = None,
+        wall_times: Any = None,
+    ) -> None:
+        """Log many points of one metric at once from arrays (the fast path for numpy users).
+
+        ``steps`` defaults to the points' indices continuing the series, ``wall_times`` to now.
+        """
+        vals = np.asarray(values)
+        if vals.ndim != 1:
+            raise ValidationError(f"metric {name!r}: log_array takes a 1-D array, got shape {vals.shape}")
+        if vals.dtype.kind not in "fiub":
+            raise ValidationError(f"metric {name!r}: log_array takes numbers or booleans, got dtype {vals.dtype}")
+        n = len(vals)
+        s = self._series_cache.get(name) or self._series(name, _SCALAR)
+        if steps is None:
+            step_arr = np.arange(s.count, s.count + n, dtype=np.int64)
+        else:
+            step_arr = np.asarray(steps)
+            if step_arr.shape != (n,) or step_arr.dtype.kind not in "iu":
+                raise ValidationError(f"metric {name!r}: steps must be {n} integers")
+        times = np.full(n, _time()) if wall_times is None else np.asarray(wall_times, dtype=np.float64)
+        if times.shape != (n,):
+            raise ValidationError(f"metric {name!r}: wall_times must be {n} numbers")
+        self._buf.write_direct(s, step_arr, times, vals)
+
+    def _log_kind(self, name: str, kind: MetricKind, values: Sequence[Any], steps: Sequence[int] | None = None) -> None:
+        s = self._series(name, kind)
+        now = _time()
+        buf = self._buf
+        with buf.lock:
+            for i, v in enumerate(values):
+                s.steps.append(s.count if steps is None else steps[i])
+                s.times.append(now)
+                s.values.append(v)
+                s.count += 1
+            buf.pending += len(values)
+        if buf.pending >= FLUSH_THRESHOLD:
+            buf.added()
+
+    def log_list(self, name: str, value: Sequence[Any], description: str = "") -> None:
+        """Log a list of values; element i gets step i."""
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            raise ValidationError(f"metric {name!r}: log_list takes a list of values, got {type(value).__name__}")
+        items = [_coerce_value(name, v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+        self._log_kind(name, MetricKind.LIST, items)
+
+    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+        """Log one row of a table: ``run.log_row("results", alpha=0.1, mse=3.2)``; read back as columns."""
+        if not kwargs:
+            raise ValidationError(f"metric {name!r}: log_row needs at least one column, like log_row(name, x=1)")
+        row = {k: _coerce_value(f"{name}.{k}", v) for k, v in kwargs.items()}
+        self._log_kind(name, MetricKind.ROW, [row])
+
+    def log_table(self, name: str, value: Mapping[str, Sequence[Any]], description: str = "") -> None:
+        """Log a table as a dict of equally long columns: ``{"alpha": [..], "mse": [..]}``."""
+        if not isinstance(value, Mapping) or not value:
+            raise ValidationError(f"metric {name!r}: log_table takes a non-empty dict of columns")
+        columns = {}
+        for col, items in value.items():
+            if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+                raise ValidationError(f"metric {name!r}: column {col!r} must be a list of values")
+            seq = items.tolist() if isinstance(items, np.ndarray) else list(items)
+            columns[str(col)] = [_coerce_value(f"{name}.{col}", v) for v in seq]
+        lengths = {len(c) for c in columns.values()}
+        if len(lengths) != 1:
+            raise ValidationError(f"metric {name!r}: table columns differ in length ({sorted(lengths)})")
+        self._log_kind(name, MetricKind.TABLE, [columns])
+
+    def log_confusion_matrix(self, name: str, value: Mapping[str, Any] | Any, description: str = "") -> None:
+        """Log a confusion matrix: a 2-D array, or Azure's dict
+        ``{"schema_type": "confusion_matrix", "data": {"class_labels": [...], "matrix": [[...]]}}``."""
+        if isinstance(value, Mapping):
+            data = value.get("data", value)
+            matrix, labels = data.get("matrix"), data.get("class_labels")
+        else:
+            matrix, labels = value, None
+        arr = np.asarray(matrix)
+        if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.dtype.kind not in "iuf":
+            raise ValidationError(f"metric {name!r}: a confusion matrix is a square 2-D array of counts")
+        if labels is None:
+            labels = [str(i) for i in range(arr.shape[0])]
+        if len(labels) != arr.shape[0]:
+            raise ValidationError(
+                f"metric {name!r}: {len(labels)} class labels for a {arr.shape[0]}x{arr.shape[0]} matrix"
+            )
+        cm = {
+            "schema_type": "confusion_matrix",
+            "schema_version": "1.0.0",
+            "data": {"class_labels": [str(x) for x in labels], "matrix": arr.tolist()},
+        }
+        self._log_kind(name, MetricKind.CONFUSION_MATRIX, [_json_value(cm, f"metric {name!r}")])
+
+    def log_image(
+        self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = ""
+    ) -> None:
+        """Log an image from a file (``path``) or a matplotlib figure (``plot``); it is stored as a run file."""
+        if (path is None) == (plot is None):
+            raise ValidationError(f"metric {name!r}: give exactly one of path= or plot=")
+        check_metric_name(name)
+        if plot is not None:
+            fig = plot.gcf() if hasattr(plot, "gcf") else plot
+            if not hasattr(fig, "savefig"):
+                raise ValidationError(f"metric {name!r}: plot must be a matplotlib figure or pyplot")
+            out = io.BytesIO()
+            fig.savefig(out, format="png")
+            data, ext = out.getvalue(), ".png"
+        else:
+            p = Path(path)  # type: ignore[arg-type]
+            if not p.is_file():
+                raise ValidationError(f"metric {name!r}: no image file at {p}")
+            data, ext = p.read_bytes(), p.suffix.lower() or ".png"
+        s = self._series(name, MetricKind.IMAGE)
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        file_name = f"logged_images/{slug}/{s.count:05d}{ext}"
+        self._store.write_file(self.id, file_name, data)
+        self._log_kind(name, MetricKind.IMAGE, [file_name])
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write every logged point of this process now."""
+        self._buf.flush()
+
+    def get_metrics(
+        self, name: str | None = None, recursive: bool = False, run_type: str | None = None
+    ) -> dict[str, Any]:
+        """Metrics by name: one value if logged once, a list if logged several times, columns (a dict of
+        lists) for rows and tables. With ``recursive=True``: ``{run_id: metrics}`` for this run and every
+        descendant."""
+        self._buf.flush()
+        if recursive:
+            runs = [self, *self.get_children(recursive=True)]
+            if run_type is not None:
+                runs = [r for r in runs if r._record.run_type == run_type]
+            return {r.id: r._metrics_dict(name) for r in runs}
+        return self._metrics_dict(name)
+
+    def _metrics_dict(self, name: str | None) -> dict[str, Any]:
+        return {s.name: metric_value(s) for s in self._store.get_metrics(self.id, name=name)}
+
+    def get_metric_series(self, name: str | None = None) -> list[MetricSeries]:
+        """The raw series (steps, wall times, values, kind) as stored."""
+        self._buf.flush()
+        return self._store.get_metrics(self.id, name=name)
+
+    # --- status ---------------------------------------------------------------------------------
+    def _refresh(self) -> RunRecord:
+        self._record = self._store.get_run(self.id)
+        return self._record
+
+    def get_status(self) -> RunStatus:
+        return self._refresh().status
+
+    def _finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
+        try:
+            self._buf.flush()
+        finally:
+            now = _time()
+            self._record = self._store.update_run(
+                self.id,
+                status=status,
+                end_time=now,
+                heartbeat=now,
+                error=error if error is not None else UNSET,
+                only_if_status=[s for s in RunStatus if s not in TERMINAL_STATUSES],
+            )
+            _owned_runs.pop(self.id, None)
+            self._series_cache.clear()
+            self._buf.forget_run(self.id)
+
+    def start(self) -> None:
+        """Mark a NotStarted run Running."""
+        now = _time()
+        self._record = self._store.update_run(self.id, status=RunStatus.RUNNING, start_time=now, heartbeat=now)
+
+    def complete(self, set_status: bool = True) -> None:
+        """Write everything logged and mark the run Completed."""
+        if set_status:
+            self._finish(RunStatus.COMPLETED)
+        else:
+            self._buf.flush()
+
+    def fail(self, error_details: BaseException | str | None = None, error_code: str | None = None) -> None:
+        """Mark the run Failed, recording the error (an exception or a message)."""
+        self._finish(RunStatus.FAILED, _error_dict(error_details, error_code))
+
+    def cancel(self) -> None:
+        """Cancel the run. A submitted run's process is stopped by its agent."""
+        if self._record.run_type == "script":
+            self._record = self._store.update_run(
+                self.id,
+                status=RunStatus.CANCEL_REQUESTED,
+                only_if_status=[s for s in RunStatus if s not in TERMINAL_STATUSES],
+            )
+        else:
+            self._finish(RunStatus.CANCELED)
+
+    def wait_for_completion(
+        self,
+        show_output: bool = False,
+        wait_post_processing: bool = False,
+        raise_on_error: bool = True,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Wait until the run ends; with ``show_output`` stream its driver log. Raises RunFailedError when it
+        failed (unless ``raise_on_error=False``). Returns :meth:`get_details`."""
+        from .logs import follow_log  # type: ignore[import-not-found]
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if show_output:
+            follow_log(self, deadline=deadline)
+        while not self.get_status().is_terminal and self._record.status != RunStatus.NOT_RESPONDING:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {self._record.status.value} after {timeout} s")
+            time.sleep(0.2)
+        details = self.get_details()
+        if raise_on_error and self._record.status in (RunStatus.FAILED, RunStatus.NOT_RESPONDING):
+            err = (self._record.error or {}).get("message", "")
+            raise RunFailedError(f"run {self.id} ended {self._record.status.value}: {err}".rstrip(": "))
+        return details
+
+    def get_details(self) -> dict[str, Any]:
+        """Status, times, tags, properties, error and log files, with Azure ML's keys."""
+        r = self._refresh()
+        details: dict[str, Any] = {
+            "runId": r.run_id,
+            "experiment": r.experiment,
+            "displayName": r.display_name,
+            "parentRunId": r.parent_id,
+            "runType": r.run_type,
+            "target": r.target,
+            "status": r.status.value,
+            "createdUtc": _iso(r.created),
+            "startTimeUtc": _iso(r.start_time),
+            "endTimeUtc": _iso(r.end_time),
+            "properties": dict(r.properties),
+            "tags": dict(r.tags),
+            "logFiles": {f.name: f.name for f in self._store.list_files(self.id, "system_logs/")},
+        }
+        if r.error:
+            details["error"] = r.error
+        return details
+
+    # --- children -------------------------------------------------------------------------------
+    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> Run:
+        """Create a Running child run. As a context manager it ends Completed, or Failed (error recorded and
+        the exception re-raised) when the block raises."""
+        self._child_count += 1
+        return Run._create(
+            self.experiment, display_name=name or f"child_{self._child_count}", parent=self, run_type="child"
+        )
+
+    def get_children(self, recursive: bool = False) -> list[Run]:
+        """Child runs, newest first; with ``recursive``, every descendant."""
+        out: list[Run] = []
+        todo = [self.id]
+        while todo:
+            parent = todo.pop(0)
+            for record in self._store.list_runs(parent_id=parent):
+                out.append(Run(self.experiment, record.run_id, _record=record))
+                if recursive:
+                    todo.append(record.run_id)
+        return out
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._record.status.is_terminal and self.get_status().is_terminal:
+            return
+        if exc is None:
+            self.complete()
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self._finish(RunStatus.CANCELED, _error_dict(exc, "Interrupted"))
+        else:
+            self.fail(exc)
+
+    # --- tags and properties --------------------------------------------------------------------
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set a tag (tags can change; a tag without value is stored as '')."""
+        self.set_tags({key: "" if value is None else value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._store.set_tags(self.id, {check_key(k): str(v) for k, v in tags.items()})
+
+    def remove_tags(self, keys: Sequence[str]) -> None:
+        self._store.set_tags(self.id, {k: None for k in keys})
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._refresh().tags)
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        """Add properties; a property cannot be changed once set (ConflictError)."""
+        self._store.add_properties(self.id, {check_key(k, "property"): str(v) for k, v in properties.items()})
+
+    def get_properties(self) -> dict[str, str]:
+        return dict(self._refresh().properties)
+
+    # --- files ----------------------------------------------------------------------------------
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | Any) -> None:
+        """Store a file with the run under ``name`` (a relative path like ``outputs/model.pkl``)."""
+        name = check_file_name(name)
+        if hasattr(path_or_stream, "read"):
+            data = path_or_stream.read()
+            if isinstance(data, str):
+                data = data.encode()
+        else:
+            p = Path(path_or_stream)
+            if not p.is_file():
+                raise ValidationError(f"cannot upload {p}: no such file")
+            data = p.read_bytes()
+        self._store.write_file(self.id, name, data)
+
+    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
+        """Store every file under folder ``path`` as ``name/<relative path>``; returns the stored names."""
+        root = Path(path)
+        if not root.is_dir():
+            raise ValidationError(f"cannot upload {root}: no such folder")
+        prefix = check_file_name(name)
+        stored = []
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                target = f"{prefix}/{p.relative_to(root).as_posix()}"
+                self._store.write_file(self.id, target, p.read_bytes())
+                stored.append(target)
+        return stored
+
+    def get_file_names(self) -> list[str]:
+        return [f.name for f in self._store.list_files(self.id)]
+
+    def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
+        """Copy a run file to ``output_file_path`` (a file or folder; default: its base name in cwd)."""
+        name = check_file_name(name)
+        data = self._store.read_file(self.id, name)
+        out = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
+        if out.is_dir():
+            out = out / Path(name).name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        return out
+
+    def download_files(
+        self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None
+    ) -> list[Path]:
+        """Copy every run file (under ``prefix``) into ``output_directory``, keeping relative paths."""
+        out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
+        out = []
+        for info in self._store.list_files(self.id, prefix or ""):
+            target = out_dir / info.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self._store.read_file(self.id, info.name))
+            out.append(target)
+        return out
+
+
+def metric_value(series: MetricSeries) -> Any:
+    """What ``get_metrics`` returns for one series (Azure's shapes)."""
+    values = series.values.tolist() if isinstance(series.values, np.ndarray) else list(series.values)
+    kind = series.kind
+    if kind in (MetricKind.ROW, MetricKind.TABLE):
+        columns: dict[str, list[Any]] = {}
+        for item in values:
+            if kind is MetricKind.ROW:
+                item = {k: [v] for k, v in item.items()}
+            for col, col_values in item.items():
+                columns.setdefault(col, []).extend(col_values)
+        return columns
+    if kind is MetricKind.LIST:
+        return values
+    return values[0] if len(values) == 1 else values
+
+
+def _error_dict(error: BaseException | str | None, code: str | None = None) -> dict[str, Any] | None:
+    if error is None:
+        return {"code": code or "UserError", "message": ""}
+    if isinstance(error, BaseException):
+        return {
+            "code": code or type(error).__name__,
+            "message": str(error) or type(error).__name__,
+            "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))[-8000:],
+        }
+    return {"code": code or "UserError", "message": str(error)}
+
+
+# --- runs owned by this process, finished at exit ---------------------------------------------------
+_owned_runs: dict[str, Run] = {}
+
+
+def _finish_owned_runs() -> None:
+    """Interactive runs left Running at interpreter exit are completed (Canceled after SIGTERM)."""
+    status = RunStatus.CANCELED if buffer_module.terminated_by_signal else RunStatus.COMPLETED
+    for run in list(_owned_runs.values()):
+        try:
+            run._finish(status)
+        except Exception:
+            pass
+
+
+on_exit(_finish_owned_runs)
+
+_offline: Run | None = None
+_offline_lock = threading.Lock()
+
+
+def _offline_run() -> Run:
+    global _offline
+    with _offline_lock:
+        if _offline is None:
+            from .experiment import Experiment
+            from .workspace import Workspace
+
+            folder = Path(tempfile.mkdtemp(prefix="expboard-offline-"))
+            ws = Workspace(tracking_uri=f"sqlite:///{folder / 'offline.db'}", artifact_root=folder / "artifacts")
+            _offline = Experiment(ws, "offline").start_logging(display_name="offline")
+        return _offline

@@ -1,0 +1,199 @@
+"""The workspace: where run history lives, from ``.expboard/config.json`` plus environment overrides.
+
+Precedence: explicit argument > environment variable > config file > default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .stores import Store, open_store
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .run import Run
+
+__all__ = ["CONFIG_DIR", "CONFIG_FILE", "ENV_ARTIFACT_ROOT", "ENV_TOKEN", "ENV_TRACKING_URI", "Workspace"]
+
+CONFIG_DIR = ".expboard"
+CONFIG_FILE = "config.json"
+ENV_TRACKING_URI = "EXPBOARD_TRACKING_URI"
+ENV_ARTIFACT_ROOT = "EXPBOARD_ARTIFACT_ROOT"
+ENV_TOKEN = "EXPBOARD_TOKEN"
+ENV_WORKSPACE = "EXPBOARD_WORKSPACE"
+
+DEFAULT_CONFIG = {"tracking_uri": "sqlite:///expboard.db", "artifact_root": "artifacts"}
+
+_INIT_HINT = "run `expboard init` in your project folder (or Workspace.init(path)) to create one"
+
+
+def _resolve_uri(uri: str, base: Path) -> str:
+    """Relative SQLite paths are relative to the folder that holds config.json."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///") :]
+        if not os.path.isabs(rel):
+            return "sqlite:///" + str((base / rel).resolve())
+    return uri
+
+
+class Workspace:
+    """A run history: a store (embedded SQLite by default) and a folder or server for run files.
+
+    >>> ws = Workspace.init("my-project")        # doctest: +SKIP
+    >>> ws = Workspace.from_config()             # doctest: +SKIP  (walks up from the current folder)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        tracking_uri: str | None = None,
+        artifact_root: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+        store: Store | None = None,
+    ) -> None:
+        config: dict[str, Any] = {}
+        config_dir: Path | None = None
+        if path is not None:
+            config_dir = Path(path).resolve() / CONFIG_DIR
+            config = _read_config(config_dir / CONFIG_FILE, required=tracking_uri is None and store is None)
+        tracking_uri = tracking_uri or os.environ.get(ENV_TRACKING_URI) or config.get("tracking_uri")
+        artifact_root = artifact_root or os.environ.get(ENV_ARTIFACT_ROOT) or config.get("artifact_root")
+        self.token: str | None = token or os.environ.get(ENV_TOKEN) or config.get("token")
+        if store is None and not tracking_uri:
+            raise ConfigError(f"no tracking URI: {_INIT_HINT}, or set {ENV_TRACKING_URI}")
+        base = config_dir if config_dir is not None else Path.cwd()
+        self.path: Path | None = config_dir.parent if config_dir is not None else None
+        self.tracking_uri: str = _resolve_uri(tracking_uri, base) if tracking_uri else "custom://"
+        if artifact_root is not None:
+            artifact_root = (base / artifact_root).resolve()
+        elif self.tracking_uri.startswith("sqlite:"):
+            artifact_root = Path(self.tracking_uri[len("sqlite:///") :]).parent / "artifacts"
+        self.artifact_root: Path | None = Path(artifact_root) if artifact_root is not None else None
+        self.store: Store = store or open_store(self.tracking_uri, self.artifact_root, token=self.token)
+        self._compute_targets: Any = None
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls, path: str | os.PathLike[str] = ".", tracking_uri: str | None = None, exist_ok: bool = True
+    ) -> Workspace:
+        """Create ``path/.expboard/config.json`` (embedded SQLite by default) and open the workspace."""
+        config_dir = Path(path).resolve() / CONFIG_DIR
+        config_file = config_dir / CONFIG_FILE
+        if config_file.exists():
+            if not exist_ok:
+                raise ConfigError(f"{config_file} already exists")
+        else:
+            config_dir.mkdir(parents=True, exist_ok=True)
+            config = dict(DEFAULT_CONFIG)
+            if tracking_uri:
+                config["tracking_uri"] = tracking_uri
+            tmp = config_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(config, indent=2) + "\n")
+            os.replace(tmp, config_file)
+        return cls(path)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """Find ``.expboard/config.json`` in ``path`` (or the current folder) or the nearest parent.
+
+        With no config file anywhere, ``EXPBOARD_TRACKING_URI`` alone is enough.
+        """
+        start = Path(path).resolve() if path is not None else Path.cwd()
+        if start.is_file() and start.name == CONFIG_FILE:
+            return cls(start.parent.parent)
+        for folder in (start, *start.parents):
+            if (folder / CONFIG_DIR / CONFIG_FILE).is_file():
+                return cls(folder)
+        if os.environ.get(ENV_WORKSPACE):
+            return cls(os.environ[ENV_WORKSPACE])
+        if os.environ.get(ENV_TRACKING_URI):
+            return cls()
+        raise ConfigError(f"no expboard workspace in {start} or any folder above it: {_INIT_HINT}")
+
+    # --- access ---------------------------------------------------------------------------------
+    @property
+    def experiments(self) -> dict[str, Experiment]:
+        from .experiment import Experiment
+
+        return {e.name: e for e in Experiment.list(self)}
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with this id, in whatever experiment it is."""
+        from .experiment import Experiment
+        from .run import Run
+
+        record = self.store.get_run(run_id)
+        return Run(Experiment(self, record.experiment, _create=False), run_id, _record=record)
+
+    def iter_runs(self) -> Iterator[Run]:
+        from .experiment import Experiment
+        from .run import Run
+
+        experiments: dict[str, Experiment] = {}
+        for record in self.store.list_runs():
+            exp = experiments.setdefault(record.experiment, Experiment(self, record.experiment, _create=False))
+            yield Run(exp, record.run_id, _record=record)
+
+    @property
+    def compute_targets(self) -> Any:
+        """Named compute targets: ``local`` is built in; others are attached by name."""
+        if self._compute_targets is None:
+            from .compute.targets import ComputeTargets  # type: ignore[import-not-found]
+
+            self._compute_targets = ComputeTargets(self)
+        return self._compute_targets
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that make a child process open this same workspace."""
+        env = {ENV_TRACKING_URI: self.tracking_uri}
+        if self.artifact_root is not None:
+            env[ENV_ARTIFACT_ROOT] = str(self.artifact_root)
+        if self.token:
+            env[ENV_TOKEN] = self.token
+        if self.path is not None:
+            env[ENV_WORKSPACE] = str(self.path)
+        return env
+
+    def close(self) -> None:
+        from .run import flush_all
+
+        flush_all()
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace(path={str(self.path)!r}, tracking_uri={self.tracking_uri!r})"
+
+
+def _read_config(config_file: Path, required: bool) -> dict[str, Any]:
+    try:
+        text = config_file.read_text()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"no workspace config at {config_file}: {_INIT_HINT}") from None
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{config_file} is not valid JSON ({exc.msg} at line {exc.lineno}); fix it or delete it and "
+            f"run `expboard init` again"
+        ) from None
+    if not isinstance(config, dict) or not isinstance(config.get("tracking_uri", ""), str):
+        raise ConfigError(
+            f"{config_file} must be a JSON object with a string 'tracking_uri', such as "
+            f'{{"tracking_uri": "sqlite:///expboard.db", "artifact_root": "artifacts"}}'
+        )
+    return config
