@@ -1,0 +1,57 @@
+"""TensorBoard event files without TensorFlow: a fast writer, a resumable reader and a SummaryWriter.
+
+Runtime dependencies: numpy and crc32c (Pillow optionally, for PNG). Nothing here imports the rest of expboard.
+
+- :mod:`.summary`: pure functions building Event payloads / Summary.Values (scalars, text, images,
+  histograms, HParams) and the vectorized :func:`encode_scalars`.
+- :mod:`.writer`: :class:`EventFileWriter`, one buffered event file.
+- :mod:`.reader`: :class:`EventFileReader` / :class:`RunReader` (resumable), decoded :class:`Event`
+  objects and the vectorized :func:`read_scalars`.
+- :mod:`.summary_writer`: :class:`SummaryWriter`, a drop-in for ``torch.utils.tensorboard.SummaryWriter``.
+"""
+
+from ._crc import frame_record, masked_crc32c
+from .summary import (
+    DatasetType,
+    HParam,
+    HParamType,
+    MetricSpec,
+    SessionStatus,
+    encode_scalars,
+    file_version_event,
+    histogram_value,
+    histogram_value_from_buckets,
+    hparams_experiment,
+    hparams_session_end,
+    hparams_session_start,
+    image_value,
+    scalar_event,
+    scalar_value,
+    summary_event,
+    text_value,
+)
+from .writer import EventFileWriter, event_file_name
+
+__all__ = [
+    "DatasetType",
+    "EventFileWriter",
+    "HParam",
+    "HParamType",
+    "MetricSpec",
+    "SessionStatus",
+    "encode_scalars",
+    "event_file_name",
+    "file_version_event",
+    "frame_record",
+    "hparams_experiment",
+    "hparams_session_end",
+    "hparams_session_start",
+    "histogram_value",
+    "histogram_value_from_buckets",
+    "image_value",
+    "masked_crc32c",
+    "scalar_event",
+    "scalar_value",
+    "summary_event",
+    "text_value",
+]
