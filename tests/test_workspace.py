@@ -1,0 +1,82 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from expboard import ConfigError, Experiment, Workspace
+from expboard.errors import ValidationError
+
+
+def test_init_writes_config_and_from_config_walks_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Workspace.init(tmp_path).close()
+    config = json.loads((tmp_path / ".expboard" / "config.json").read_text())
+    assert config["tracking_uri"].startswith("sqlite:///")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    ws = Workspace.from_config()
+    assert ws.path == tmp_path.resolve()
+    assert ws.tracking_uri == f"sqlite:///{tmp_path.resolve() / '.expboard' / 'expboard.db'}"
+    Experiment(ws, "walk")
+    assert (tmp_path / ".expboard" / "expboard.db").is_file()
+    ws.close()
+
+
+def test_from_config_with_explicit_path(tmp_path: Path) -> None:
+    Workspace.init(tmp_path / "p").close()
+    ws = Workspace.from_config(tmp_path / "p")
+    assert ws.path == (tmp_path / "p").resolve()
+    ws.close()
+
+
+def test_missing_config_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="expboard init"):
+        Workspace.from_config()
+    with pytest.raises(ConfigError, match="expboard init"):
+        Workspace(tmp_path)
+
+
+def test_broken_config_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ".expboard").mkdir()
+    (tmp_path / ".expboard" / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON.*expboard init"):
+        Workspace.from_config(tmp_path)
+    (tmp_path / ".expboard" / "config.json").write_text('["a list"]')
+    with pytest.raises(ConfigError, match="tracking_uri"):
+        Workspace.from_config(tmp_path)
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Workspace.init(tmp_path).close()
+    other = tmp_path / "other.db"
+    monkeypatch.setenv("EXPBOARD_TRACKING_URI", f"sqlite:///{other}")
+    monkeypatch.setenv("EXPBOARD_ARTIFACT_ROOT", str(tmp_path / "files"))
+    ws = Workspace.from_config(tmp_path)
+    assert ws.tracking_uri == f"sqlite:///{other}"
+    assert ws.artifact_root == (tmp_path / "files").resolve()
+    Experiment(ws, "env").start_logging().complete()
+    assert other.is_file()
+    ws.close()
+
+
+def test_environment_alone_is_enough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPBOARD_TRACKING_URI", f"sqlite:///{tmp_path / 'x.db'}")
+    ws = Workspace.from_config()
+    assert ws.artifact_root == tmp_path / "artifacts"
+    ws.close()
+
+
+def test_unknown_tracking_uri_scheme(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="unsupported tracking URI"):
+        Workspace(tracking_uri="ftp://x")
+
+
+def test_get_run_and_experiments(ws: Workspace) -> None:
+    exp = Experiment(ws, "e1")
+    run = exp.start_logging(display_name="first")
+    assert ws.get_run(run.id) == run
+    assert ws.get_run(run.id).display_name == "first"
+    assert set(ws.experiments) == {"e1"}
+    assert [e.name for e in Experiment.list(ws)] == ["e1"]
