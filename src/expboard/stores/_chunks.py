@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_values", "encode_values", "pack_i8", "pack_f8", "unpack_f8", "unpack_i8"]
+__all__ = [
+    "WIRE_CONTENT_TYPE",
+    "decode_batch",
+    "decode_values",
+    "encode_batch",
+    "encode_values",
+    "pack_f8",
+    "pack_i8",
+    "unpack_f8",
+    "unpack_i8",
+]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -93,3 +104,75 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+# --- the wire format of metric batches -----------------------------------------------------------------
+#
+#   b"EXPB" | u8 version (1) | u32 header length, little-endian | header: UTF-8 JSON | column bytes
+#
+# The header is {"batch_id": str | null, "chunks": [{"run_id", "name", "kind", "n", "dtype", "sizes":
+# [steps bytes, wall-time bytes, value bytes]}, ...]}; the columns follow in that order, chunk after chunk,
+# packed as in the SQL store (int64 steps, float64 wall times, values as ``encode_values``). Binary floats
+# carry NaN, infinities and -0.0 exactly, and decoding is one ``frombuffer`` per column.
+
+WIRE_MAGIC = b"EXPB"
+WIRE_VERSION = 1
+WIRE_CONTENT_TYPE = "application/x-expboard-metrics"
+_HEADER = struct.Struct("<4sBI")
+_KNOWN_DTYPES = {"f8": 8, "i8": 8, "b1": 1, "json": 0}
+
+
+def encode_batch(chunks: Sequence[Any], batch_id: str | None = None) -> bytes:
+    """Pack metric chunks (or series: anything with run_id, name, kind, steps, wall_times, values)."""
+    metas: list[dict[str, Any]] = []
+    columns: list[bytes] = []
+    for c in chunks:
+        steps = pack_i8(c.steps)
+        times = pack_f8(c.wall_times)
+        dtype, vals = encode_values(c.values)
+        metas.append({"run_id": c.run_id, "name": c.name, "kind": str(c.kind), "n": len(steps) // 8,
+                      "dtype": dtype, "sizes": [len(steps), len(times), len(vals)]})
+        columns += (steps, times, vals)
+    header = json.dumps({"batch_id": batch_id, "chunks": metas}, separators=(",", ":")).encode()
+    return b"".join([_HEADER.pack(WIRE_MAGIC, WIRE_VERSION, len(header)), header, *columns])
+
+
+def decode_batch(body: bytes) -> tuple[str | None, list[dict[str, Any]]]:
+    """Unpack :func:`encode_batch`: the batch id and, per chunk, a dict with run_id, name, kind, steps,
+    wall_times and values. Raises ValueError on anything malformed (this parses untrusted input)."""
+    view = memoryview(body)
+    if len(view) < _HEADER.size:
+        raise ValueError("metric batch too short")
+    magic, version, header_len = _HEADER.unpack_from(view)
+    if magic != WIRE_MAGIC or version != WIRE_VERSION:
+        raise ValueError(f"not an expboard metric batch of version {WIRE_VERSION}")
+    pos = _HEADER.size + header_len
+    if pos > len(view):
+        raise ValueError("metric batch header runs past the body")
+    header = json.loads(bytes(view[_HEADER.size : pos]))
+    batch_id = header.get("batch_id")
+    if batch_id is not None and (not isinstance(batch_id, str) or not 0 < len(batch_id) <= 200):
+        raise ValueError("batch_id must be a string of 1 to 200 characters")
+    out = []
+    for meta in header["chunks"]:
+        n, dtype, sizes = int(meta["n"]), str(meta["dtype"]), [int(s) for s in meta["sizes"]]
+        width = _KNOWN_DTYPES.get(dtype)
+        if width is None:
+            raise ValueError(f"unknown value encoding {dtype!r}")
+        if n < 0 or len(sizes) != 3 or sizes[0] != 8 * n or sizes[1] != 8 * n or (width and sizes[2] != width * n):
+            raise ValueError(f"metric {meta.get('name')!r}: column sizes do not match {n} points")
+        if min(sizes) < 0 or pos + sum(sizes) > len(view):
+            raise ValueError("metric batch columns run past the body")
+        steps = unpack_i8(view[pos : pos + sizes[0]])
+        pos += sizes[0]
+        times = unpack_f8(view[pos : pos + sizes[1]])
+        pos += sizes[1]
+        values = decode_values(dtype, bytes(view[pos : pos + sizes[2]]))
+        pos += sizes[2]
+        if len(values) != n:
+            raise ValueError(f"metric {meta.get('name')!r}: {len(values)} values for {n} points")
+        out.append({"run_id": str(meta["run_id"]), "name": str(meta["name"]), "kind": str(meta["kind"]),
+                    "steps": steps, "wall_times": times, "values": values})
+    if pos != len(view):
+        raise ValueError("metric batch has trailing bytes")
+    return batch_id, out

@@ -107,8 +107,12 @@ class Store(ABC):
         name: str | None = None,
         min_step: int | None = None,
         max_step: int | None = None,
+        max_points: int | None = None,
     ) -> list[MetricSeries]:
-        """Every metric of a run (or one), points in logging order, optionally within a step range."""
+        """Every metric of a run (or one), points in logging order, optionally within a step range.
+
+        With ``max_points``, a longer series is thinned to that many evenly spaced points (its first and
+        last point always kept), for plotting long series without reading every point."""
 
     # --- files -------------------------------------------------------------------------------
     @abstractmethod
@@ -127,4 +131,11 @@ class Store(ABC):
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]: ...
 
     @abstractmethod
-    def close(self) -> None: ...
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every ``log_metrics`` call so far is stored (a remote store may still be sending).
+        Raises StoreUnavailableError, saying what is still pending, if that takes longer than ``timeout``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release connections and threads. A store that cannot deliver everything raises
+        StoreUnavailableError saying what is pending (and where it is kept), after releasing its resources."""

@@ -32,7 +32,7 @@ from ._chunks import concat_values, decode_values, encode_values, pack_f8, pack_
 from .base import UNSET, MetricChunk, Store
 from .files import LocalFiles
 
-__all__ = ["MIGRATIONS", "SqlStore", "sqlite_path_from_uri"]
+__all__ = ["MIGRATIONS", "SqlStore", "downsample", "sqlite_path_from_uri"]
 
 # Numbered migrations. {id}, {blob} and {real} are replaced per dialect. Never edit a released step: add one.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -228,8 +228,8 @@ class SqlStore(Store):
 
     def _migrate(self) -> None:
         with self._write() as conn:
-            self._exec(conn, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             self.dialect.lock_migrations(conn)
+            self._exec(conn, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             rows = self._exec(conn, "SELECT MAX(version) FROM schema_version").fetchall()
             current = rows[0][0] or 0
             latest = MIGRATIONS[-1][0]
@@ -244,6 +244,9 @@ class SqlStore(Store):
                 for statement in statements:
                     self._exec(conn, statement.format(**self.dialect.types))
                 self._exec(conn, "INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing to wait for: every write is committed before its call returns."""
 
     def close(self) -> None:
         with self._conn_lock:
@@ -287,8 +290,17 @@ class SqlStore(Store):
                     conn,
                     f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        run.run_id, run.experiment, run.parent_id, run.display_name, run.run_type, run.target,
-                        run.status.value, run.created, run.start_time, run.end_time, run.heartbeat,
+                        run.run_id,
+                        run.experiment,
+                        run.parent_id,
+                        run.display_name,
+                        run.run_type,
+                        run.target,
+                        run.status.value,
+                        run.created,
+                        run.start_time,
+                        run.end_time,
+                        run.heartbeat,
                         json.dumps(run.error) if run.error is not None else None,
                     ),
                 )
@@ -328,10 +340,20 @@ class SqlStore(Store):
         for r in rows:
             out.append(
                 RunRecord(
-                    run_id=r[0], experiment=r[1], parent_id=r[2], display_name=r[3], run_type=r[4],
-                    target=r[5], status=RunStatus(r[6]), created=r[7], start_time=r[8], end_time=r[9],
-                    heartbeat=r[10], error=json.loads(r[11]) if r[11] else None,
-                    tags=dict(sorted(tags[r[0]].items())), properties=dict(sorted(props[r[0]].items())),
+                    run_id=r[0],
+                    experiment=r[1],
+                    parent_id=r[2],
+                    display_name=r[3],
+                    run_type=r[4],
+                    target=r[5],
+                    status=RunStatus(r[6]),
+                    created=r[7],
+                    start_time=r[8],
+                    end_time=r[9],
+                    heartbeat=r[10],
+                    error=json.loads(r[11]) if r[11] else None,
+                    tags=dict(sorted(tags[r[0]].items())),
+                    properties=dict(sorted(props[r[0]].items())),
                 )
             )
         return out
@@ -441,8 +463,16 @@ class SqlStore(Store):
             dtype, vals = encode_values(chunk.values)
             rows.append(
                 (
-                    chunk.run_id, chunk.name, MetricKind(chunk.kind).value, n, int(steps.min()), int(steps.max()),
-                    dtype, pack_i8(steps), pack_f8(chunk.wall_times), vals,
+                    chunk.run_id,
+                    chunk.name,
+                    MetricKind(chunk.kind).value,
+                    n,
+                    int(steps.min()),
+                    int(steps.max()),
+                    dtype,
+                    pack_i8(steps),
+                    pack_f8(chunk.wall_times),
+                    vals,
                 )
             )
         if not rows and batch_id is None:
@@ -450,16 +480,14 @@ class SqlStore(Store):
         try:
             with self._write() as conn:
                 if batch_id is not None:
-                    seen = self._exec(
-                        conn, "SELECT 1 FROM metric_batches WHERE batch_id = ?", (batch_id,)
-                    ).fetchall()
+                    seen = self._exec(conn, "SELECT 1 FROM metric_batches WHERE batch_id = ?", (batch_id,)).fetchall()
                     if seen:
                         return
                     self._exec(
                         conn, "INSERT INTO metric_batches (batch_id, created) VALUES (?, ?)", (batch_id, time.time())
                     )
                 if rows:
-                    conn.executemany(
+                    conn.cursor().executemany(
                         self.dialect.sql(
                             "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, "
                             "wall_times, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -489,7 +517,10 @@ class SqlStore(Store):
         name: str | None = None,
         min_step: int | None = None,
         max_step: int | None = None,
+        max_points: int | None = None,
     ) -> list[MetricSeries]:
+        if max_points is not None and max_points < 1:
+            raise ValidationError(f"max_points must be at least 1 (got {max_points})")
         where, params = ["run_id = ?"], [run_id]
         if name is not None:
             where.append("name = ?")
@@ -523,6 +554,8 @@ class SqlStore(Store):
             )
             if min_step is not None or max_step is not None:
                 series = _step_slice(series, min_step, max_step)
+            if max_points is not None and len(series) > max_points:
+                series = downsample(series, max_points)
             out.append(series)
         return out
 
@@ -540,6 +573,20 @@ class SqlStore(Store):
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         return self.files.list(run_id, prefix)
+
+
+def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
+    """``series`` thinned to ``max_points`` evenly spaced points, the first and the last always kept."""
+    n = len(series)
+    if n <= max_points:
+        return series
+    if max_points == 1:
+        keep = np.array([n - 1])
+    else:
+        keep = np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
+    values = series.values
+    values = values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
+    return replace(series, steps=series.steps[keep], wall_times=series.wall_times[keep], values=values)
 
 
 def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:

@@ -1,0 +1,317 @@
+"""The tracking server's ASGI app: the whole :class:`~expboard.stores.base.Store` over a versioned REST API.
+
+Routes live under ``/api/v1``; the OpenAPI document is ``/api/v1/openapi.json`` (browsable at
+``/api/v1/docs``). Metric batches travel in the compact binary format of ``stores._chunks``
+(``application/x-expboard-metrics``); metric reads answer in it too, or as JSON with ``format=json``
+(non-finite floats as the strings ``"nan"``, ``"inf"``, ``"-inf"``). Every error is JSON,
+``{"error": ClassName, "message": ...}``, with the HTTP status of its class, so the HTTP client raises the
+same class again.
+
+>>> app = create_app(SqlStore("sqlite:////tmp/s/expboard.db", "/tmp/s/artifacts"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import ExpboardError, ValidationError
+from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+from ..stores._chunks import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
+from ..stores.base import UNSET, MetricChunk, Store
+from .auth import AuthMiddleware, SizeLimitMiddleware
+
+__all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
+
+API_PREFIX = "/api/v1"
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+_log = logging.getLogger("expboard.server")
+T = TypeVar("T")
+
+
+# --- wire models (OpenAPI) ----------------------------------------------------------------------------
+class ExperimentModel(BaseModel):
+    name: str
+    created: float
+
+
+class RunModel(BaseModel):
+    run_id: str = Field(min_length=1, max_length=300, pattern=r"^[A-Za-z0-9_.\-]+$")
+    experiment: str
+    status: RunStatus
+    created: float
+    display_name: str = ""
+    parent_id: str | None = None
+    run_type: str = "interactive"
+    target: str = "local"
+    start_time: float | None = None
+    end_time: float | None = None
+    heartbeat: float | None = None
+    error: dict[str, Any] | None = None
+    tags: dict[str, str] = {}
+    properties: dict[str, str] = {}
+
+
+class RunUpdateModel(BaseModel):
+    """Only the fields present are changed (``null`` clears a field). With ``only_if_status`` nothing
+    changes unless the run's status is one of those (an atomic compare-and-set); the answer tells."""
+
+    status: RunStatus | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    heartbeat: float | None = None
+    error: dict[str, Any] | None = None
+    display_name: str | None = None
+    only_if_status: list[RunStatus] | None = None
+
+
+class FileInfoModel(BaseModel):
+    name: str
+    size: int
+    modified: float
+
+
+class ErrorModel(BaseModel):
+    error: str = Field(description="the expboard error class, e.g. NotFoundError")
+    message: str
+
+
+def run_to_json(run: RunRecord) -> dict[str, Any]:
+    out = dataclasses.asdict(run)
+    out["status"] = run.status.value
+    return out
+
+
+def run_from_json(data: dict[str, Any]) -> RunRecord:
+    return RunRecord(**{**data, "status": RunStatus(data["status"])})
+
+
+def series_to_json(s: MetricSeries) -> dict[str, Any]:
+    values = s.values.tolist() if hasattr(s.values, "tolist") else list(s.values)
+    return {"run_id": s.run_id, "name": s.name, "kind": str(s.kind), "steps": s.steps.tolist(),
+            "wall_times": [json_safe(t) for t in s.wall_times.tolist()], "values": [json_safe(v) for v in values]}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorModel, "description": desc}
+    for code, desc in [(400, "invalid input"), (401, "missing or invalid bearer token"), (404, "not found"),
+                       (409, "conflict"), (413, "request body too large"), (503, "the database is unavailable")]
+}
+_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def create_app(store: Store, tokens: list[str] | None = None,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Any:
+    """The ASGI app serving ``store``. With ``tokens``, every route but health and the API docs needs one
+    as a bearer token. Bodies over ``max_request_bytes`` get 413."""
+    from .. import __version__ as version
+
+    api = FastAPI(
+        title="expboard tracking server", version=str(version), openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs", redoc_url=None, responses=_ERRORS,
+        description="Experiment run history over HTTP: experiments, runs, metric batches and run files.",
+    )
+
+    async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    @api.exception_handler(ExpboardError)
+    async def _expboard_error(request: Request, exc: ExpboardError) -> JSONResponse:
+        return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=exc.status_code)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return JSONResponse({"error": "ValidationError", "message": "; ".join(parts)}, status_code=400)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = "NotFoundError" if exc.status_code == 404 else "ValidationError" if exc.status_code < 500 else \
+            "ExpboardError"
+        return JSONResponse({"error": name, "message": f"{exc.detail} ({request.method} {request.url.path})"},
+                            status_code=exc.status_code)
+
+    @api.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "ExpboardError", "message": f"internal server error: {type(exc).__name__}"},
+                            status_code=500)
+
+    # --- health ---------------------------------------------------------------------------------------
+    @api.get(f"{API_PREFIX}/health", tags=["server"])
+    async def health() -> dict[str, str]:
+        """Liveness: answers without a token."""
+        return {"status": "ok", "version": str(version)}
+
+    # --- experiments ----------------------------------------------------------------------------------
+    def exp_json(e: ExperimentRecord) -> dict[str, Any]:
+        return {"name": e.name, "created": e.created}
+
+    @api.get(f"{API_PREFIX}/experiments", tags=["experiments"], response_model=list[ExperimentModel])
+    async def list_experiments() -> Any:
+        return [exp_json(e) for e in await call(store.list_experiments)]
+
+    @api.put(f"{API_PREFIX}/experiments/{{name}}", tags=["experiments"], response_model=ExperimentModel)
+    async def get_or_create_experiment(name: str) -> Any:
+        """Get the experiment, creating it if it does not exist."""
+        return exp_json(await call(store.get_or_create_experiment, name))
+
+    @api.get(f"{API_PREFIX}/experiments/{{name}}", tags=["experiments"], response_model=ExperimentModel)
+    async def get_experiment(name: str) -> Any:
+        return exp_json(await call(store.get_experiment, name))
+
+    # --- runs -----------------------------------------------------------------------------------------
+    @api.post(f"{API_PREFIX}/runs", tags=["runs"], status_code=201, response_model=RunModel)
+    async def create_run(run: RunModel) -> Any:
+        """Store a new run; the caller chooses its id. 409 if the id exists."""
+        return run_to_json(await call(store.create_run, run_from_json(run.model_dump())))
+
+    @api.get(f"{API_PREFIX}/runs", tags=["runs"], response_model=list[RunModel])
+    async def list_runs(
+        experiment: str | None = None,
+        parent_id: str | None = Query(None, description="only the children of this run"),
+        top_level: bool = Query(False, description="only runs without a parent"),
+        status: list[RunStatus] | None = Query(None, description="only runs in one of these statuses"),
+    ) -> Any:
+        """Runs, newest first."""
+        if top_level and parent_id is not None:
+            raise ValidationError("give parent_id or top_level, not both")
+        parent: Any = None if top_level else parent_id if parent_id is not None else UNSET
+        return [run_to_json(r) for r in await call(store.list_runs, experiment, parent, status or None)]
+
+    @api.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunModel)
+    async def get_run(run_id: str) -> Any:
+        """A run's details: status, times, error, tags and properties."""
+        return run_to_json(await call(store.get_run, run_id))
+
+    @api.get(f"{API_PREFIX}/runs/{{run_id}}/children", tags=["runs"], response_model=list[RunModel])
+    async def get_children(run_id: str) -> Any:
+        await call(store.get_run, run_id)
+        return [run_to_json(r) for r in await call(store.list_runs, None, run_id, None)]
+
+    @api.patch(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunModel)
+    async def update_run(run_id: str, update: RunUpdateModel) -> Any:
+        """Change status, times, error or display name; see ``only_if_status`` for compare-and-set."""
+        fields: dict[str, Any] = {k: getattr(update, k) for k in update.model_fields_set if k != "only_if_status"}
+        if "status" in fields and fields["status"] is None:
+            raise ValidationError("status cannot be null")
+        if "display_name" in fields and fields["display_name"] is None:
+            raise ValidationError("display_name cannot be null")
+        return run_to_json(await call(store.update_run, run_id, only_if_status=update.only_if_status, **fields))
+
+    @api.patch(f"{API_PREFIX}/runs/{{run_id}}/tags", tags=["runs"], status_code=204)
+    async def set_tags(run_id: str, tags: dict[str, str | None]) -> Response:
+        """Set tags; ``null`` removes one."""
+        await call(store.set_tags, run_id, tags)
+        return Response(status_code=204)
+
+    @api.post(f"{API_PREFIX}/runs/{{run_id}}/properties", tags=["runs"], status_code=204)
+    async def add_properties(run_id: str, properties: dict[str, str]) -> Response:
+        """Add properties; changing an existing one is a 409."""
+        await call(store.add_properties, run_id, properties)
+        return Response(status_code=204)
+
+    # --- metrics --------------------------------------------------------------------------------------
+    @api.post(
+        f"{API_PREFIX}/metric-batches", tags=["metrics"], status_code=204,
+        openapi_extra={"requestBody": {"required": True, "content": {WIRE_CONTENT_TYPE: {
+            "schema": {"type": "string", "format": "binary"}}},
+            "description": "A metric batch in the binary format of expboard.stores._chunks.encode_batch; "
+                           "a batch id seen before makes the request a no-op (safe retries)."}},
+    )
+    async def log_metrics(request: Request) -> Response:
+        """Append a batch of metric points atomically, once per batch id."""
+        body = await request.body()
+        try:
+            batch_id, parts = decode_batch(body)
+            chunks = [MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"],
+                                  p["values"]) for p in parts]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValidationError(f"malformed metric batch: {exc}") from exc
+        await call(store.log_metrics, chunks, batch_id)
+        return Response(status_code=204)
+
+    @api.get(
+        f"{API_PREFIX}/runs/{{run_id}}/metrics", tags=["metrics"],
+        responses={200: {"content": {WIRE_CONTENT_TYPE: {}, "application/json": {}},
+                         "description": "the series, binary (default) or JSON (format=json)"}},
+    )
+    async def get_metrics(
+        run_id: str,
+        name: str | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+        max_points: int | None = Query(None, ge=1, description="thin long series to this many points"),
+        format: str = Query("binary", pattern="^(binary|json)$"),
+    ) -> Response:
+        """A run's metrics in logging order, optionally one metric, a step range, downsampled."""
+        series = await call(store.get_metrics, run_id, name, min_step, max_step, max_points)
+        if format == "json":
+            return JSONResponse({"series": [series_to_json(s) for s in series]})
+        return Response(encode_batch(series), media_type=WIRE_CONTENT_TYPE)
+
+    # --- files ----------------------------------------------------------------------------------------
+    def info_json(i: FileInfo) -> dict[str, Any]:
+        return {"name": i.name, "size": i.size, "modified": i.modified}
+
+    @api.get(f"{API_PREFIX}/runs/{{run_id}}/files", tags=["files"], response_model=list[FileInfoModel])
+    async def list_files(run_id: str, prefix: str = "") -> Any:
+        return [info_json(i) for i in await call(store.list_files, run_id, prefix)]
+
+    binary_body = {"requestBody": {"required": True, "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}}
+
+    @api.put(f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}", tags=["files"], response_model=FileInfoModel,
+             openapi_extra=binary_body)
+    async def write_file(run_id: str, name: str, request: Request) -> Any:
+        """Create or replace a file of the run with the request body."""
+        data = await request.body()
+        return info_json(await call(store.write_file, run_id, name, data))
+
+    @api.post(f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}", tags=["files"], response_model=FileInfoModel,
+              openapi_extra=binary_body)
+    async def append_file(run_id: str, name: str, request: Request,
+                          offset: int = Query(..., ge=0, description="must equal the file's size")) -> Any:
+        """Append the body at ``offset`` (safe to retry: the same bytes again at a covered offset is a no-op)."""
+        data = await request.body()
+        return info_json(await call(store.append_file, run_id, name, data, offset))
+
+    @api.get(f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}", tags=["files"],
+             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"}})
+    async def read_file(run_id: str, name: str, request: Request, offset: int = Query(0, ge=0),
+                        length: int | None = Query(None, ge=0)) -> Response:
+        """Download a file; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length."""
+        range_header = request.headers.get("range")
+        status = 200
+        if range_header is not None:
+            m = _RANGE_RE.match(range_header.strip())
+            if not m:
+                raise ValidationError(f"unsupported Range {range_header!r}: use one range 'bytes=start-[end]'")
+            offset = int(m.group(1))
+            length = int(m.group(2)) - offset + 1 if m.group(2) else None
+            if length is not None and length < 0:
+                raise ValidationError(f"invalid Range {range_header!r}")
+            status = 206
+        data = await call(store.read_file, run_id, name, offset, length)
+        headers = {"accept-ranges": "bytes"}
+        if status == 206:
+            headers["content-range"] = f"bytes {offset}-{offset + len(data) - 1}/*" if data else "bytes */*"
+        return Response(data, status_code=status, media_type="application/octet-stream", headers=headers)
+
+    open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]
+    app: Any = AuthMiddleware(api, tokens or [], open_paths)
+    app = SizeLimitMiddleware(app, max_request_bytes)
+    app.api = api  # for tests and embedding: the FastAPI app inside the middleware
+    return app
+
+

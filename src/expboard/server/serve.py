@@ -1,0 +1,110 @@
+"""``expboard server``: parse the flags, open the store, serve the app with uvicorn.
+
+The listening socket is bound here (port 0 picks a free port) and the first line on stdout says where the
+server listens: ``expboard server listening on http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_arguments", "build_parser", "cmd_server", "main", "register", "serve"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend-store-uri", required=True,
+                   help="where run history lives: postgresql://user@host:port/db or sqlite:///path/expboard.db")
+    p.add_argument("--artifacts-root", required=True, help="folder for run files")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1; anything else should use --auth-token-file)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
+    p.add_argument("--auth-token-file",
+                   help="file with accepted bearer tokens, one a line (also: EXPBOARD_SERVER_TOKENS=tok1,tok2)")
+    p.add_argument("--max-request-mb", type=float, default=64, help="largest request body in MiB (default 64)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="expboard server", description="Serve run history over HTTP.")
+    add_arguments(p)
+    return p
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(backend_store_uri: str, artifacts_root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 5000,
+          auth_token_file: str | os.PathLike[str] | None = None, max_request_bytes: int = 64 * 1024 * 1024) -> None:
+    """Serve until SIGINT/SIGTERM, then close the store."""
+    import uvicorn
+
+    from ..errors import ConfigError
+    from ..stores.sql import SqlStore
+    from .app import create_app
+    from .auth import load_tokens
+
+    tokens = load_tokens(auth_token_file)
+    if not _is_loopback(host) and not tokens:
+        raise ConfigError(
+            f"refusing to serve on {host} without auth: give --auth-token-file or set EXPBOARD_SERVER_TOKENS "
+            "(without tokens the server only listens on 127.0.0.1)"
+        )
+    store = SqlStore(backend_store_uri, artifacts_root)
+    try:
+        app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes)
+        sock = _bind(host, port)
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"expboard server listening on http://{shown}:{bound} "
+              f"(store {store.dialect}, auth {'on' if tokens else 'off'})", flush=True)
+        config: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
+                                  "timeout_keep_alive": 60, "server_header": False}
+        server = uvicorn.Server(uvicorn.Config(app, **config))
+        server.run(sockets=[sock])
+    finally:
+        store.close()
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    serve(args.backend_store_uri, args.artifacts_root, host=args.host, port=args.port,
+          auth_token_file=args.auth_token_file, max_request_bytes=int(args.max_request_mb * 1024 * 1024))
+    return 0
+
+
+def register(subparsers: Any, runs_subparsers: Any = None) -> None:
+    """Add ``server`` to the ``expboard`` command (see ``expboard.cli._EXTENSIONS``)."""
+    p = subparsers.add_parser("server", help="serve run history over HTTP (REST + OpenAPI) for many runs")
+    add_arguments(p)
+    p.set_defaults(func=cmd_server)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import ExpboardError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return cmd_server(args)
+    except ExpboardError as exc:
+        print(f"expboard server: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,79 @@
+"""Store fixtures: ``store`` runs each test on SQLite, PostgreSQL, and the HTTP store in front of each.
+
+PostgreSQL is a real server started once per session (:class:`expboard.server.devpg.LocalPostgres`), one
+fresh database per SQL test. If it cannot start the tests fail; ``EXPBOARD_TEST_SKIP_POSTGRES=1`` skips them
+instead (never set in CI). The tracking servers are real processes on 127.0.0.1, one per backend for the
+session, so store tests work in experiments and runs of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from expboard.server.devpg import LocalPostgres
+from expboard.server.process import ServerProcess
+from expboard.stores.base import Store
+from expboard.stores.http import HttpStore
+from expboard.stores.sql import SqlStore
+
+BACKENDS = ["sqlite", "postgresql", "http-sqlite", "http-postgresql"]
+
+
+@pytest.fixture(scope="session")
+def local_postgres() -> Iterator[LocalPostgres]:
+    """One PostgreSQL server for the session."""
+    if os.environ.get("EXPBOARD_TEST_SKIP_POSTGRES") == "1":
+        pytest.skip("EXPBOARD_TEST_SKIP_POSTGRES=1: PostgreSQL tests skipped on request")
+    pg = LocalPostgres()
+    try:
+        pg.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"cannot start PostgreSQL for the tests ({exc}); EXPBOARD_TEST_SKIP_POSTGRES=1 skips them",
+                    pytrace=False)
+    yield pg
+    pg.stop()
+
+
+def _session_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[
+        ServerProcess]:
+    root = tmp_path_factory.mktemp(f"server-{db}")
+    if db == "sqlite":
+        uri = f"sqlite:///{root / 'expboard.db'}"
+    else:
+        uri = request.getfixturevalue("local_postgres").create_database()
+    with ServerProcess(uri, root / "artifacts") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from _session_server(request, tmp_path_factory, "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        ServerProcess]:
+    yield from _session_server(request, tmp_path_factory, "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if backend.startswith("http"):
+        fixture = "sqlite_server" if backend == "http-sqlite" else "postgres_server"
+        server: ServerProcess = request.getfixturevalue(fixture)
+        s: Store = HttpStore(server.url, spool_dir=tmp_path / "spool")
+    elif backend == "sqlite":
+        s = SqlStore(f"sqlite:///{tmp_path / 'expboard.db'}", tmp_path / "artifacts")
+    else:
+        s = SqlStore(request.getfixturevalue("local_postgres").create_database(), tmp_path / "artifacts")
+    yield s
+    s.close()
