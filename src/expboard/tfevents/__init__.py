@@ -11,6 +11,16 @@ Runtime dependencies: numpy and crc32c (Pillow optionally, for PNG). Nothing her
 """
 
 from ._crc import frame_record, masked_crc32c
+from .events import Event, HistogramValue, ImageValue, SummaryValue, TensorValue, decode_event
+from .reader import (
+    CorruptEventFileError,
+    EventFileReader,
+    RunReader,
+    ScalarSeries,
+    event_files,
+    is_event_file,
+    read_scalars,
+)
 from .summary import (
     DatasetType,
     HParam,
@@ -30,9 +40,24 @@ from .summary import (
     summary_event,
     text_value,
 )
+from .summary_writer import SummaryWriter
 from .writer import EventFileWriter, event_file_name
 
 __all__ = [
+    "CorruptEventFileError",
+    "Event",
+    "EventFileReader",
+    "HistogramValue",
+    "ImageValue",
+    "RunReader",
+    "ScalarSeries",
+    "SummaryValue",
+    "SummaryWriter",
+    "TensorValue",
+    "decode_event",
+    "event_files",
+    "is_event_file",
+    "read_scalars",
     "DatasetType",
     "EventFileWriter",
     "HParam",
