@@ -11,10 +11,11 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
-from .records import MetricKind
+from .records import MetricKind, RunStatus
 from .stores import MetricChunk, Store
 
 __all__ = ["MetricBuffer", "Series", "buffer_for", "flush_all"]
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
 FLUSH_THRESHOLD = 200_000  # points that wake the flusher early
 MAX_PENDING = 2_000_000  # points held before the logging thread writes them itself
+HEARTBEAT_INTERVAL_S = float(os.environ.get("EXPBOARD_HEARTBEAT_INTERVAL", "10"))
 
 
 class Series:
@@ -56,6 +58,8 @@ class MetricBuffer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._failed_chunks: list[tuple[list[MetricChunk], str]] = []
+        self.live_runs: set[str] = set()  # Running runs of this process: their heartbeat is kept fresh
+        self._last_heartbeat = 0.0
 
     def series(self, run_id: str, name: str, kind: MetricKind) -> Series:
         key = (run_id, name, kind)
@@ -73,6 +77,11 @@ class MetricBuffer:
         else:
             self._wake.set()
 
+    def track(self, run_id: str) -> None:
+        """Keep the heartbeat of a Running run of this process fresh."""
+        self.live_runs.add(run_id)
+        self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
@@ -85,10 +94,19 @@ class MetricBuffer:
             self._wake.clear()
             try:
                 self.flush()
+                self._heartbeat()
             except Exception as exc:  # keep the points; retried on the next cycle and by flush()
                 if self._error is None:
                     log.warning("expboard: writing metrics failed, will retry: %s", exc)
                 self._error = exc
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if now - self._last_heartbeat < HEARTBEAT_INTERVAL_S:
+            return
+        self._last_heartbeat = now
+        for run_id in list(self.live_runs):
+            self.store.update_run(run_id, heartbeat=now, only_if_status=[RunStatus.RUNNING])
 
     def _take(self) -> list[MetricChunk]:
         chunks = []
@@ -138,11 +156,13 @@ class MetricBuffer:
 
     def forget_run(self, run_id: str) -> None:
         """Drop the (already flushed) series of a finished run so long sessions do not grow."""
+        self.live_runs.discard(run_id)
         with self.lock:
             for key in [k for k, s in self._series.items() if k[0] == run_id and not s.steps]:
                 del self._series[key]
 
     def close(self) -> None:
+        self.live_runs.clear()
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -162,6 +182,14 @@ def buffer_for(store: Store) -> MetricBuffer:
             buf = _buffers_strong[id(store)] = MetricBuffer(store)
             _install_exit_handlers()
         return buf
+
+
+def release(store: Store) -> None:
+    """Write what is pending for ``store``, stop its thread and forget its buffer (before closing the store)."""
+    with _registry_lock:
+        buf = _buffers_strong.pop(id(store), None)
+    if buf is not None and buf.store is store:
+        buf.close()
 
 
 def flush_all() -> None:

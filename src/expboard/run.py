@@ -192,6 +192,8 @@ class Run:
         if run_type != "script":
             run._owned = True
             _owned_runs[run.id] = run
+            if running:
+                run._buf.track(run.id)
         return run
 
     @classmethod

@@ -162,9 +162,10 @@ class Workspace:
         return env
 
     def close(self) -> None:
-        from .run import flush_all
+        """Write every pending point, stop the background writer and close the store."""
+        from .buffer import release
 
-        flush_all()
+        release(self.store)
         self.store.close()
 
     def __enter__(self) -> Workspace:
