@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
 
 ENV_RUN_ID = "EXPBOARD_RUN_ID"
+FINISH_FLUSH_TIMEOUT_S = 60.0  # how long complete()/fail() wait for a remote store to take the metrics
 
 _time = time.time
 _SCALAR = MetricKind.SCALAR
@@ -362,8 +363,10 @@ class Run:
         self._log_kind(name, MetricKind.IMAGE, [file_name])
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write every logged point of this process now."""
+        """Write every point logged in this process; with a remote store, wait until it has them (raising
+        StoreUnavailableError that says what is pending if that takes longer than ``timeout`` seconds)."""
         self._buf.flush()
+        self._store.flush(timeout)
 
     def get_metrics(
         self, name: str | None = None, recursive: bool = False, run_type: str | None = None
@@ -371,7 +374,7 @@ class Run:
         """Metrics by name: one value if logged once, a list if logged several times, columns (a dict of
         lists) for rows and tables. With ``recursive=True``: ``{run_id: metrics}`` for this run and every
         descendant."""
-        self._buf.flush()
+        self.flush()
         if recursive:
             runs = [self, *self.get_children(recursive=True)]
             if run_type is not None:
@@ -384,7 +387,7 @@ class Run:
 
     def get_metric_series(self, name: str | None = None) -> list[MetricSeries]:
         """The raw series (steps, wall times, values, kind) as stored."""
-        self._buf.flush()
+        self.flush()
         return self._store.get_metrics(self.id, name=name)
 
     # --- status ---------------------------------------------------------------------------------
@@ -397,7 +400,7 @@ class Run:
 
     def _finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
         try:
-            self._buf.flush()
+            self.flush(timeout=FINISH_FLUSH_TIMEOUT_S)
         finally:
             now = _time()
             self._record = self._store.update_run(
@@ -422,7 +425,7 @@ class Run:
         if set_status:
             self._finish(RunStatus.COMPLETED)
         else:
-            self._buf.flush()
+            self.flush()
 
     def fail(self, error_details: BaseException | str | None = None, error_code: str | None = None) -> None:
         """Mark the run Failed, recording the error (an exception or a message)."""
