@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,43 @@ def _run_python(
 def run_python():  # type: ignore[no-untyped-def]
     """``run_python(code, cwd, env=None)``: run code in a fresh interpreter and return the CompletedProcess."""
     return _run_python
+
+
+# --- tracking server fixtures (issue 6) -------------------------------------------------------------------
+# local_postgres: one real PostgreSQL for the session (fails loudly if it cannot start; EXPBOARD_TEST_SKIP_POSTGRES=1
+# skips instead). tracking_uri: None, or with EXPBOARD_TEST_TRACKING=http | http-postgresql the URL of a fresh
+# tracking server process for the test, so the client API tests can run against the server unchanged.
+
+
+@pytest.fixture(scope="session")
+def local_postgres() -> Iterator[Any]:
+    from expboard.server.devpg import LocalPostgres
+
+    if os.environ.get("EXPBOARD_TEST_SKIP_POSTGRES") == "1":
+        pytest.skip("EXPBOARD_TEST_SKIP_POSTGRES=1: PostgreSQL tests skipped on request")
+    pg = LocalPostgres()
+    try:
+        pg.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.fail(f"cannot start PostgreSQL for the tests ({exc}); EXPBOARD_TEST_SKIP_POSTGRES=1 skips them",
+                    pytrace=False)
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def tracking_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    mode = os.environ.get("EXPBOARD_TEST_TRACKING", "")
+    if not mode:
+        yield None
+        return
+    from expboard.server.process import ServerProcess
+
+    if mode not in ("http", "http-postgresql"):
+        raise ValueError(f"EXPBOARD_TEST_TRACKING={mode!r}: use http or http-postgresql")
+    root = tmp_path / "tracking-server"
+    db = f"sqlite:///{root / 'expboard.db'}"
+    if mode == "http-postgresql":
+        db = request.getfixturevalue("local_postgres").create_database()
+    with ServerProcess(db, root / "artifacts") as server:
+        yield server.url

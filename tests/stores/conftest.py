@@ -1,41 +1,24 @@
 """Store fixtures: ``store`` runs each test on SQLite, PostgreSQL, and the HTTP store in front of each.
 
-PostgreSQL is a real server started once per session (:class:`expboard.server.devpg.LocalPostgres`), one
-fresh database per SQL test. If it cannot start the tests fail; ``EXPBOARD_TEST_SKIP_POSTGRES=1`` skips them
-instead (never set in CI). The tracking servers are real processes on 127.0.0.1, one per backend for the
+PostgreSQL is a real server started once per session (``local_postgres`` in tests/conftest.py), one fresh
+database per SQL test. If it cannot start the tests fail; ``EXPBOARD_TEST_SKIP_POSTGRES=1`` skips them instead
+(never set in CI). The tracking servers are real processes on 127.0.0.1, one per backend for the
 session, so store tests work in experiments and runs of their own.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from expboard.server.devpg import LocalPostgres
 from expboard.server.process import ServerProcess
 from expboard.stores.base import Store
 from expboard.stores.http import HttpStore
 from expboard.stores.sql import SqlStore
 
 BACKENDS = ["sqlite", "postgresql", "http-sqlite", "http-postgresql"]
-
-
-@pytest.fixture(scope="session")
-def local_postgres() -> Iterator[LocalPostgres]:
-    """One PostgreSQL server for the session."""
-    if os.environ.get("EXPBOARD_TEST_SKIP_POSTGRES") == "1":
-        pytest.skip("EXPBOARD_TEST_SKIP_POSTGRES=1: PostgreSQL tests skipped on request")
-    pg = LocalPostgres()
-    try:
-        pg.start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        pytest.fail(f"cannot start PostgreSQL for the tests ({exc}); EXPBOARD_TEST_SKIP_POSTGRES=1 skips them",
-                    pytrace=False)
-    yield pg
-    pg.stop()
 
 
 def _session_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[
