@@ -1,0 +1,13 @@
+"""TensorBoard integration: export run history as event files, and a live TensorBoard over runs.
+
+>>> from expboard.tensorboard import Tensorboard
+>>> from expboard.tensorboard.export import export_to_tensorboard
+>>> export_to_tensorboard(root_run, "exportedTBlogs")        # doctest: +SKIP
+>>> tb = Tensorboard([run])                                  # doctest: +SKIP
+>>> url = tb.start()                                         # doctest: +SKIP   'http://127.0.0.1:6006/'
+>>> tb.stop()                                                # doctest: +SKIP
+"""
+
+from .export import ExportResult, export_to_tensorboard
+
+__all__ = ["ExportResult", "export_to_tensorboard"]

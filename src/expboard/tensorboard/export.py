@@ -1,0 +1,330 @@
+"""Export run history (metrics logged with ``run.log`` & co.) as TensorBoard event files.
+
+>>> from expboard.tensorboard.export import export_to_tensorboard
+>>> export_to_tensorboard(root_run, "exportedTBlogs", hparams=["alpha"])   # doctest: +SKIP
+>>> Tensorboard([], local_root="exportedTBlogs").start()                    # doctest: +SKIP
+
+Layout of ``logdir``::
+
+    logdir/
+      events.out.tfevents.*.expboard-hparams      the HParams experiment (only when there are sessions)
+      <name>_<id8>/events.out.tfevents.*          one folder per run: display name + 8 hex digits of its id
+      <name>_<id8>/<child name>_<id8>/...         child runs nested in their parent's folder
+
+Every metric kind is mapped as described in :mod:`expboard.tensorboard._convert`. Steps and wall times are
+the stored ones (points of one tag are written in step order, which TensorBoard's Rust loader needs).
+
+**HParams.** Child runs become HParams sessions (each in its own folder, never the logdir root); when no
+exported run has children but several top-level runs are exported, those runs are the sessions. A session's
+hyperparameters are its tags and properties plus single-valued metrics (logged exactly once, a number,
+bool or string) chosen by ``hparams``:
+
+- ``hparams=["alpha", ...]``: exactly these metrics;
+- ``hparams=None`` (default): the single-valued metrics whose name and value appear together in the run's
+  display name, e.g. ``alpha`` = 0.1 in a child run named ``alpha0.1`` or ``alpha=0.1`` (the seed's naming);
+- ``hparams=[]``: none (tags and properties only).
+
+The session's metrics are all its other numeric scalar series (the dashboard shows their last value).
+
+**Re-exporting** into the same ``logdir`` first deletes the event files a previous export wrote for the same
+runs (also in a folder whose display-name part has changed since), so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..records import MetricKind, MetricSeries, RunRecord, RunStatus
+from ..tfevents import (
+    EventFileWriter,
+    HParam,
+    MetricSpec,
+    SessionStatus,
+    hparams_experiment,
+    hparams_session_end,
+    hparams_session_start,
+)
+from ._convert import SeriesConverter
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment
+    from ..run import Run
+
+__all__ = ["ExportResult", "export_to_tensorboard", "run_folder_name"]
+
+HPARAMS_SUFFIX = ".expboard-hparams"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_PROGRESS_MIN_POINTS = 200_000
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_to_tensorboard` wrote."""
+
+    logdir: Path
+    run_dirs: dict[str, Path] = field(default_factory=dict)  # run id -> its folder
+    sessions: int = 0  # HParams sessions written
+    points: int = 0  # metric points written
+
+
+def short_id(run_id: str) -> str:
+    """The last 8 characters of a run id (its random part) made filesystem-safe."""
+    return _UNSAFE.sub("_", run_id[-8:])
+
+
+def run_folder_name(record: RunRecord) -> str:
+    """``<display name>_<id8>``: readable, filesystem-safe and stable for a run (``run_<id8>`` if unnamed)."""
+    name = _UNSAFE.sub("_", record.display_name).strip("._")[:60] or "run"
+    return f"{name}_{short_id(record.run_id)}"
+
+
+def _runs_of(run_data: Any) -> list[Run]:
+    from ..experiment import Experiment
+    from ..run import Run
+
+    if isinstance(run_data, Run):
+        return [run_data]
+    if isinstance(run_data, Experiment):
+        return list(run_data.get_runs())
+    if isinstance(run_data, Iterable) and not isinstance(run_data, (str, bytes)):
+        runs = list(run_data)
+        bad = [r for r in runs if not isinstance(r, Run)]
+        if not bad:
+            return runs
+    raise ValidationError(
+        f"export_to_tensorboard takes a Run, a list of runs or an Experiment, got {type(run_data).__name__}"
+    )
+
+
+def _is_event_file(name: str) -> bool:
+    return "tfevents" in name
+
+
+def _remove_event_files(folder: Path, recursive: bool) -> None:
+    if not folder.is_dir():
+        return
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    for p in list(entries):
+        if p.is_file() and _is_event_file(p.name):
+            p.unlink()
+    if recursive:  # drop folders left empty, deepest first
+        for p in sorted((q for q in folder.rglob("*") if q.is_dir()), key=lambda q: -len(q.parts)):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def _prepare_folder(parent: Path, record: RunRecord) -> Path:
+    """The run's folder, emptied of a previous export's event files (also under an older display name)."""
+    folder = parent / run_folder_name(record)
+    suffix = "_" + short_id(record.run_id)
+    if parent.is_dir():
+        for old in parent.iterdir():
+            if old.is_dir() and old.name.endswith(suffix) and old.name != folder.name:
+                _remove_event_files(old, recursive=True)
+    _remove_event_files(folder, recursive=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------- hparams
+def _single_value(s: MetricSeries) -> Any:
+    """The value of a metric logged exactly once as a number, bool or string, else None."""
+    if s.kind is not MetricKind.SCALAR or len(s) != 1:
+        return None
+    v = s.values[0]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    return None
+
+
+def _named_in(display_name: str, name: str, value: Any) -> bool:
+    """Whether ``display_name`` contains ``name`` followed by ``value`` (``alpha0.1``, ``alpha=0.1``, ...)."""
+    texts = {str(value)}
+    if isinstance(value, float) and value.is_integer():
+        texts.add(str(int(value)))
+    return any(re.search(re.escape(name) + r"[=_:\-]?" + re.escape(t) + r"(?![0-9])", display_name) for t in texts)
+
+
+def _session_status(status: RunStatus) -> SessionStatus:
+    if status is RunStatus.COMPLETED:
+        return SessionStatus.SUCCESS
+    if status in (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.NOT_RESPONDING):
+        return SessionStatus.FAILURE
+    if status in (RunStatus.RUNNING, RunStatus.STARTING, RunStatus.FINALIZING, RunStatus.QUEUED):
+        return SessionStatus.RUNNING
+    return SessionStatus.UNKNOWN
+
+
+def _hparam_infos(sessions: Sequence[dict[str, Any]]) -> list[HParam]:
+    names = sorted({k for s in sessions for k in s})
+    infos = []
+    for name in names:
+        values = [s[name] for s in sessions if name in s]
+        distinct = sorted(set(values), key=lambda v: (str(type(v)), v))
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct)
+        if numeric and len(distinct) > 20:
+            infos.append(HParam(name, interval=(float(min(distinct)), float(max(distinct)))))
+        else:
+            infos.append(HParam(name, values=distinct))
+    return infos
+
+
+def _normalize_types(sessions: list[dict[str, Any]]) -> None:
+    """An hparam must have one type across sessions: mixed types become strings."""
+    names = {k for s in sessions for k in s}
+    for name in names:
+        kinds = {
+            "num" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+            for s in sessions
+            if name in s
+            for v in [s[name]]
+        }
+        if len(kinds) > 1:
+            for s in sessions:
+                if name in s:
+                    s[name] = str(s[name])
+
+
+# --------------------------------------------------------------------------------------------- export
+@dataclass
+class _Planned:
+    run: Run
+    record: RunRecord
+    folder: Path
+    series: list[MetricSeries]
+    session: bool
+
+
+def export_to_tensorboard(
+    run_data: Run | Sequence[Run] | Experiment,
+    logdir: str | os.PathLike[str],
+    recursive: bool = True,
+    hparams: Sequence[str] | None = None,
+    *,
+    progress: bool | None = None,
+) -> ExportResult:
+    """Write the metrics of a run, a list of runs or an experiment (its top-level runs) into ``logdir``.
+
+    ``recursive``: also export child runs (nested folders; they become HParams sessions). ``hparams``: the
+    single-valued metrics that are hyperparameters (see the module docs for the default). ``progress``: a
+    tqdm bar (default: on for a terminal and more than 200,000 points). Returns what was written.
+
+    >>> export_to_tensorboard(root_run, "exportedTBlogs", hparams=["alpha"])   # doctest: +SKIP
+    ExportResult(logdir=PosixPath('exportedTBlogs'), ...)
+    """
+    if isinstance(hparams, str):
+        hparams = [h for h in hparams.split(",") if h]
+    root = Path(logdir)
+    root.mkdir(parents=True, exist_ok=True)
+    top = _runs_of(run_data)
+
+    # plan: folders, series and sessions for every run (metrics are read once, here)
+    planned: list[_Planned] = []
+    todo: list[tuple[Run, Path, int]] = [(r, root, 0) for r in top]
+    has_children = False
+    while todo:
+        run, parent_dir, depth = todo.pop(0)
+        record = run._refresh()
+        folder = _prepare_folder(parent_dir, record)
+        planned.append(_Planned(run, record, folder, run.get_metric_series(), session=depth > 0))
+        if recursive:
+            children = sorted(run.get_children(), key=lambda r: (r._record.created, r.id))
+            has_children = has_children or bool(children)
+            todo.extend((c, folder, depth + 1) for c in children)
+    if not has_children and len(top) > 1:
+        for p in planned:
+            p.session = True
+
+    session_hparams: dict[str, dict[str, Any]] = {}
+    metric_names: set[str] = set()
+    for p in planned:
+        if not p.session:
+            continue
+        hp: dict[str, Any] = {**p.record.tags, **p.record.properties}
+        chosen: set[str] = set()
+        for s in p.series:
+            v = _single_value(s)
+            if v is None:
+                continue
+            if (hparams is not None and s.name in hparams) or (
+                hparams is None and _named_in(p.record.display_name, s.name, v)
+            ):
+                hp[s.name] = v
+                chosen.add(s.name)
+        session_hparams[p.record.run_id] = hp
+        for s in p.series:
+            numeric = isinstance(s.values, np.ndarray) and s.values.dtype.kind in "fiub"
+            if s.kind is MetricKind.SCALAR and numeric and s.name not in chosen:
+                metric_names.add(s.name)
+    hp_list = list(session_hparams.values())
+    _normalize_types(hp_list)
+
+    # write
+    total = sum(len(s) for p in planned for s in p.series)
+    show = progress if progress is not None else (total >= _PROGRESS_MIN_POINTS and sys.stderr.isatty())
+    bar = _progress_bar(total, show)
+    written = 0
+    run_dirs: dict[str, Path] = {}
+    try:
+        for p in planned:
+            run_dirs[p.record.run_id] = p.folder
+            hp = session_hparams.get(p.record.run_id)
+            if not p.series and hp is None:
+                continue
+            store, run_id = p.run._store, p.run.id
+            with EventFileWriter(p.folder, flush_secs=0) as writer:
+                conv = SeriesConverter(writer, lambda name, s=store, r=run_id: s.read_file(r, name), sort_steps=True)
+                if hp is not None:
+                    start = p.record.start_time or p.record.created
+                    writer.add_summary_value(hparams_session_start(hp, start_time=start), 0, start)
+                for s in p.series:
+                    n = conv.write(s)
+                    written += n
+                    if bar is not None:
+                        bar.update(n)
+                if hp is not None and p.record.status.is_terminal:
+                    end = p.record.end_time or time.time()
+                    writer.add_summary_value(hparams_session_end(_session_status(p.record.status), end), 0, end)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if session_hparams:
+        for old in root.iterdir():
+            if old.is_file() and old.name.endswith(HPARAMS_SUFFIX):
+                old.unlink()
+        now = time.time()
+        with EventFileWriter(root, filename_suffix=HPARAMS_SUFFIX, flush_secs=0) as writer:
+            value = hparams_experiment(
+                _hparam_infos(hp_list),
+                [MetricSpec(name) for name in sorted(metric_names)],
+                time_created_secs=now,
+            )
+            writer.add_summary_value(value, 0, now)
+    return ExportResult(root, run_dirs, len(session_hparams), written)
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="pt", unit_scale=True, desc="export_to_tensorboard")
