@@ -410,7 +410,8 @@ def _collect_group(path: Path, mat: np.ndarray, seqs: np.ndarray, starts: np.nda
             slow += len(rows)
             remaining = remaining[len(rows):]
             continue
-        sub = mat[remaining]
+        whole = len(remaining) == len(mat)
+        sub = mat if whole else mat[remaining]
         variable = np.zeros(mat.shape[1], dtype=bool)
         if lay.wall >= 0:
             variable[lay.wall: lay.wall + 8] = True
@@ -424,7 +425,7 @@ def _collect_group(path: Path, mat: np.ndarray, seqs: np.ndarray, starts: np.nda
             cont = (sub[:, lay.step + j] & 0x80) != 0
             ok &= cont if j < lay.step_len - 1 else ~cont
         rows = remaining[ok]
-        m = mat[rows]
+        m = sub if whole and len(rows) == len(mat) else mat[rows]
         s = seqs[rows]
         steps = _varint_cols(m, lay.step, lay.step_len) if lay.step >= 0 else np.zeros(len(m), np.int64)
         walls = (np.ascontiguousarray(m[:, lay.wall: lay.wall + 8]).view("<f8").reshape(-1) if lay.wall >= 0
@@ -436,17 +437,31 @@ def _collect_group(path: Path, mat: np.ndarray, seqs: np.ndarray, starts: np.nda
         if b == a or (tags == r0[a:b]).all():
             _add(col, lay, lay.tag, s, steps, walls, vals)
         else:
-            keys = np.ascontiguousarray(tags).view(f"V{b - a}").reshape(-1)
-            uniq, inv = np.unique(keys, return_inverse=True)
-            for u_i, key in enumerate(uniq):
-                sel = inv == u_i
+            for tag_bytes, sel in _split_by_tag(tags):
                 try:
-                    tag = bytes(key).decode("utf-8")
+                    tag = tag_bytes.decode("utf-8")
                 except UnicodeDecodeError:
-                    bad_row = rows[np.flatnonzero(sel)[0]]
+                    bad_row = rows[sel[0] if isinstance(sel, np.ndarray) else sel.start]
                     raise CorruptEventFileError(path, int(starts[bad_row]), "invalid UTF-8 in a tag") from None
                 _add(col, lay, tag, s[sel], steps[sel], walls[sel], vals[sel])
         remaining = remaining[~ok]
+
+
+def _split_by_tag(tags: np.ndarray) -> list[tuple[bytes, np.ndarray | slice]]:
+    """Group rows by their tag bytes, keeping row order within each tag."""
+    change = np.flatnonzero((tags[1:] != tags[:-1]).any(axis=1)) + 1
+    if len(change) < len(tags) // 8:  # tags come in long runs (bulk-written files): slice the runs
+        bounds = [0, *change.tolist(), len(tags)]
+        by_tag: dict[bytes, list[tuple[int, int]]] = {}
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            by_tag.setdefault(tags[lo].tobytes(), []).append((lo, hi))
+        return [(k, slice(*v[0]) if len(v) == 1 else np.concatenate([np.arange(lo, hi) for lo, hi in v]))
+                for k, v in by_tag.items()]
+    keys = np.ascontiguousarray(tags).view(f"V{tags.shape[1]}").reshape(-1)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    splits = np.split(order, np.cumsum(np.bincount(inv, minlength=len(uniq)))[:-1])
+    return [(bytes(u), idx) for u, idx in zip(uniq, splits, strict=True)]
 
 
 def _add(col: _Collector, lay: _Layout, tag: str, s: np.ndarray, steps: np.ndarray, walls: np.ndarray,

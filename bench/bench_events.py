@@ -1,0 +1,151 @@
+"""Benchmark: writing and reading TensorBoard scalar event files, expboard vs tensorboardX, torch, tbparse
+and TensorBoard's EventAccumulator, side by side in one run.
+
+    .venv/bin/python bench/bench_events.py            # 1,000,000 points for expboard, 100,000 for peers
+    .venv/bin/python bench/bench_events.py --quick    # 200,000 / 20,000
+
+Peers are ~100x slower, so they are measured on fewer points (--peer-points); every figure is points/s,
+so the ratios compare rates. Each measurement is the best of --repeat runs (default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from expboard.tfevents import EventFileWriter, SummaryWriter, read_scalars
+
+TAGS = 100
+
+
+def best_rate(fn: Callable[[], int], repeat: int) -> float:
+    best = 0.0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def fresh(root: Path, name: str) -> Path:
+    d = root / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
+
+
+def per_point_writer(cls: type, root: Path, name: str, n: int, tags: int) -> Callable[[], int]:
+    def run() -> int:
+        d = fresh(root, name)
+        w = cls(str(d))
+        add = w.add_scalar
+        if tags == 1:
+            for i in range(n):
+                add("loss", i * 0.001, i)
+        else:
+            names = [f"metric/{k:03d}" for k in range(tags)]
+            for i in range(n // tags):
+                for t in names:
+                    add(t, i * 0.001, i)
+        w.close()
+        return n
+    return run
+
+
+def batch_writer(root: Path, name: str, n: int, tags: int) -> Callable[[], int]:
+    def run() -> int:
+        d = fresh(root, name)
+        steps = np.arange(n // tags)
+        values = steps * 0.001
+        walls = time.time() + steps * 1e-3
+        with EventFileWriter(d) as w:
+            for k in range(tags):
+                w.add_scalars_array(f"metric/{k:03d}" if tags > 1 else "loss", steps, values, walls)
+        return n
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--peer-points", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="200,000 points, 20,000 for peers")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.points, args.peer_points = 200_000, 20_000
+    n, pn, rep = args.points, args.peer_points, args.repeat
+    warnings.filterwarnings("ignore")
+    root = Path(tempfile.mkdtemp(prefix="bench_events_"))
+    print(f"cpus={os.cpu_count()} load={os.getloadavg()}  expboard points={n:,}  peer points={pn:,}")
+    rates: dict[str, float] = {}
+    try:
+        for tags in (1, TAGS):
+            label = "1 tag" if tags == 1 else f"{TAGS} tags"
+            rates[f"expboard add_scalar, {label}"] = best_rate(
+                per_point_writer(SummaryWriter, root, f"ours_pp_{tags}", n, tags), rep)
+            rates[f"expboard add_scalars_array, {label}"] = best_rate(
+                batch_writer(root, f"ours_b_{tags}", n, tags), rep)
+            if not args.no_peers:
+                import tensorboardX
+                from torch.utils.tensorboard import SummaryWriter as TorchWriter
+                rates[f"tensorboardX add_scalar, {label} [{pn:,} pts]"] = best_rate(
+                    per_point_writer(tensorboardX.SummaryWriter, root, f"tbx_{tags}", pn, tags), rep)
+                rates[f"torch add_scalar, {label} [{pn:,} pts]"] = best_rate(
+                    per_point_writer(TorchWriter, root, f"torch_{tags}", pn, tags), rep)
+            # reading: expboard on the big files; peers on a peer-size file written by expboard
+            big = root / f"ours_b_{tags}"
+            rates[f"expboard read_scalars, {label}"] = best_rate(
+                lambda big=big: sum(len(s.values) for s in read_scalars(big).values()), rep)
+            if not args.no_peers:
+                small = root / f"small_{tags}"
+                batch_writer(root, f"small_{tags}", pn, tags)()
+                rates[f"expboard read_scalars, {label} [{pn:,} pts]"] = best_rate(
+                    lambda small=small: sum(len(s.values) for s in read_scalars(small).values()), rep)
+
+                def tbparse_read(small: Path = small) -> int:
+                    from tbparse import SummaryReader
+                    return len(SummaryReader(str(small)).scalars)
+
+                def accumulator_read(small: Path = small) -> int:
+                    from tensorboard.backend.event_processing import event_accumulator as ea
+                    acc = ea.EventAccumulator(str(small), size_guidance={ea.SCALARS: 0})
+                    acc.Reload()
+                    return sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
+
+                rates[f"tbparse read, {label} [{pn:,} pts]"] = best_rate(tbparse_read, rep)
+                rates[f"EventAccumulator read, {label} [{pn:,} pts]"] = best_rate(accumulator_read, rep)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    width = max(len(k) for k in rates)
+    print(f"{'measurement':<{width}}  points/s")
+    for k, v in rates.items():
+        print(f"{k:<{width}}  {v:>12,.0f}")
+    if not args.no_peers:
+        print("\nratios (rates; peers measured on fewer points):")
+        for label in ("1 tag", f"{TAGS} tags"):
+            ours_pp = rates[f"expboard add_scalar, {label}"]
+            ours_b = rates[f"expboard add_scalars_array, {label}"]
+            tbx = rates[f"tensorboardX add_scalar, {label} [{pn:,} pts]"]
+            torch_r = rates[f"torch add_scalar, {label} [{pn:,} pts]"]
+            rd = rates[f"expboard read_scalars, {label}"]
+            tbp = rates[f"tbparse read, {label} [{pn:,} pts]"]
+            acc = rates[f"EventAccumulator read, {label} [{pn:,} pts]"]
+            print(f"  {label}: add_scalar {ours_pp / tbx:.0f}x tensorboardX, {ours_pp / torch_r:.0f}x torch; "
+                  f"batch {ours_b / tbx:.0f}x tensorboardX; "
+                  f"read {rd / tbp:.0f}x tbparse, {rd / acc:.0f}x EventAccumulator")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
