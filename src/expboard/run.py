@@ -432,13 +432,22 @@ class Run:
         self._finish(RunStatus.FAILED, _error_dict(error_details, error_code))
 
     def cancel(self) -> None:
-        """Cancel the run. A submitted run's process is stopped by its agent."""
+        """Cancel the run. A submitted run still Queued ends Canceled at once; a started one becomes
+        CancelRequested and its agent stops the script (SIGTERM, then SIGKILL) and marks it Canceled."""
         if self._record.run_type == "script":
+            now = _time()
             self._record = self._store.update_run(
                 self.id,
-                status=RunStatus.CANCEL_REQUESTED,
-                only_if_status=[s for s in RunStatus if s not in TERMINAL_STATUSES],
+                status=RunStatus.CANCELED,
+                end_time=now,
+                only_if_status=[RunStatus.NOT_STARTED, RunStatus.QUEUED, RunStatus.NOT_RESPONDING],
             )
+            if self._record.status != RunStatus.CANCELED:
+                self._record = self._store.update_run(
+                    self.id,
+                    status=RunStatus.CANCEL_REQUESTED,
+                    only_if_status=[RunStatus.STARTING, RunStatus.RUNNING, RunStatus.FINALIZING],
+                )
         else:
             self._finish(RunStatus.CANCELED)
 
@@ -450,20 +459,25 @@ class Run:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Wait until the run ends; with ``show_output`` stream its driver log. Raises RunFailedError when it
-        failed (unless ``raise_on_error=False``). Returns :meth:`get_details`."""
-        from .logs import follow_log  # type: ignore[import-not-found]
+        failed or stopped responding (unless ``raise_on_error=False``). Returns :meth:`get_details`.
+
+        A submitted run whose agent stopped writing heartbeats is marked NotResponding here, so this never
+        waits forever on a run nobody supervises."""
+        from .logs import follow_log, run_has_ended
 
         deadline = None if timeout is None else time.monotonic() + timeout
         if show_output:
             follow_log(self, deadline=deadline)
-        while not self.get_status().is_terminal and self._record.status != RunStatus.NOT_RESPONDING:
+        while not run_has_ended(self):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {self.id} still {self._record.status.value} after {timeout} s")
             time.sleep(0.2)
         details = self.get_details()
         if raise_on_error and self._record.status in (RunStatus.FAILED, RunStatus.NOT_RESPONDING):
             err = (self._record.error or {}).get("message", "")
-            raise RunFailedError(f"run {self.id} ended {self._record.status.value}: {err}".rstrip(": "))
+            what = "failed" if self._record.status == RunStatus.FAILED else "stopped responding"
+            hint = f" (its output: `expboard runs logs {self.id}`)" if self._record.run_type == "script" else ""
+            raise RunFailedError(f"run {self.id} {what}{hint}: {err}".rstrip(": "))
         return details
 
     def get_details(self) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""Script runs on compute targets: submit a :class:`ScriptRunConfig`, a run agent supervises it.
+
+>>> config = ScriptRunConfig("./project", "train.py", ["--log_dir", "./logs"])  # doctest: +SKIP
+>>> run = Experiment(ws, "tensorboard-demo").submit(config)    # doctest: +SKIP   (Queued, at once)
+>>> run.wait_for_completion(show_output=True)                  # doctest: +SKIP
+
+Files a submitted run stores:
+
+    snapshot.zip             the source folder as submitted (see :mod:`.snapshot`)
+    runconfig.json           script, arguments, environment, target
+    system_logs/driver.log   the script's stdout and stderr, streamed
+    system_logs/agent.log    what the run agent did
+    logs/...                 the script's ./logs, streamed while it grows (TensorBoard files)
+    outputs/...              the script's ./outputs, stored when it ends
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ValidationError
+from ..records import RunStatus
+from .agent import DRIVER_LOG, RUNCONFIG_FILE, reap_unresponsive
+from .config import Estimator, ScriptRunConfig
+from .snapshot import SNAPSHOT_FILE, build_snapshot
+from .targets import ComputeTarget, ComputeTargets, LocalTarget, TargetStatus, register_target_type
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment
+    from ..run import Run
+
+__all__ = [
+    "DRIVER_LOG",
+    "ComputeTarget",
+    "ComputeTargets",
+    "Estimator",
+    "LocalTarget",
+    "ScriptRunConfig",
+    "TargetStatus",
+    "reap_unresponsive",
+    "register_target_type",
+    "submit",
+]
+
+
+def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, Any] | None = None) -> Run:
+    """Snapshot the source folder, create a Queued script run, hand it to the config's compute target and
+    return the run at once. A snapshot over its size limit raises PayloadTooLargeError before any run exists.
+    """
+    from ..run import Run
+
+    if not isinstance(config, ScriptRunConfig):
+        raise ValidationError(f"Experiment.submit takes a ScriptRunConfig or an Estimator, got {type(config).__name__}")
+    ws = experiment.workspace
+    target = ws.compute_targets.resolve(config.compute_target)
+    source = Path(config.source_directory).expanduser().resolve()
+    if not source.is_dir():
+        raise ValidationError(f"source_directory {str(config.source_directory)!r} is not a folder")
+    script = (source / config.script).resolve()
+    if not script.is_relative_to(source):
+        raise ValidationError(f"script {config.script!r} must be inside source_directory {str(source)!r}")
+    if not script.is_file():
+        raise ValidationError(f"no script {config.script!r} in source_directory {str(source)!r}")
+    snapshot = build_snapshot(source)
+    run = Run._create(
+        experiment,
+        display_name="",
+        run_type="script",
+        status=RunStatus.QUEUED,
+        target=target.name,
+        tags=tags,
+        properties={
+            "expboard.script": config.script,
+            "expboard.arguments": json.dumps(config.arguments),
+            "expboard.source_directory": str(source),
+            "expboard.snapshot_files": str(snapshot.files),
+        },
+    )
+    store = ws.store
+    try:
+        run_config = config.to_dict()
+        run_config["source_directory"] = str(source)
+        run_config["compute_target"] = target.name
+        store.write_file(run.id, SNAPSHOT_FILE, snapshot.data)
+        store.write_file(run.id, RUNCONFIG_FILE, json.dumps(run_config, indent=2).encode())
+        target.submit(run, config)
+    except BaseException as exc:
+        run.fail(f"could not submit the run to compute target {target.name!r}: {exc}", "SubmitError")
+        raise
+    run._refresh()
+    return run

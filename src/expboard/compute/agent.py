@@ -1,0 +1,569 @@
+"""The run agent: supervises one submitted script run from Queued to its final status.
+
+    python -m expboard.compute RUN_ID
+
+It needs only the run id and the workspace's environment (``Workspace.env()``), so every compute target
+starts the same agent: the local target as a detached subprocess, a Ray target as a Ray job's entrypoint.
+
+    Queued ──> Starting ──> Running ──> Finalizing ──> Completed | Failed | Canceled
+      │            (snapshot unpacked,      (./logs and the driver log
+      │             script started)          synced, ./outputs uploaded)
+      └── run.cancel() while Queued ───────────────────> Canceled
+
+What it does:
+
+- claims the run (a compare-and-set Queued -> Starting, so two agents never run one run), unpacks
+  ``snapshot.zip`` into a fresh temporary folder and reads ``runconfig.json``;
+- starts ``python -u <script> <arguments>`` there in its own process group (session), with
+  ``EXPBOARD_RUN_ID``, the workspace's variables and ``PYTHONUNBUFFERED=1`` in its environment, so that
+  ``Run.get_context()`` in the script returns the submitted run;
+- appends the script's stdout and stderr to ``system_logs/driver.log`` about every second;
+- uploads ``./logs`` while it grows: appended bytes only, a replaced or truncated file again as a whole;
+- writes its heartbeat every ``EXPBOARD_HEARTBEAT_S`` seconds; :func:`reap_unresponsive` turns a run whose
+  heartbeat is older than ``EXPBOARD_HEARTBEAT_TIMEOUT_S`` into NotResponding (its agent died silently);
+- on CancelRequested (or SIGTERM/SIGINT to the agent) sends SIGTERM to the script's process group, SIGKILL
+  after ``EXPBOARD_CANCEL_GRACE_S``, and ends Canceled; when the script exits, whatever it left running in
+  its process group is killed too; on Linux the script also dies with the agent (``PR_SET_PDEATHSIG``);
+- at the end uploads ``./outputs``, records the exit code and the tail of stderr in the run's error when
+  the script failed, and removes the working copy.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConflictError, ExpboardError, NotFoundError
+from ..records import TERMINAL_STATUSES, RunRecord, RunStatus
+from ..stores import Store
+from .snapshot import SNAPSHOT_FILE, extract_snapshot
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "DRIVER_LOG",
+    "RUNCONFIG_FILE",
+    "SETTINGS",
+    "Agent",
+    "DirSync",
+    "Setting",
+    "agent_command",
+    "main",
+    "reap_unresponsive",
+    "setting",
+]
+
+DRIVER_LOG = "system_logs/driver.log"
+AGENT_LOG = "system_logs/agent.log"
+RUNCONFIG_FILE = "runconfig.json"
+ENV_AGENT_LOG = "EXPBOARD_AGENT_LOG"  # where a target sent the agent's own stdout/stderr (removed if empty)
+
+# Statuses of a run whose agent is supposed to be alive and writing heartbeats.
+ACTIVE_STATUSES = (
+    RunStatus.QUEUED,
+    RunStatus.STARTING,
+    RunStatus.RUNNING,
+    RunStatus.FINALIZING,
+    RunStatus.CANCEL_REQUESTED,
+)
+_NOT_TERMINAL = [s for s in RunStatus if s not in TERMINAL_STATUSES]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: float
+    help: str
+
+
+SETTINGS = (
+    Setting("EXPBOARD_HEARTBEAT_S", 5.0, "seconds between the agent's heartbeats"),
+    Setting(
+        "EXPBOARD_HEARTBEAT_TIMEOUT_S",
+        60.0,
+        "a run whose heartbeat is older than this is NotResponding (its agent died without a word)",
+    ),
+    Setting("EXPBOARD_LOG_SYNC_S", 1.0, "seconds between uploads of ./logs and the driver log"),
+    Setting("EXPBOARD_CANCEL_GRACE_S", 10.0, "seconds between SIGTERM and SIGKILL when a run is canceled"),
+)
+_SETTINGS = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> float:
+    """A setting's value: the environment variable if set, else its default."""
+    raw = os.environ.get(name)
+    if raw:
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    return _SETTINGS[name].default
+
+
+def agent_command(run_id: str, python: str | None = None) -> list[str]:
+    """The command line that supervises ``run_id`` (every target runs this)."""
+    return [python or sys.executable, "-m", "expboard.compute", run_id]
+
+
+def reap_unresponsive(
+    store: Store, max_age: float | None = None, run_ids: Iterable[str] | None = None, now: float | None = None
+) -> list[str]:
+    """Mark script runs NotResponding whose agent stopped writing heartbeats ``max_age`` seconds ago
+    (default ``EXPBOARD_HEARTBEAT_TIMEOUT_S``). Only runs ``run_ids`` are checked when given, else every
+    active script run. A compare-and-set, safe to call from anywhere at any time; returns the ids marked."""
+    max_age = setting("EXPBOARD_HEARTBEAT_TIMEOUT_S") if max_age is None else max_age
+    now = time.time() if now is None else now
+    if run_ids is None:
+        records = store.list_runs(statuses=list(ACTIVE_STATUSES))
+    else:
+        records = []
+        for rid in run_ids:
+            try:
+                records.append(store.get_run(rid))
+            except NotFoundError:
+                pass
+    marked = []
+    for r in records:
+        if r.run_type != "script" or r.status not in ACTIVE_STATUSES or r.heartbeat is None:
+            continue
+        if now - r.heartbeat <= max_age:
+            continue
+        after = store.update_run(
+            r.run_id,
+            status=RunStatus.NOT_RESPONDING,
+            error={
+                "code": "NotResponding",
+                "message": f"the run's agent stopped responding: no heartbeat for {now - r.heartbeat:.0f} s "
+                f"(while {r.status.value}); its process died or its machine is unreachable",
+            },
+            only_if_status=[r.status],
+        )
+        if after.status == RunStatus.NOT_RESPONDING and after.heartbeat == r.heartbeat:
+            marked.append(r.run_id)
+    return marked
+
+
+class DirSync:
+    """Mirror a local folder into run files ``<prefix>/<relative path>``, uploading only what changed:
+    appended bytes with ``append_file``; a file replaced, truncated or rewritten in place as a whole."""
+
+    CHUNK = 8 * 1024 * 1024
+
+    def __init__(self, store: Store, run_id: str, root: Path, prefix: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.root = root
+        self.prefix = prefix.rstrip("/")
+        self._state: dict[str, tuple[int, int, int]] = {}  # rel -> (uploaded size, inode, mtime_ns)
+
+    def sync(self) -> int:
+        """Upload what changed since the last call; returns the number of bytes sent."""
+        if not self.root.is_dir():
+            return 0
+        sent = 0
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            for fn in filenames:
+                path = Path(dirpath) / fn
+                rel = path.relative_to(self.root).as_posix()
+                try:
+                    sent += self._sync_file(path, rel)
+                except FileNotFoundError:  # removed while we looked
+                    continue
+        return sent
+
+    def _sync_file(self, path: Path, rel: str) -> int:
+        st = path.stat()
+        size, ino, mtime = st.st_size, st.st_ino, st.st_mtime_ns
+        name = f"{self.prefix}/{rel}"
+        known = self._state.get(rel)
+        if known is not None and known == (size, ino, mtime):
+            return 0
+        if known is None or known[1] != ino or size < known[0] or (size == known[0] and mtime != known[2]):
+            if known is None:
+                return self._append(path, rel, name, 0, size, ino, mtime)
+            return self._rewrite(path, rel, name, ino, mtime)
+        return self._append(path, rel, name, known[0], size, ino, mtime)
+
+    def _append(self, path: Path, rel: str, name: str, offset: int, size: int, ino: int, mtime: int) -> int:
+        sent = 0
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while offset < size:
+                data = f.read(min(self.CHUNK, size - offset))
+                if not data:
+                    break
+                try:
+                    self.store.append_file(self.run_id, name, data, offset)
+                except ConflictError:  # the stored file is not what we sent before: start over
+                    return self._rewrite(path, rel, name, ino, mtime)
+                offset += len(data)
+                sent += len(data)
+                self._state[rel] = (offset, ino, mtime if offset == size else -1)
+        if offset == 0 and size == 0 and rel not in self._state:
+            self.store.write_file(self.run_id, name, b"")
+            self._state[rel] = (0, ino, mtime)
+        return sent
+
+    def _rewrite(self, path: Path, rel: str, name: str, ino: int, mtime: int) -> int:
+        data = path.read_bytes()
+        self.store.write_file(self.run_id, name, data)
+        self._state[rel] = (len(data), ino, mtime)
+        return len(data)
+
+    def upload_all(self) -> list[str]:
+        """Write every file once (for ``./outputs`` at the end); returns the stored names."""
+        names = []
+        if not self.root.is_dir():
+            return names
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file():
+                name = f"{self.prefix}/{path.relative_to(self.root).as_posix()}"
+                self.store.write_file(self.run_id, name, path.read_bytes())
+                names.append(name)
+        return names
+
+
+class _Output:
+    """The script's stdout and stderr, gathered by reader threads, taken by the uploader."""
+
+    TAIL = 8192
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending = bytearray()
+        self.stderr_tail = bytearray()
+
+    def feed(self, data: bytes, is_stderr: bool) -> None:
+        with self.lock:
+            self.pending += data
+            if is_stderr:
+                self.stderr_tail += data
+                del self.stderr_tail[: -self.TAIL]
+
+    def take(self) -> bytes:
+        with self.lock:
+            data = bytes(self.pending)
+            self.pending.clear()
+            return data
+
+    def reader(self, stream: Any, is_stderr: bool) -> threading.Thread:
+        def loop() -> None:
+            fd = stream.fileno()
+            try:
+                while True:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break
+                    self.feed(data, is_stderr)
+            except OSError:
+                pass
+            finally:
+                stream.close()
+
+        t = threading.Thread(target=loop, name="expboard-agent-" + ("stderr" if is_stderr else "stdout"), daemon=True)
+        t.start()
+        return t
+
+
+def _stderr_summary(tail: bytes, max_lines: int = 20) -> str:
+    text = codecs.decode(tail, "utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-max_lines:])
+
+
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class Agent:
+    """Supervises one run. ``Agent(store, run_id, workspace_env).run()`` returns the final status."""
+
+    def __init__(self, store: Store, run_id: str, workspace_env: dict[str, str]) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.workspace_env = workspace_env
+        self.phase = RunStatus.STARTING
+        self.heartbeat_s = setting("EXPBOARD_HEARTBEAT_S")
+        self.sync_s = setting("EXPBOARD_LOG_SYNC_S")
+        self.grace_s = setting("EXPBOARD_CANCEL_GRACE_S")
+        self.cancel = threading.Event()
+        self.cancel_reason = "canceled by request"
+        self._stop = threading.Event()
+        self._log_offset = 0
+        self._agent_log_offset = 0
+        self.output = _Output()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.workdir: Path | None = None
+
+    # --- small helpers ----------------------------------------------------------------------------
+    def note(self, message: str) -> None:
+        """A line in ``system_logs/agent.log`` (what the agent did, for the curious)."""
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n".encode()
+        try:
+            info = self.store.append_file(self.run_id, AGENT_LOG, line, self._agent_log_offset)
+            self._agent_log_offset = info.size
+        except ExpboardError:
+            pass
+
+    def _update(self, only_if: list[RunStatus], **fields: Any) -> RunRecord:
+        return self.store.update_run(self.run_id, heartbeat=time.time(), only_if_status=only_if, **fields)
+
+    def _flush_driver_log(self) -> None:
+        data = self.output.take()
+        if data:
+            info = self.store.append_file(self.run_id, DRIVER_LOG, data, self._log_offset)
+            self._log_offset = info.size
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                rec = self._update([*ACTIVE_STATUSES])
+                if rec.status == RunStatus.CANCEL_REQUESTED or rec.status.is_terminal:
+                    self.cancel.set()  # canceled, or ended by someone else (canceled while NotResponding)
+                elif rec.status == RunStatus.NOT_RESPONDING:  # we were only slow: take the run back
+                    self._update([RunStatus.NOT_RESPONDING], status=self.phase, error=None)
+            except Exception as exc:  # the store is briefly unavailable: try again next beat
+                print(f"expboard agent: heartbeat failed: {exc}", file=sys.stderr)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.cancel_reason = f"the run's agent received {signal.Signals(signum).name}"
+        self.cancel.set()
+
+    # --- the life of a run --------------------------------------------------------------------------
+    def run(self) -> RunStatus:
+        rec = self._update([RunStatus.QUEUED], status=RunStatus.STARTING)
+        if rec.status != RunStatus.STARTING:
+            if rec.status == RunStatus.CANCEL_REQUESTED:
+                return self._finish(RunStatus.CANCELED, None)
+            return rec.status  # canceled while queued, or claimed by another agent: nothing to do
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        beat = threading.Thread(target=self._heartbeat_loop, name="expboard-heartbeat", daemon=True)
+        beat.start()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"expboard-run-{self.run_id[-8:]}-"))
+        self.note(f"agent pid {os.getpid()} on {os.uname().nodename}; working copy {self.workdir}")
+        try:
+            try:
+                config = json.loads(self.store.read_file(self.run_id, RUNCONFIG_FILE))
+                n = extract_snapshot(self.store.read_file(self.run_id, SNAPSHOT_FILE), self.workdir)
+                self.note(f"unpacked {n} files of the snapshot")
+                (self.workdir / "logs").mkdir(exist_ok=True)
+                (self.workdir / "outputs").mkdir(exist_ok=True)
+                self._start_script(config)
+            except Exception as exc:
+                self.note("could not start the script:\n" + traceback.format_exc())
+                return self._finish(
+                    RunStatus.FAILED, {"code": "StartError", "message": f"could not start the script: {exc}"}
+                )
+            return self._supervise(config)
+        finally:
+            self._stop.set()
+            beat.join(timeout=5)
+            import shutil
+
+            if not os.environ.get("EXPBOARD_KEEP_WORKDIR"):
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _start_script(self, config: dict[str, Any]) -> None:
+        assert self.workdir is not None
+        script = str(config["script"])
+        script_path = (self.workdir / script).resolve()
+        if not script_path.is_relative_to(self.workdir.resolve()) or not script_path.is_file():
+            raise FileNotFoundError(f"no script {script!r} in the snapshot of the source directory")
+        if script_path.suffix == ".py":
+            argv = [sys.executable, "-u", str(script_path)]
+        elif script_path.suffix == ".sh":
+            argv = ["bash", str(script_path)]
+        else:
+            argv = [str(script_path)]
+        argv += [str(a) for a in config.get("arguments", [])]
+        env = dict(os.environ)
+        env.pop(ENV_AGENT_LOG, None)
+        env.update(config.get("environment") or {})
+        env.update(self.workspace_env)
+        env["EXPBOARD_RUN_ID"] = self.run_id
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=self.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: cancel reaches its children too
+            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        self.note(f"started {' '.join(argv)} (pid {self.proc.pid})")
+        try:
+            self.store.add_properties(self.run_id, {"expboard.script_pid": str(self.proc.pid)})
+        except ExpboardError:
+            pass
+
+    def _exited(self) -> bool:
+        """Whether the script has exited, without reaping it (its pid, and so its process group id, stays
+        ours until we have killed what is left in the group)."""
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except (AttributeError, ChildProcessError):
+            return self.proc.poll() is not None
+
+    def _killpg(self, sig: int) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _supervise(self, config: dict[str, Any]) -> RunStatus:
+        assert self.proc is not None and self.workdir is not None
+        readers = [self.output.reader(self.proc.stdout, False), self.output.reader(self.proc.stderr, True)]
+        logs = DirSync(self.store, self.run_id, self.workdir / "logs", "logs")
+        rec = self._update([RunStatus.STARTING], status=RunStatus.RUNNING, start_time=time.time())
+        if rec.status == RunStatus.RUNNING:
+            self.phase = RunStatus.RUNNING
+        elif rec.status == RunStatus.CANCEL_REQUESTED:
+            self.cancel.set()
+        term_sent: float | None = None
+        killed = False
+        next_sync = 0.0
+        while not self._exited():
+            now = time.monotonic()
+            if self.cancel.is_set() and term_sent is None:
+                self.note(f"{self.cancel_reason}: SIGTERM to the script's process group")
+                self._killpg(signal.SIGTERM)
+                term_sent = now
+            elif term_sent is not None and not killed and now - term_sent > self.grace_s:
+                self.note(f"the script did not end within {self.grace_s:g} s of SIGTERM: SIGKILL")
+                self._killpg(signal.SIGKILL)
+                killed = True
+            if now >= next_sync:
+                next_sync = now + self.sync_s
+                self._sync(logs)
+                if not self.cancel.is_set() and self.store.get_run(self.run_id).status == RunStatus.CANCEL_REQUESTED:
+                    self.cancel.set()
+            time.sleep(0.05 if self.cancel.is_set() else min(0.2, self.sync_s))
+        self._killpg(signal.SIGKILL)  # whatever the script left behind in its group
+        returncode = self.proc.wait()
+        for t in readers:
+            t.join(timeout=5)
+        self.phase = RunStatus.FINALIZING
+        self._update([RunStatus.RUNNING, RunStatus.STARTING], status=RunStatus.FINALIZING)
+        error: dict[str, Any] | None = None
+        script = str(config["script"])
+        try:
+            self._sync(logs)
+            outputs = DirSync(self.store, self.run_id, self.workdir / "outputs", "outputs").upload_all()
+            if outputs:
+                self.note(f"uploaded {len(outputs)} files of ./outputs")
+        except Exception as exc:
+            self.note("uploading the run's files failed:\n" + traceback.format_exc())
+            error = {"code": "UploadError", "message": f"uploading ./logs or ./outputs failed: {exc}"}
+        self.note(f"the script exited with code {returncode}")
+        if term_sent is not None:
+            return self._finish(RunStatus.CANCELED, None)
+        if returncode != 0:
+            return self._finish(RunStatus.FAILED, self._exit_error(script, returncode))
+        if error is not None:
+            return self._finish(RunStatus.FAILED, error)
+        return self._finish(RunStatus.COMPLETED, None)
+
+    def _sync(self, logs: DirSync) -> None:
+        try:
+            self._flush_driver_log()
+            logs.sync()
+        except Exception as exc:  # the store is briefly unavailable, a file vanished: next round
+            print(f"expboard agent: upload failed, will retry: {exc}", file=sys.stderr)
+
+    def _exit_error(self, script: str, returncode: int) -> dict[str, Any]:
+        tail = _stderr_summary(bytes(self.output.stderr_tail))
+        if returncode < 0:
+            name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else "?"
+            what = f"{script} was killed by signal {name} ({-returncode})"
+            if -returncode == signal.SIGKILL:
+                what += "; out of memory, or killed from outside"
+        else:
+            what = f"{script} exited with code {returncode}"
+        message = what + (f"; the end of its stderr:\n{tail}" if tail else " (nothing on stderr)")
+        return {"code": "ScriptFailed", "message": message, "exitCode": returncode, "stderrTail": tail}
+
+    def _finish(self, status: RunStatus, error: dict[str, Any] | None) -> RunStatus:
+        try:
+            self._flush_driver_log()
+        except ExpboardError:
+            pass
+        now = time.time()
+        fields: dict[str, Any] = {"status": status, "end_time": now}
+        if error is not None:
+            fields["error"] = error
+        rec = self._update(_NOT_TERMINAL, **fields)
+        self.note(f"run ended {rec.status.value}")
+        return rec.status
+
+
+def _open_store() -> tuple[Store, dict[str, str]]:
+    from ..workspace import ENV_WORKSPACE, Workspace
+
+    folder = os.environ.get(ENV_WORKSPACE)
+    ws = Workspace(folder) if folder and os.path.isdir(folder) else Workspace()
+    return ws.store, ws.env()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m expboard.compute RUN_ID", file=sys.stderr)
+        return 2
+    run_id = args[0]
+    store, env = _open_store()
+    agent = Agent(store, run_id, env)
+    try:
+        try:
+            store.add_properties(run_id, {"expboard.agent_pid": str(os.getpid())})
+        except ExpboardError:
+            pass
+        status = agent.run()
+    except BaseException as exc:
+        if agent.proc is not None and agent.proc.returncode is None:
+            agent._killpg(signal.SIGKILL)
+        try:
+            agent.note("the agent failed:\n" + traceback.format_exc())
+            store.update_run(
+                run_id,
+                status=RunStatus.FAILED,
+                end_time=time.time(),
+                error={"code": "AgentError", "message": f"the run's agent failed: {exc!r}"},
+                only_if_status=_NOT_TERMINAL,
+            )
+        finally:
+            store.close()
+        raise
+    store.close()
+    own_log = os.environ.get(ENV_AGENT_LOG)
+    if own_log:
+        try:
+            if os.path.getsize(own_log) == 0:
+                os.unlink(own_log)
+        except OSError:
+            pass
+    return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELED) else 1
