@@ -26,6 +26,15 @@ What it does:
   its process group is killed too; on Linux the script also dies with the agent (``PR_SET_PDEATHSIG``);
 - at the end uploads ``./outputs``, records the exit code and the tail of stderr in the run's error when
   the script failed, and removes the working copy.
+
+Settings (environment variables, read by the agent; the reaper reads the timeout in the process that calls it):
+
+    EXPBOARD_HEARTBEAT_S          5    seconds between the agent's heartbeats
+    EXPBOARD_HEARTBEAT_TIMEOUT_S  60   heartbeat age after which an active run is NotResponding
+    EXPBOARD_LOG_SYNC_S           1    seconds between uploads of ./logs and the driver log
+    EXPBOARD_CANCEL_GRACE_S       10   seconds between SIGTERM and SIGKILL on cancel
+    EXPBOARD_KEEP_WORKDIR         -    set to keep the working copy (for debugging)
+    EXPBOARD_SNAPSHOT_MAX_MB      300  snapshot size limit, checked by submit() (see .snapshot)
 """
 
 from __future__ import annotations

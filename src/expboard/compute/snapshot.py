@@ -191,7 +191,7 @@ def build_snapshot(source: str | os.PathLike[str], max_bytes: int | None = None)
             total += size
             if total > limit:
                 raise PayloadTooLargeError(
-                    f"the snapshot of {str(root)!r} is over the limit of {limit / 2**20:.0f} MB (reached at "
+                    f"the snapshot of {str(root)!r} is over the limit of {limit / 2**20:.3g} MB (reached at "
                     f"{rel!r}, after {len(files) + 1} files); list large files or folders (data, checkpoints) "
                     f"in {root / '.expboardignore'} or .gitignore, move them out of the source folder, or raise "
                     f"the limit with {ENV_SNAPSHOT_MAX_MB}"
