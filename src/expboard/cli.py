@@ -168,5 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# --- compute (issue 5): submit, runs cancel, runs logs, compute list, demo ------------------------------
+from .compute.cli_commands import register as _register_compute  # noqa: E402
+
+_EXTENSIONS.append(_register_compute)
+# --- end compute -----------------------------------------------------------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

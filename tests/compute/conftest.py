@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from compute_helpers import alive
+
+sys.path.insert(0, str(Path(__file__).parent))  # the test modules import compute_helpers
+
+from compute_helpers import alive  # noqa: E402
 
 from expboard import Workspace
 

@@ -1,0 +1,177 @@
+"""CLI commands for script runs: ``submit``, ``runs cancel``, ``runs logs``, ``compute list``, ``demo``.
+
+Registered into :mod:`expboard.cli` through ``cli._EXTENSIONS``; every import of the library happens inside
+the command functions so that ``expboard --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import ValidationError
+
+__all__ = ["register"]
+
+
+def _workspace(args: argparse.Namespace) -> Any:
+    from ..workspace import Workspace
+
+    return Workspace.from_config(getattr(args, "workspace", None))
+
+
+_SUBMIT_OPTIONS = {"--experiment": "experiment", "-e": "experiment", "--source": "source", "--target": "target"}
+
+
+def _split_submit_args(args: argparse.Namespace) -> list[str]:
+    """expboard's own options may also follow SCRIPT (``submit train.py --lr 1 --experiment x``); what is not
+    one of them, and everything after ``--``, goes to the script."""
+    rest = list(args.args)
+    script_args: list[str] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        key, eq, value = arg.partition("=")
+        if arg == "--":
+            script_args += rest[i + 1 :]
+            break
+        if key in _SUBMIT_OPTIONS or key == "--tag":
+            if not eq:
+                if i + 1 >= len(rest):
+                    raise ValidationError(f"{key} needs a value")
+                i += 1
+                value = rest[i]
+            if key == "--tag":
+                args.tag = [*(args.tag or []), value]
+            else:
+                setattr(args, _SUBMIT_OPTIONS[key], value)
+        elif arg == "--wait":
+            args.wait = True
+        else:
+            script_args.append(arg)
+        i += 1
+    return script_args
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ..experiment import Experiment
+    from .config import ScriptRunConfig
+
+    args.args = _split_submit_args(args)
+    if not args.experiment:
+        raise ValidationError("expboard submit needs --experiment NAME")
+    ws = _workspace(args)
+    config = ScriptRunConfig(args.source, args.script, args.args, compute_target=args.target)
+    tags = dict(t.split("=", 1) if "=" in t else (t, "") for t in args.tag or [])
+    run = Experiment(ws, args.experiment).submit(config, tags=tags)
+    print(f"Submitted run {run.id} to compute target {args.target!r} (status {run.get_status().value})")
+    if not args.wait:
+        print(f"Follow it with: expboard runs logs {run.id} --follow")
+        return 0
+    details = run.wait_for_completion(show_output=True, raise_on_error=False)
+    if details["status"] != "Completed":
+        message = (details.get("error") or {}).get("message", "")
+        print(
+            f"expboard: run {run.id} ended {details['status']}" + (f": {message}" if message else ""), file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    run = ws.get_run(args.run_id)
+    before = run.get_status()
+    if before.is_terminal:
+        print(f"run {run.id} has already ended ({before.value})")
+        return 0
+    run.cancel()
+    status = run.get_status()
+    print(f"run {run.id}: {status.value}")
+    if args.wait and not status.is_terminal:
+        details = run.wait_for_completion(raise_on_error=False)
+        print(f"run {run.id}: {details['status']}")
+    return 0
+
+
+def cmd_runs_logs(args: argparse.Namespace) -> int:
+    from ..logs import DRIVER_LOG, iter_log
+
+    ws = _workspace(args)
+    run = ws.get_run(args.run_id)
+    name = args.file or DRIVER_LOG
+    for text in iter_log(run, follow=args.follow, name=name):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_compute_list(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    statuses = [t.get_status() for t in ws.compute_targets.list()]
+    if args.json:
+        print(json.dumps([s.serialize() for s in statuses], indent=2))
+        return 0
+    rows = [("NAME", "TYPE", "STATE", "NODES", "CPUS", "GPUS", "ACTIVE RUNS")]
+    rows += [(s.name, s.type, s.state, str(s.nodes), str(s.cpus), str(s.gpus), str(s.active_runs)) for s in statuses]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    return run_demo(workdir=args.workdir, port=args.port, wait=not args.no_wait)
+
+
+def register(sub: Any, runs_sub: Any) -> None:
+    """Add the commands to the ``expboard`` parser (``sub``) and its ``runs`` group (``runs_sub``)."""
+    p = sub.add_parser(
+        "submit",
+        help="run a script on a compute target as a run of an experiment",
+        description="Snapshot the source folder and run SCRIPT there on a compute target; its ./logs are "
+        "streamed into the run while it runs. Arguments after SCRIPT go to the script, except expboard's own "
+        "options; put script arguments after -- to pass them verbatim.",
+    )
+    p.add_argument("script", help="path of the script, relative to --source")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    p.add_argument("--experiment", "-e", help="experiment name (required)")
+    p.add_argument("--source", default=".", help="source folder to snapshot (default: the current folder)")
+    p.add_argument("--target", default="local", help="compute target name (default: local)")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a tag for the run (repeatable)")
+    p.add_argument("--wait", action="store_true", help="stream the driver log until the run ends")
+    p.set_defaults(func=cmd_submit)
+
+    p = runs_sub.add_parser("cancel", help="cancel a run (a submitted script is stopped by its agent)")
+    p.add_argument("run_id")
+    p.add_argument("--wait", action="store_true", help="wait until the run has ended")
+    p.set_defaults(func=cmd_runs_cancel)
+
+    p = runs_sub.add_parser("logs", help="print a run's driver log (stdout and stderr of its script)")
+    p.add_argument("run_id")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    p.add_argument("--file", help="another log file of the run, like system_logs/agent.log")
+    p.set_defaults(func=cmd_runs_logs)
+
+    compute = sub.add_parser("compute", help="compute targets")
+    compute_sub = compute.add_subparsers(dest="compute_command", metavar="ACTION")
+    compute_sub.required = True
+    p = compute_sub.add_parser("list", help="compute targets with nodes, CPUs, GPUs and active runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compute_list)
+
+    p = sub.add_parser(
+        "demo",
+        help="both TensorBoard workflows of the seed, live, in a demo workspace",
+        description="Option 2: a Ridge regression sweep logged as child runs and exported to TensorBoard. "
+        "Option 1: a training script submitted to the local target writing TensorBoard files under ./logs, "
+        "shown live. Both in one TensorBoard; Ctrl-C stops everything.",
+    )
+    p.add_argument("--workdir", help="folder for the demo workspace (default: ./expboard-demo)")
+    p.add_argument("--port", type=int, default=6006, help="TensorBoard port (0 picks a free one; default 6006)")
+    p.add_argument("--no-wait", action="store_true", help="stop TensorBoard and exit when the demo is done")
+    p.set_defaults(func=cmd_demo)
