@@ -86,6 +86,19 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
+_DRAIN_FACTOR = 16  # bodies up to this many times the limit are read and dropped before the 413
+
+
+async def _drain(receive: Receive, limit: int | None = None) -> None:
+    """Read and drop the rest of a request body (at most ``limit`` bytes)."""
+    seen = 0
+    while limit is None or seen <= limit:
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
 class SizeLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413: at once from Content-Length, else while reading."""
 
@@ -115,6 +128,8 @@ class SizeLimitMiddleware:
                 await send_error(send, ValidationError("invalid Content-Length"))
                 return
             if size > self.max_bytes:
+                if size <= _DRAIN_FACTOR * self.max_bytes:
+                    await _drain(receive)  # so that a client still sending reads the 413, not a reset
                 await send_error(send, self._too_large(size), [(b"connection", b"close")])
                 return
         seen = 0
@@ -125,6 +140,8 @@ class SizeLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    if message.get("more_body"):
+                        await _drain(receive, _DRAIN_FACTOR * self.max_bytes)
                     raise self._too_large(f"more than {self.max_bytes}")
             return message
 
