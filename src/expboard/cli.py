@@ -174,6 +174,12 @@ from .compute.cli_commands import register as _register_compute  # noqa: E402
 _EXTENSIONS.append(_register_compute)
 # --- end compute -----------------------------------------------------------------------------------------
 
+# --- server (issue 6): expboard server ---------------------------------------------------------------------
+from .server.serve import register as _register_server  # noqa: E402  (imports no web stack until it runs)
+
+_EXTENSIONS.append(_register_server)
+# --- end server --------------------------------------------------------------------------------------------
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

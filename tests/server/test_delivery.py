@@ -186,9 +186,10 @@ def test_calls_retry_until_the_server_is_back(tmp_path: Path, sqlite_uri: str) -
     quick.close()
 
 
-def test_expboard_server_module_runs(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "expboard.server", "--help"], capture_output=True, text=True,
-                            timeout=60, env={**os.environ})
-    assert result.returncode == 0
-    for flag in ("--backend-store-uri", "--artifacts-root", "--host", "--port", "--auth-token-file"):
-        assert flag in result.stdout
+def test_expboard_server_command_line(tmp_path: Path) -> None:
+    for args in (["-m", "expboard.server", "--help"], ["-m", "expboard", "server", "--help"]):
+        result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60,
+                                env={**os.environ})
+        assert result.returncode == 0, result.stderr
+        for flag in ("--backend-store-uri", "--artifacts-root", "--host", "--port", "--auth-token-file"):
+            assert flag in result.stdout

@@ -55,11 +55,17 @@ def _is_loopback(host: str) -> bool:
 def serve(backend_store_uri: str, artifacts_root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 5000,
           auth_token_file: str | os.PathLike[str] | None = None, max_request_bytes: int = 64 * 1024 * 1024) -> None:
     """Serve until SIGINT/SIGTERM, then close the store."""
-    import uvicorn
-
     from ..errors import ConfigError
+
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise ConfigError(
+            f"the tracking server needs its web stack ({exc.name}): pip install 'expboard[server]'"
+        ) from exc
     from ..stores.sql import SqlStore
-    from .app import create_app
     from .auth import load_tokens
 
     tokens = load_tokens(auth_token_file)
