@@ -72,3 +72,69 @@ def tensor_series(acc: Any, tag: str) -> tuple[list[int], list[float], list[Any]
 def scalar_values(acc: Any, tag: str) -> tuple[list[int], list[float], np.ndarray]:
     steps, walls, arrays = tensor_series(acc, tag)
     return steps, walls, np.array([float(a) for a in arrays])
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+def get_json(url: str, timeout: float = 10) -> Any:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 10) -> Any:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def scalars(url: str, run: str, tag: str) -> list[tuple[float, int, float]]:
+    """``(wall_time, step, value)`` points TensorBoard serves for one run and tag ([] if not (yet) there)."""
+    import urllib.error
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"run": run, "tag": tag})
+    try:
+        return [tuple(p) for p in get_json(f"{url}data/plugin/scalars/scalars?{query}")]  # type: ignore[misc]
+    except urllib.error.HTTPError:
+        return []
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll ``predicate()`` until it returns something truthy; fail with its last value after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+
+
+def session_groups(url: str) -> Any:
+    body = {
+        "startIndex": 0,
+        "sliceSize": 100,
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [],
+        "aggregationType": "AGGREGATION_AVG",
+    }
+    return post_json(f"{url}data/plugin/hparams/session_groups", body)
+
+
+def event_records(
+    tag: str, points: list[tuple[int, float]], wall: float = 1_700_000_000.0, header: bool = False
+) -> bytes:
+    """Framed event records (optionally starting with the file-version record) for scalar points."""
+    from expboard.tfevents import file_version_event, frame_record, scalar_event
+
+    out = [frame_record(file_version_event(wall))] if header else []
+    out += [frame_record(scalar_event(tag, v, s, wall + s)) for s, v in points]
+    return b"".join(out)

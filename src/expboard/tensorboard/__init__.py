@@ -9,5 +9,6 @@
 """
 
 from .export import ExportResult, export_to_tensorboard
+from .launcher import PortInUseError, Tensorboard, TensorboardError
 
-__all__ = ["ExportResult", "export_to_tensorboard"]
+__all__ = ["ExportResult", "PortInUseError", "Tensorboard", "TensorboardError", "export_to_tensorboard"]

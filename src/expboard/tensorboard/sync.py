@@ -1,0 +1,305 @@
+"""Live mirroring of runs into a local TensorBoard logdir, polled by one background thread.
+
+For each run (and each of its child runs, found as they appear) in ``local_root/<run folder>/``:
+
+- :class:`FileMirror` copies the run's ``logs/`` files (what a submitted script writes under ``./logs``), only
+  the bytes appended since the last poll. A file that was replaced or truncated (smaller than what was
+  copied, or its first bytes changed) is copied again from the start, under a new local name
+  (``<name>.r<N>``) so that TensorBoard, which keeps files open and reads on from its offset, sees a new file.
+- :class:`MetricSync` writes the metrics logged with ``run.log`` & co. as event files in
+  ``<run folder>/run_history/`` (its own folder: never two writers in one TensorBoard run), only the points
+  that are new since the last poll.
+
+:class:`LiveSync` polls every run about once a second while it is active, and once more after it ends
+(NotResponding counts as ended).
+
+Reads go through the :class:`~expboard.stores.base.Store` interface only, so this works the same over the
+HTTP store. Metrics are read incrementally: each poll reads the points with a step at or above the smallest
+last step of the series that grew recently; every ``full_every`` polls, and after the run ends, every series
+is read in full (that is also when series that had been quiet, or new series starting below that step,
+are picked up). Points logged with a step lower than an earlier point of the same series may therefore be
+missed live; TensorBoard's Rust loader would drop the later points for them anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..records import RunRecord, RunStatus
+from ..stores.base import Store
+from ..tfevents import EventFileWriter
+from ._convert import SeriesConverter
+from .export import run_folder_name
+
+__all__ = ["FileMirror", "LiveSync", "MetricSync", "RunSync"]
+
+logger = logging.getLogger(__name__)
+
+LOGS_PREFIX = "logs/"
+RUN_HISTORY_DIR = "run_history"
+_HEAD = 512  # bytes of each file's start kept as a hash, to notice a replaced file
+_CHUNK = 8 << 20
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@dataclass
+class _FileState:
+    local: Path
+    base: str = ""  # the local name before any re-copy
+    generation: int = 0
+    offset: int = 0  # bytes copied
+    head: bytes = b""  # first min(offset, _HEAD) bytes as copied
+    size: int = -1  # size and modified time at the last complete copy
+    modified: float = -1.0
+
+
+class FileMirror:
+    """Mirrors a run's ``logs/`` files into ``dest`` (relative paths kept), appending only new bytes."""
+
+    def __init__(self, store: Store, run_id: str, dest: Path, prefix: str = LOGS_PREFIX) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.dest = dest
+        self.prefix = prefix
+        self.files: dict[str, _FileState] = {}
+        self.bytes_copied = 0
+        self.recopies = 0
+
+    def _local_path(self, name: str) -> Path | None:
+        rel = name[len(self.prefix) :]
+        parts = [p for p in rel.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            return None
+        return self.dest.joinpath(*parts)
+
+    def poll(self) -> int:
+        """Copy what is new; returns the number of bytes copied."""
+        infos = self.store.list_files(self.run_id, self.prefix)
+        copied = 0
+        seen = set()
+        for info in infos:
+            seen.add(info.name)
+            state = self.files.get(info.name)
+            if state is None:
+                local = self._local_path(info.name)
+                if local is None:
+                    continue
+                state = self.files[info.name] = _FileState(local, local.name)
+                if local.exists():  # left over from an earlier mirror into the same folder
+                    local.unlink()
+            elif info.size == state.size and info.modified == state.modified:
+                continue
+            elif self._replaced(info.name, info.size, state):
+                self._restart(state)
+            copied += self._copy(info.name, info.size, info.modified, state)
+        for name in [n for n in self.files if n not in seen]:  # deleted in the store
+            self.files.pop(name).local.unlink(missing_ok=True)
+        self.bytes_copied += copied
+        return copied
+
+    def _replaced(self, name: str, size: int, state: _FileState) -> bool:
+        if size < state.offset:
+            return True
+        if not state.head:
+            return False
+        head = self.store.read_file(self.run_id, name, 0, len(state.head))
+        return _digest(head) != _digest(state.head)
+
+    def _restart(self, state: _FileState) -> None:
+        state.local.unlink(missing_ok=True)
+        if "tfevents" in state.local.name:
+            state.generation += 1
+            state.local = state.local.with_name(f"{state.base}.r{state.generation}")
+        state.offset, state.head, state.size, state.modified = 0, b"", -1, -1.0
+        self.recopies += 1
+
+    def _copy(self, name: str, size: int, modified: float, state: _FileState) -> int:
+        copied = 0
+        state.local.parent.mkdir(parents=True, exist_ok=True)
+        with open(state.local, "ab") as out:
+            while state.offset < size:
+                chunk = self.store.read_file(self.run_id, name, state.offset, min(_CHUNK, size - state.offset))
+                if not chunk:
+                    break
+                out.write(chunk)
+                if len(state.head) < _HEAD:
+                    state.head += chunk[: _HEAD - len(state.head)]
+                state.offset += len(chunk)
+                copied += len(chunk)
+        if state.offset >= size:
+            state.size, state.modified = size, modified
+        return copied
+
+
+class MetricSync:
+    """Writes a run's metrics as event files in ``dest`` (created once there are metrics), incrementally."""
+
+    def __init__(self, store: Store, run_id: str, dest: Path, *, full_every: int = 15, active_polls: int = 10) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.dest = dest
+        self.full_every = full_every
+        self.active_polls = active_polls
+        self.polls = 0
+        self._writer: EventFileWriter | None = None
+        self._conv: SeriesConverter | None = None
+
+    @property
+    def points(self) -> int:
+        return self._conv.points if self._conv is not None else 0
+
+    def _converter(self) -> SeriesConverter:
+        if self._conv is None:
+            self._writer = EventFileWriter(self.dest, flush_secs=0)
+            store, run_id = self.store, self.run_id
+            self._conv = SeriesConverter(self._writer, lambda name: store.read_file(run_id, name))
+        return self._conv
+
+    def poll(self, final: bool = False) -> int:
+        """Write the points that are new; returns how many. ``final``: read every series in full."""
+        self.polls += 1
+        states = self._conv.states if self._conv is not None else {}
+        full = final or not states or self.polls % self.full_every == 0
+        min_step: int | None = None
+        if not full:
+            recent = [s for s in states.values() if s.last_update >= self.polls - self.active_polls]
+            if not recent:
+                return 0
+            min_step = min(s.max_step for s in recent if s.max_step is not None)
+            active = {name for name, s in states.items() if s.last_update >= self.polls - self.active_polls}
+        series_list = self.store.get_metrics(self.run_id, min_step=min_step)
+        written = 0
+        for series in series_list:
+            state = states.get(series.name)
+            if min_step is None:
+                start = state.count if state is not None else 0
+            elif state is None or series.name not in active:
+                continue  # picked up (from its start) by the next full read
+            else:
+                start = int(sum(np.count_nonzero(s >= min_step) for s in state.steps))
+            if len(series) > start:
+                written += self._converter().write(series, start, poll=self.polls)
+        if written and self._writer is not None:
+            self._writer.flush()
+        return written
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class RunSync:
+    """Mirrors one run: its ``logs/`` files into ``folder``, its metrics into ``folder/run_history``."""
+
+    def __init__(self, store: Store, record: RunRecord, folder: Path) -> None:
+        self.store = store
+        self.record = record
+        self.folder = folder
+        self.files = FileMirror(store, record.run_id, folder)
+        self.metrics = MetricSync(store, record.run_id, folder / RUN_HISTORY_DIR)
+        self.done = False
+
+    def poll(self) -> None:
+        """One poll; after the poll that follows the run's end, :attr:`done` is true."""
+        self.record = self.store.get_run(self.record.run_id)
+        ended = self.record.status.is_terminal or self.record.status is RunStatus.NOT_RESPONDING
+        self.files.poll()
+        self.metrics.poll(final=ended)
+        self.done = ended
+
+    def close(self) -> None:
+        self.metrics.close()
+
+
+class LiveSync:
+    """Keeps ``local_root`` in step with ``runs`` (and their child runs) from a background thread.
+
+    >>> sync = LiveSync(ws.store, [run.id], "tb-logs")    # doctest: +SKIP
+    >>> sync.sync_once(); sync.start(); ...; sync.stop()   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_ids: Sequence[str],
+        local_root: Path | str,
+        interval: float = 1.0,
+        recursive: bool = True,
+    ) -> None:
+        self.store = store
+        self.local_root = Path(local_root)
+        self.interval = interval
+        self.recursive = recursive
+        self.runs: dict[str, RunSync] = {}
+        self._children_checked: set[str] = set()  # ended runs whose children were looked up after their end
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.last_error: BaseException | None = None
+        for run_id in run_ids:
+            record = store.get_run(run_id)
+            self._add(record, self.local_root)
+
+    def _add(self, record: RunRecord, parent_folder: Path) -> None:
+        if record.run_id not in self.runs:
+            self.runs[record.run_id] = RunSync(self.store, record, parent_folder / run_folder_name(record))
+
+    def sync_once(self) -> None:
+        """Poll every run that is still active (or just ended), and look for new child runs."""
+        with self._lock:
+            for run in list(self.runs.values()):
+                if run.done:
+                    continue
+                run.poll()
+                if self.recursive and run.record.run_id not in self._children_checked:
+                    for child in self.store.list_runs(parent_id=run.record.run_id):
+                        self._add(child, run.folder)
+                    if run.done:
+                        self._children_checked.add(run.record.run_id)
+            # children found in this pass get their first poll now, not a second later
+            for run in list(self.runs.values()):
+                if not run.done and run.metrics.polls == 0:
+                    run.poll()
+
+    @property
+    def active(self) -> bool:
+        return any(not r.done for r in self.runs.values())
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="expboard-tensorboard-sync", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.active:
+                continue
+            try:
+                self.sync_once()
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must not end live syncing
+                self.errors += 1
+                self.last_error = exc
+                logger.warning("TensorBoard sync failed (retrying in %.1f s): %s", self.interval, exc)
+
+    def stop(self) -> None:
+        """Stop the thread and close the event writers. Idempotent."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        self._thread = None
+        with self._lock:
+            for run in self.runs.values():
+                run.close()
