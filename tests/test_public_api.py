@@ -15,6 +15,7 @@ EXPECTED = {
     "RunFailedError",
     "RunStatus",
     "StoreUnavailableError",
+    "SummaryWriter",
     "ValidationError",
     "Workspace",
     "__version__",

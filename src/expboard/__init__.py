@@ -19,6 +19,7 @@ from .errors import (
 from .experiment import Experiment
 from .records import MetricKind, RunStatus
 from .run import Run
+from .tfevents import SummaryWriter
 from .workspace import Workspace
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "RunFailedError",
     "RunStatus",
     "StoreUnavailableError",
+    "SummaryWriter",
     "ValidationError",
     "Workspace",
     "__version__",
