@@ -116,6 +116,20 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_tensorboard(args: argparse.Namespace) -> int:
+    from .experiment import Experiment
+    from .tbimport import import_tensorboard
+
+    ws = _workspace(args)
+    runs = import_tensorboard(args.logdir, Experiment(ws, args.experiment))
+    for run in runs:
+        n = sum(len(s) for s in run.get_metric_series())
+        print(f"{run.id}  {run.display_name}  ({n} scalar points, {len(run.get_file_names())} event files)")
+    print(f"Imported {len(runs)} run{'s' if len(runs) != 1 else ''} into experiment {args.experiment!r}")
+    ws.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="expboard", description="Experiment run history with TensorBoard.")
     parser.add_argument("--version", action="version", version=_version())
@@ -139,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs_show)
+
+    p = sub.add_parser("import-tensorboard", help="import TensorBoard event files into run history")
+    p.add_argument("logdir", help="a folder of TensorBoard logs; each folder with event files becomes a run")
+    p.add_argument("--experiment", "-e", default="imported-tensorboard")
+    p.set_defaults(func=cmd_import_tensorboard)
 
     for register in _EXTENSIONS:
         register(sub, runs_sub)
