@@ -199,6 +199,12 @@ from .server.serve import register as _register_server  # noqa: E402  (imports n
 _EXTENSIONS.append(_register_server)
 # --- end server --------------------------------------------------------------------------------------------
 
+# --- tensorboard (issue 4): expboard export, expboard tensorboard ------------------------------------------
+from .tensorboard.cli_commands import register as _register_tensorboard  # noqa: E402
+
+_EXTENSIONS.append(_register_tensorboard)
+# --- end tensorboard ---------------------------------------------------------------------------------------
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
