@@ -67,7 +67,7 @@ def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, A
     snapshot = build_snapshot(source)
     run = Run._create(
         experiment,
-        display_name="",
+        display_name=Path(config.script).stem,
         run_type="script",
         status=RunStatus.QUEUED,
         target=target.name,
