@@ -23,7 +23,7 @@ from expboard import Workspace
 @pytest.fixture(autouse=True)
 def _fast_agent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPBOARD_HEARTBEAT_S", "0.3")
-    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "3")
+    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "4")
     monkeypatch.setenv("EXPBOARD_LOG_SYNC_S", "0.2")
     monkeypatch.setenv("EXPBOARD_CANCEL_GRACE_S", "1.5")
 
