@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,7 +183,11 @@ def test_agent_killed_with_sigkill_ends_not_responding(
     assert run.get_status() == RunStatus.NOT_RESPONDING
     assert time.monotonic() - started < 15  # heartbeat timeout is 4 s in these tests
     assert "no heartbeat" in run.get_details()["error"]["message"]
-    Path(tempfile.gettempdir(), f"expboard-agent-{run.id}.log").unlink(missing_ok=True)  # its agent could not
+    # what its agent could not clean up: its own log file and the working copy
+    Path(tempfile.gettempdir(), f"expboard-agent-{run.id}.log").unlink(missing_ok=True)
+    workdir = re.search(r"working copy (\S+)", read(run, "system_logs/agent.log").decode())
+    assert workdir and Path(workdir.group(1)).name.startswith("expboard-run-")
+    shutil.rmtree(workdir.group(1), ignore_errors=True)
     if sys.platform.startswith("linux"):  # the script dies with its agent (PR_SET_PDEATHSIG)
         script = int(run.get_properties()["expboard.script_pid"])
         wait_until(lambda: not alive(script), timeout=5, what="the orphaned script to die")
