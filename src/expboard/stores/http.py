@@ -1,6 +1,7 @@
 """The HTTP client store: the :class:`~expboard.stores.base.Store` interface against an expboard tracking server.
 
-Standard library only (``http.client``, one keep-alive connection per thread), so clients need no web stack.
+Standard library only (``http.client`` over a small pool of keep-alive connections), so clients need no web
+stack.
 
 Delivery of metric batches:
 
@@ -30,6 +31,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ TOKEN_ENV = "EXPBOARD_TOKEN"
 SPOOL_ENV = "EXPBOARD_SPOOL_DIR"
 API = "/api/v1"
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_MAX_IDLE = 16
 _CONNECTION_ERRORS = (OSError, http.client.HTTPException)  # refused, reset, timed out, broken pipe, bad status
 
 
@@ -80,6 +83,13 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _close_all(connections: list[http.client.HTTPConnection], lock: threading.Lock) -> None:
+    with lock:
+        for conn in connections:
+            conn.close()
+        connections.clear()
 
 
 class HttpStore(Store):
@@ -115,9 +125,9 @@ class HttpStore(Store):
         self.metrics_retry_for = metrics_retry_for
         self.max_request_bytes = max_request_bytes
         self.close_timeout = close_timeout
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
+        self._idle: list[http.client.HTTPConnection] = []  # keep-alive connections not in use
         self._conn_lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._idle, self._conn_lock)  # a store never closed leaks no socket
         self._closed = False
         # spool
         self.spool_max_bytes = spool_max_bytes
@@ -135,38 +145,35 @@ class HttpStore(Store):
         self._adopt_orphans()
 
     # --- HTTP ----------------------------------------------------------------------------------------
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
-            self._local.conn = conn
-            with self._conn_lock:
-                self._connections.append(conn)
-        return conn
+    def _acquire(self) -> http.client.HTTPConnection:
+        with self._conn_lock:
+            if self._idle:
+                return self._idle.pop()
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        return cls(self._host, self._port, timeout=self.timeout)
 
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-            with self._conn_lock:
-                if conn in self._connections:
-                    self._connections.remove(conn)
+    def _release(self, conn: http.client.HTTPConnection, reuse: bool) -> None:
+        with self._conn_lock:
+            if reuse and not self._closed and len(self._idle) < _MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def _once(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> _Response:
         """One request; raises _Retryable for connection errors and 5xx, the server's error class for 4xx."""
-        conn = self._connection()
+        conn = self._acquire()
         try:
             conn.request(method, self._base_path + path, body=body, headers={**self._headers, **headers})
             resp = conn.getresponse()
             data = resp.read()
         except _CONNECTION_ERRORS as exc:
-            self._drop_connection()
+            conn.close()
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._release(conn, reuse=not resp.will_close)
         result = _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        if resp.will_close:
-            self._drop_connection()
         if resp.status < 400:
             return result
         try:
@@ -518,10 +525,7 @@ class HttpStore(Store):
         sender = self._sender
         if sender is not None:
             sender.join(10)
-        with self._conn_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
+        _close_all(self._idle, self._conn_lock)
         try:
             self.spool_dir.rmdir()  # only when empty
         except OSError:
