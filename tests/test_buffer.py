@@ -57,3 +57,46 @@ def test_a_failed_write_is_retried_and_loses_nothing(ws: Workspace, monkeypatch:
     run.log("x", 2)
     run.flush()
     assert run.get_metrics()["x"] == [1, 2]
+
+
+def test_interactive_run_of_a_killed_process_becomes_not_responding(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from expboard import RunStatus
+
+    code = (
+        "import time\nfrom expboard import Workspace, Experiment\n"
+        "run = Experiment(Workspace.from_config(), 'killed').start_logging()\n"
+        "run.log('x', 1); run.flush(); print(run.id, flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ws.path, stdout=subprocess.PIPE, text=True)
+    run_id = proc.stdout.readline().strip()  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    run = ws.get_run(run_id)
+    assert run.get_status() == RunStatus.RUNNING  # within the timeout nobody can tell yet
+    monkeypatch.setenv("EXPBOARD_INTERACTIVE_TIMEOUT_S", "0.5")
+    time.sleep(1.0)
+    assert run.get_status() == RunStatus.NOT_RESPONDING
+    assert "stopped responding" in run.get_details()["error"]["message"]
+    assert run.get_metrics() == {"x": 1}
+
+
+def test_a_heartbeat_revives_a_run_marked_not_responding(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expboard import RunStatus
+    from expboard.liveness import reap_unresponsive
+
+    monkeypatch.setattr(buffer, "HEARTBEAT_INTERVAL_S", 0.05)
+    run = Experiment(ws, "sleepy").start_logging()
+    run._buf.interval = 3600  # the writer sleeps, like a laptop lid closed
+    ws.store.update_run(run.id, heartbeat=time.time() - 1000)
+    assert reap_unresponsive(ws.store, run_ids=[run.id]) == [run.id]
+    assert ws.store.get_run(run.id).status == RunStatus.NOT_RESPONDING
+    run._buf._last_heartbeat = 0
+    run._buf._heartbeat()
+    record = ws.store.get_run(run.id)
+    assert record.status == RunStatus.RUNNING and record.error is None

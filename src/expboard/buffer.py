@@ -106,7 +106,14 @@ class MetricBuffer:
             return
         self._last_heartbeat = now
         for run_id in list(self.live_runs):
-            self.store.update_run(run_id, heartbeat=now, only_if_status=[RunStatus.RUNNING])
+            # A run marked NotResponding while this process was stalled (a laptop asleep) is alive again.
+            self.store.update_run(
+                run_id,
+                heartbeat=now,
+                status=RunStatus.RUNNING,
+                error=None,
+                only_if_status=[RunStatus.RUNNING, RunStatus.NOT_RESPONDING],
+            )
 
     def _take(self) -> list[MetricChunk]:
         chunks = []

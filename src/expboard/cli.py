@@ -33,9 +33,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
+    from .liveness import reap_unresponsive
     from .stores import UNSET
 
     ws = _workspace(args)
+    reap_unresponsive(ws.store)  # a run whose process died shows NotResponding, not Running
     records = ws.store.list_runs(experiment=args.experiment, parent_id=UNSET if args.all else None)
     if args.json:
         print(json.dumps([_record_json(r) for r in records], indent=2))

@@ -25,13 +25,8 @@ _ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.N
 
 
 def run_has_ended(run: Run) -> bool:
-    """Whether the run reached a final status, NotResponding included (its agent's heartbeat is checked)."""
-    from .compute.agent import reap_unresponsive
-
-    status = run.get_status()
-    if status in _ENDED:
-        return True
-    return run._record.run_type == "script" and bool(reap_unresponsive(run._store, run_ids=[run.id]))
+    """Whether the run reached a final status, NotResponding included (``get_status`` checks the heartbeat)."""
+    return run.get_status() in _ENDED
 
 
 def iter_log(

@@ -21,6 +21,7 @@ import numpy as np
 from . import buffer as buffer_module
 from .buffer import FLUSH_THRESHOLD, MetricBuffer, buffer_for, flush_all, on_exit
 from .errors import ExpboardError, RunFailedError, ValidationError
+from .liveness import is_stale, reap_unresponsive
 from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
 from .stores import UNSET
@@ -396,7 +397,12 @@ class Run:
         return self._record
 
     def get_status(self) -> RunStatus:
-        return self._refresh().status
+        """The run's status. An active run whose heartbeat stopped becomes NotResponding here."""
+        record = self._refresh()
+        if is_stale(record):
+            reap_unresponsive(self._store, run_ids=[self.id])
+            record = self._refresh()
+        return record.status
 
     def _finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
         try:

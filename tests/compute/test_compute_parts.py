@@ -190,11 +190,11 @@ def test_reap_unresponsive_marks_only_stale_script_runs(ws: Workspace) -> None:
     old = time.time() - 100
     ws.store.update_run(stale.id, heartbeat=old)
     ws.store.update_run(interactive.id, heartbeat=old)
-    assert reap_unresponsive(ws.store, max_age=10) == [stale.id]
+    assert reap_unresponsive(ws.store, max_age=10, run_types=["script"]) == [stale.id]
     assert stale.get_status() == RunStatus.NOT_RESPONDING
     for run in (fresh, interactive, queued_unclaimed):
         assert run.get_status() != RunStatus.NOT_RESPONDING
-    assert reap_unresponsive(ws.store, max_age=10) == []
+    assert reap_unresponsive(ws.store, max_age=10, run_types=["script"]) == []
     interactive.complete()
     fresh.cancel()  # a script run without an agent: CancelRequested
     assert fresh.get_status() == RunStatus.CANCEL_REQUESTED

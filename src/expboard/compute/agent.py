@@ -50,12 +50,12 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, ExpboardError, NotFoundError
+from ..errors import ConflictError, ExpboardError
+from ..liveness import ACTIVE_STATUSES, reap_unresponsive
 from ..records import TERMINAL_STATUSES, RunRecord, RunStatus
 from ..stores import Store
 from .snapshot import SNAPSHOT_FILE, extract_snapshot
@@ -79,14 +79,6 @@ AGENT_LOG = "system_logs/agent.log"
 RUNCONFIG_FILE = "runconfig.json"
 ENV_AGENT_LOG = "EXPBOARD_AGENT_LOG"  # where a target sent the agent's own stdout/stderr (removed if empty)
 
-# Statuses of a run whose agent is supposed to be alive and writing heartbeats.
-ACTIVE_STATUSES = (
-    RunStatus.QUEUED,
-    RunStatus.STARTING,
-    RunStatus.RUNNING,
-    RunStatus.FINALIZING,
-    RunStatus.CANCEL_REQUESTED,
-)
 _NOT_TERMINAL = [s for s in RunStatus if s not in TERMINAL_STATUSES]
 
 
@@ -124,44 +116,6 @@ def setting(name: str) -> float:
 def agent_command(run_id: str, python: str | None = None) -> list[str]:
     """The command line that supervises ``run_id`` (every target runs this)."""
     return [python or sys.executable, "-m", "expboard.compute", run_id]
-
-
-def reap_unresponsive(
-    store: Store, max_age: float | None = None, run_ids: Iterable[str] | None = None, now: float | None = None
-) -> list[str]:
-    """Mark script runs NotResponding whose agent stopped writing heartbeats ``max_age`` seconds ago
-    (default ``EXPBOARD_HEARTBEAT_TIMEOUT_S``). Only runs ``run_ids`` are checked when given, else every
-    active script run. A compare-and-set, safe to call from anywhere at any time; returns the ids marked."""
-    max_age = setting("EXPBOARD_HEARTBEAT_TIMEOUT_S") if max_age is None else max_age
-    now = time.time() if now is None else now
-    if run_ids is None:
-        records = store.list_runs(statuses=list(ACTIVE_STATUSES))
-    else:
-        records = []
-        for rid in run_ids:
-            try:
-                records.append(store.get_run(rid))
-            except NotFoundError:
-                pass
-    marked = []
-    for r in records:
-        if r.run_type != "script" or r.status not in ACTIVE_STATUSES or r.heartbeat is None:
-            continue
-        if now - r.heartbeat <= max_age:
-            continue
-        after = store.update_run(
-            r.run_id,
-            status=RunStatus.NOT_RESPONDING,
-            error={
-                "code": "NotResponding",
-                "message": f"the run's agent stopped responding: no heartbeat for {now - r.heartbeat:.0f} s "
-                f"(while {r.status.value}); its process died or its machine is unreachable",
-            },
-            only_if_status=[r.status],
-        )
-        if after.status == RunStatus.NOT_RESPONDING and after.heartbeat == r.heartbeat:
-            marked.append(r.run_id)
-    return marked
 
 
 class DirSync:

@@ -1,0 +1,99 @@
+"""Liveness of runs: a run whose process died without a word must not stay Running forever.
+
+Every active run has a heartbeat: a submitted run's agent writes it every ``EXPBOARD_HEARTBEAT_S``
+seconds, an interactive run's background writer every ``EXPBOARD_HEARTBEAT_INTERVAL`` seconds. A run whose
+heartbeat is older than its timeout is marked NotResponding by :func:`reap_unresponsive`, which
+``Run.get_status()``, ``wait_for_completion()`` and ``expboard runs list`` call. An interactive run whose
+process wakes up again (a laptop back from sleep) is set back to Running by its next heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+from .errors import NotFoundError
+from .records import RunRecord, RunStatus
+from .stores import Store
+
+__all__ = ["ACTIVE_STATUSES", "heartbeat_timeout", "is_stale", "reap_unresponsive"]
+
+# Statuses of a run whose supervisor is supposed to be alive and writing heartbeats.
+ACTIVE_STATUSES = (
+    RunStatus.QUEUED,
+    RunStatus.STARTING,
+    RunStatus.RUNNING,
+    RunStatus.FINALIZING,
+    RunStatus.CANCEL_REQUESTED,
+)
+
+_DEFAULTS = {"EXPBOARD_HEARTBEAT_TIMEOUT_S": 60.0, "EXPBOARD_INTERACTIVE_TIMEOUT_S": 300.0}
+
+
+def _env_float(name: str) -> float:
+    raw = os.environ.get(name)
+    if raw:
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    return _DEFAULTS[name]
+
+
+def heartbeat_timeout(record: RunRecord) -> float:
+    """Seconds without a heartbeat after which ``record``'s run is NotResponding.
+
+    Submitted runs: ``EXPBOARD_HEARTBEAT_TIMEOUT_S`` (60). Interactive and child runs, whose heartbeat comes
+    from a thread that a long GIL-holding call can delay: ``EXPBOARD_INTERACTIVE_TIMEOUT_S`` (300)."""
+    if record.run_type == "script":
+        return _env_float("EXPBOARD_HEARTBEAT_TIMEOUT_S")
+    return _env_float("EXPBOARD_INTERACTIVE_TIMEOUT_S")
+
+
+def is_stale(record: RunRecord, now: float | None = None, max_age: float | None = None) -> bool:
+    if record.status not in ACTIVE_STATUSES or record.heartbeat is None:
+        return False
+    now = time.time() if now is None else now
+    return now - record.heartbeat > (heartbeat_timeout(record) if max_age is None else max_age)
+
+
+def reap_unresponsive(
+    store: Store,
+    max_age: float | None = None,
+    run_ids: Iterable[str] | None = None,
+    now: float | None = None,
+    run_types: Iterable[str] | None = None,
+) -> list[str]:
+    """Mark NotResponding every active run (or those of ``run_ids``) whose heartbeat is older than
+    ``max_age`` (default: :func:`heartbeat_timeout`). A compare-and-set, safe to call from anywhere at any
+    time; returns the ids it marked."""
+    now = time.time() if now is None else now
+    types = set(run_types) if run_types is not None else None
+    if run_ids is None:
+        records = store.list_runs(statuses=list(ACTIVE_STATUSES))
+    else:
+        records = []
+        for rid in run_ids:
+            try:
+                records.append(store.get_run(rid))
+            except NotFoundError:
+                pass
+    marked = []
+    for r in records:
+        if (types is not None and r.run_type not in types) or not is_stale(r, now, max_age):
+            continue
+        who = "agent" if r.run_type == "script" else "process"
+        after = store.update_run(
+            r.run_id,
+            status=RunStatus.NOT_RESPONDING,
+            error={
+                "code": "NotResponding",
+                "message": f"the run's {who} stopped responding: no heartbeat for {now - r.heartbeat:.0f} s "  # type: ignore[operator]
+                f"(while {r.status.value}); its process died or its machine is unreachable",
+            },
+            only_if_status=[r.status],
+        )
+        if after.status == RunStatus.NOT_RESPONDING and after.heartbeat == r.heartbeat:
+            marked.append(r.run_id)
+    return marked
