@@ -6,8 +6,7 @@ it live. Run from this folder: python option1_submit_script.py   (Ctrl-C stops T
 
 import os
 
-from expboard import Experiment, Workspace
-from expboard.compute import ScriptRunConfig
+from expboard import Experiment, ScriptRunConfig, Workspace
 from expboard.tensorboard import Tensorboard
 
 experiment_name = "tensorboard-demo"

@@ -5,6 +5,7 @@
 >>> run = Experiment(ws, "demo").start_logging()       # doctest: +SKIP
 """
 
+from .compute import Estimator, ScriptRunConfig
 from .errors import (
     AuthError,
     ConfigError,
@@ -28,6 +29,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "ConflictError",
+    "Estimator",
     "ExpboardError",
     "Experiment",
     "MetricKind",
@@ -36,6 +38,7 @@ __all__ = [
     "Run",
     "RunFailedError",
     "RunStatus",
+    "ScriptRunConfig",
     "StoreUnavailableError",
     "SummaryWriter",
     "ValidationError",
