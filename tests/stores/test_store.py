@@ -283,3 +283,14 @@ def test_file_names_cannot_leave_the_run(store: Store, bad: str) -> None:
         store.write_file(rid, bad, b"x")
     with pytest.raises(ValidationError):
         store.read_file(rid, bad)
+
+
+def test_values_postgresql_cannot_hold_are_validation_errors(store: Store, backend: str) -> None:
+    run = _run(store)
+    if backend.endswith("postgresql"):
+        with pytest.raises(ValidationError):
+            store.set_tags(run.run_id, {"nul": "a\x00b"})
+        assert store.get_run(run.run_id).tags == {}
+    else:
+        store.set_tags(run.run_id, {"nul": "a\x00b"})
+        assert store.get_run(run.run_id).tags == {"nul": "a\x00b"}

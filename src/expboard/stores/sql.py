@@ -92,6 +92,7 @@ class Dialect:
     types = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "real": "REAL"}
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
     operational_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    data_errors: tuple[type[BaseException], ...] = ()  # values the database cannot hold
 
     def __init__(self, uri: str) -> None:
         self.path = sqlite_path_from_uri(uri)
@@ -133,6 +134,7 @@ class PostgresDialect(Dialect):
         self.uri = uri.replace("postgresql+psycopg://", "postgresql://", 1)
         self.integrity_errors = (psycopg.errors.IntegrityError,)
         self.operational_errors = (psycopg.OperationalError,)
+        self.data_errors = (psycopg.DataError,)  # e.g. NUL characters, which PostgreSQL text cannot hold
 
     def connect(self) -> Any:
         try:
@@ -213,6 +215,9 @@ class SqlStore(Store):
                 raise StoreUnavailableError(f"{self.dialect} is not available for writing: {exc}") from exc
             try:
                 yield conn
+            except self.dialect.data_errors as exc:
+                conn.execute("ROLLBACK")
+                raise ValidationError(f"{self.dialect} cannot store this value: {exc}") from exc
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
