@@ -31,9 +31,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    """A fresh embedded workspace (SQLite + folder) in tmp_path."""
-    workspace = Workspace.init(tmp_path / "project")
+def ws(tmp_path: Path, tracking_uri: str | None) -> Iterator[Workspace]:
+    """A fresh workspace in tmp_path: embedded (SQLite + folder), or with EXPBOARD_TEST_TRACKING=http or
+    http-postgresql a tracking server started for the test (see the tracking_uri fixture)."""
+    workspace = Workspace.init(tmp_path / "project", tracking_uri=tracking_uri)
     yield workspace
     workspace.close()
 
