@@ -17,7 +17,7 @@ from .errors import NotFoundError
 from .records import RunRecord, RunStatus
 from .stores import Store
 
-__all__ = ["ACTIVE_STATUSES", "heartbeat_timeout", "is_stale", "reap_unresponsive"]
+__all__ = ["ACTIVE_STATUSES", "env_float", "heartbeat_timeout", "is_stale", "reap_unresponsive"]
 
 # Statuses of a run whose supervisor is supposed to be alive and writing heartbeats.
 ACTIVE_STATUSES = (
@@ -31,14 +31,15 @@ ACTIVE_STATUSES = (
 _DEFAULTS = {"EXPBOARD_HEARTBEAT_TIMEOUT_S": 60.0, "EXPBOARD_INTERACTIVE_TIMEOUT_S": 300.0}
 
 
-def _env_float(name: str) -> float:
+def env_float(name: str, default: float) -> float:
+    """A number from environment variable ``name``, or ``default`` when unset or not a number."""
     raw = os.environ.get(name)
     if raw:
         try:
             return float(raw)
         except ValueError:
             pass
-    return _DEFAULTS[name]
+    return default
 
 
 def heartbeat_timeout(record: RunRecord) -> float:
@@ -47,8 +48,8 @@ def heartbeat_timeout(record: RunRecord) -> float:
     Submitted runs: ``EXPBOARD_HEARTBEAT_TIMEOUT_S`` (60). Interactive and child runs, whose heartbeat comes
     from a thread that a long GIL-holding call can delay: ``EXPBOARD_INTERACTIVE_TIMEOUT_S`` (300)."""
     if record.run_type == "script":
-        return _env_float("EXPBOARD_HEARTBEAT_TIMEOUT_S")
-    return _env_float("EXPBOARD_INTERACTIVE_TIMEOUT_S")
+        return env_float("EXPBOARD_HEARTBEAT_TIMEOUT_S", _DEFAULTS["EXPBOARD_HEARTBEAT_TIMEOUT_S"])
+    return env_float("EXPBOARD_INTERACTIVE_TIMEOUT_S", _DEFAULTS["EXPBOARD_INTERACTIVE_TIMEOUT_S"])
 
 
 def is_stale(record: RunRecord, now: float | None = None, max_age: float | None = None) -> bool:

@@ -131,3 +131,25 @@ def test_torch_new_style_and_double_scalars(tmp_path: Path) -> None:
     assert got["f"].values.tolist() == [i * 0.25 for i in range(10)]
     assert got["d"].values.tolist() == [i / 3 for i in range(10)]
     assert got["d"].steps.tolist() == list(range(10))
+
+
+def test_text_tables_and_encoded_images_read_by_tensorboard(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from expboard.tfevents import EventFileWriter, encoded_image_value, image_size, summary_event, text_table_value
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (7, 5), (10, 20, 30, 255)).save(buf, format="PNG")
+    png = buf.getvalue()
+    assert image_size(png) == (5, 7, 4)
+    assert image_size(b"not an image") == (0, 0, 0)
+    with EventFileWriter(tmp_path) as w:
+        w.write_event(summary_event([text_table_value("cm", [["", "a"], ["a", "5"]])], step=1))
+        w.write_event(summary_event([encoded_image_value("img", png)], step=2))
+    acc = ea.EventAccumulator(str(tmp_path), size_guidance={ea.TENSORS: 0, ea.IMAGES: 0})
+    acc.Reload()
+    (table,) = acc.Tensors("cm")
+    assert list(table.tensor_proto.tensor_shape.dim[i].size for i in range(2)) == [2, 2]
+    assert [s.decode() for s in table.tensor_proto.string_val] == ["", "a", "a", "5"]
+    (image,) = acc.Images("img")
+    assert (image.height, image.width, image.step) == (5, 7, 2) and image.encoded_image_string == png

@@ -30,7 +30,7 @@ What it does:
 Settings (environment variables, read by the agent; the reaper reads the timeout in the process that calls it):
 
     EXPBOARD_HEARTBEAT_S          5    seconds between the agent's heartbeats
-    EXPBOARD_HEARTBEAT_TIMEOUT_S  60   heartbeat age after which an active run is NotResponding
+    EXPBOARD_HEARTBEAT_TIMEOUT_S  60   heartbeat age after which an active run is NotResponding (see ..liveness)
     EXPBOARD_LOG_SYNC_S           1    seconds between uploads of ./logs and the driver log
     EXPBOARD_CANCEL_GRACE_S       10   seconds between SIGTERM and SIGKILL on cancel
     EXPBOARD_KEEP_WORKDIR         -    set to keep the working copy (for debugging)
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConflictError, ExpboardError
-from ..liveness import ACTIVE_STATUSES, reap_unresponsive
+from ..liveness import ACTIVE_STATUSES, env_float, reap_unresponsive
 from ..records import TERMINAL_STATUSES, RunRecord, RunStatus
 from ..stores import Store
 from .snapshot import SNAPSHOT_FILE, extract_snapshot
@@ -91,11 +91,6 @@ class Setting:
 
 SETTINGS = (
     Setting("EXPBOARD_HEARTBEAT_S", 5.0, "seconds between the agent's heartbeats"),
-    Setting(
-        "EXPBOARD_HEARTBEAT_TIMEOUT_S",
-        60.0,
-        "a run whose heartbeat is older than this is NotResponding (its agent died without a word)",
-    ),
     Setting("EXPBOARD_LOG_SYNC_S", 1.0, "seconds between uploads of ./logs and the driver log"),
     Setting("EXPBOARD_CANCEL_GRACE_S", 10.0, "seconds between SIGTERM and SIGKILL when a run is canceled"),
 )
@@ -104,13 +99,7 @@ _SETTINGS = {s.name: s for s in SETTINGS}
 
 def setting(name: str) -> float:
     """A setting's value: the environment variable if set, else its default."""
-    raw = os.environ.get(name)
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    return _SETTINGS[name].default
+    return env_float(name, _SETTINGS[name].default)
 
 
 def agent_command(run_id: str, python: str | None = None) -> list[str]:

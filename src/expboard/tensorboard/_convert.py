@@ -16,7 +16,6 @@ arrays and text of rank 0/1 only).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,85 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..records import MetricKind, MetricSeries
-from ..tfevents import EventFileWriter, summary_event, text_value
+from ..tfevents import EventFileWriter, encoded_image_value, summary_event, text_table_value, text_value
 
-__all__ = ["SeriesConverter", "image_size", "image_value_from_bytes", "text_table_value"]
-
-
-# --------------------------------------------------------------------------------------------- protobuf bits
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _f_bytes(field_no: int, data: bytes) -> bytes:
-    return _varint(field_no << 3 | 2) + _varint(len(data)) + data
-
-
-def _f_varint(field_no: int, value: int) -> bytes:
-    return _varint(field_no << 3) + _varint(value)
-
-
-_DT_STRING = 7
-_TEXT_METADATA = _f_bytes(1, _f_bytes(1, b"text"))
-
-
-def image_size(data: bytes) -> tuple[int, int, int]:
-    """(height, width, colorspace) from a PNG or JPEG header; (0, 0, 0) when not recognised.
-
-    Colorspace as in ``Summary.Image``: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        colorspace = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 0)
-        return height, width, colorspace
-    if data[:2] == b"\xff\xd8":  # JPEG: walk the segments up to a start-of-frame marker
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF:
-                break
-            marker = data[pos + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                pos += 2
-                continue
-            (seg_len,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 10 <= len(data):
-                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-                components = data[pos + 9]
-                return height, width, {1: 1, 3: 3, 4: 4}.get(components, 0)
-            pos += 2 + seg_len
-    return 0, 0, 0
-
-
-def image_value_from_bytes(tag: str, data: bytes) -> bytes:
-    """A legacy ``Summary.Image`` value holding already-encoded PNG or JPEG bytes."""
-    height, width, colorspace = image_size(data)
-    img = b""
-    if height:
-        img += _f_varint(1, height)
-    if width:
-        img += _f_varint(2, width)
-    if colorspace:
-        img += _f_varint(3, colorspace)
-    img += _f_bytes(4, data)
-    return _f_bytes(1, tag.encode()) + _f_bytes(4, img)
-
-
-def text_table_value(tag: str, rows: Sequence[Sequence[str]]) -> bytes:
-    """A text value holding a rank-2 string tensor, which TensorBoard's text plugin renders as a table."""
-    n_rows = len(rows)
-    n_cols = max((len(r) for r in rows), default=0)
-    shape = _f_bytes(2, _f_varint(1, n_rows)) + _f_bytes(2, _f_varint(1, n_cols))
-    cells = b"".join(
-        _f_bytes(8, (str(r[j]) if j < len(r) else "").encode("utf-8")) for r in rows for j in range(n_cols)
-    )
-    tensor = _f_varint(1, _DT_STRING) + _f_bytes(2, shape) + cells
-    return _f_bytes(1, tag.encode()) + _f_bytes(8, tensor) + _f_bytes(9, _TEXT_METADATA)
+__all__ = ["SeriesConverter"]
 
 
 # --------------------------------------------------------------------------------------------- conversion
@@ -240,7 +163,7 @@ class SeriesConverter:
     def _images(self, tag: str, steps: np.ndarray, walls: np.ndarray, names: Sequence[str]) -> None:
         for step, wall, file_name in zip(steps.tolist(), walls.tolist(), names, strict=True):
             data = self.read_file(str(file_name))
-            value = image_value_from_bytes(self._tag(tag, "images"), data)
+            value = encoded_image_value(self._tag(tag, "images"), data)
             self.writer.write_event(summary_event([value], step, wall))
 
     def _confusion(self, tag: str, steps: np.ndarray, walls: np.ndarray, matrices: Sequence[Any]) -> None:

@@ -34,17 +34,20 @@ __all__ = [
     "MetricSpec",
     "SessionStatus",
     "encode_scalars",
+    "encoded_image_value",
     "file_version_event",
     "hparams_experiment",
     "hparams_session_end",
     "hparams_session_start",
     "histogram_value",
     "histogram_value_from_buckets",
+    "image_size",
     "image_value",
     "scalar_event",
     "scalar_value",
     "summary_event",
     "tensorflow_bins",
+    "text_table_value",
     "text_value",
 ]
 
@@ -134,8 +137,9 @@ def file_version_event(wall_time: float | None = None, writer: str | None = "exp
     return bytes(out)
 
 
-def scalar_value(tag: str, value: float, *, new_style: bool = False, double_precision: bool = False,
-                 metadata: bool = True) -> bytes:
+def scalar_value(
+    tag: str, value: float, *, new_style: bool = False, double_precision: bool = False, metadata: bool = True
+) -> bytes:
     """A scalar Summary.Value.
 
     By default the legacy form ``simple_value`` (float32). With ``new_style`` a rank-0 tensor in
@@ -167,9 +171,62 @@ def text_value(tag: str, text: str | Sequence[str]) -> bytes:
     else:
         items = list(text)
         shape = f_bytes(2, f_varint(1, len(items)) if items else b"")
-    tensor = f_varint(1, DT_STRING) + f_bytes(2, shape) + b"".join(
-        f_bytes(8, s.encode("utf-8") if isinstance(s, str) else bytes(s)) for s in items
+    tensor = (
+        f_varint(1, DT_STRING)
+        + f_bytes(2, shape)
+        + b"".join(f_bytes(8, s.encode("utf-8") if isinstance(s, str) else bytes(s)) for s in items)
     )
+    return _tag_field(tag) + f_bytes(8, tensor) + f_bytes(9, _TEXT_METADATA)
+
+
+def image_size(data: bytes) -> tuple[int, int, int]:
+    """(height, width, colorspace) from a PNG or JPEG header; (0, 0, 0) when not recognised.
+
+    Colorspace as in ``Summary.Image``: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        colorspace = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 0)
+        return height, width, colorspace
+    if data[:2] == b"\xff\xd8":  # JPEG: walk the segments up to a start-of-frame marker
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                break
+            marker = data[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            (seg_len,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 10 <= len(data):
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                components = data[pos + 9]
+                return height, width, {1: 1, 3: 3, 4: 4}.get(components, 0)
+            pos += 2 + seg_len
+    return 0, 0, 0
+
+
+def encoded_image_value(tag: str, data: bytes) -> bytes:
+    """A legacy ``Summary.Image`` value holding already-encoded PNG or JPEG bytes."""
+    height, width, colorspace = image_size(data)
+    img = b""
+    if height:
+        img += f_varint(1, height)
+    if width:
+        img += f_varint(2, width)
+    if colorspace:
+        img += f_varint(3, colorspace)
+    img += f_bytes(4, data)
+    return _tag_field(tag) + f_bytes(4, img)
+
+
+def text_table_value(tag: str, rows: Sequence[Sequence[str]]) -> bytes:
+    """A text value holding a rank-2 string tensor, which TensorBoard's text plugin renders as a table."""
+    n_rows = len(rows)
+    n_cols = max((len(r) for r in rows), default=0)
+    shape = f_bytes(2, f_varint(1, n_rows)) + f_bytes(2, f_varint(1, n_cols))
+    cells = b"".join(f_bytes(8, (str(r[j]) if j < len(r) else "").encode("utf-8")) for r in rows for j in range(n_cols))
+    tensor = f_varint(1, DT_STRING) + f_bytes(2, shape) + cells
     return _tag_field(tag) + f_bytes(8, tensor) + f_bytes(9, _TEXT_METADATA)
 
 
@@ -219,8 +276,17 @@ def tensorflow_bins() -> np.ndarray:
 _TF_BINS: np.ndarray | None = None
 
 
-def histogram_value_from_buckets(tag: str, bucket_limits: Sequence[float], bucket_counts: Sequence[float], *,
-                                 min: float, max: float, num: float, sum: float, sum_squares: float) -> bytes:
+def histogram_value_from_buckets(
+    tag: str,
+    bucket_limits: Sequence[float],
+    bucket_counts: Sequence[float],
+    *,
+    min: float,
+    max: float,
+    num: float,
+    sum: float,
+    sum_squares: float,
+) -> bytes:
     """A legacy ``histo`` Summary.Value from precomputed buckets (``bucket_limits[i]`` is the right edge of
     bucket ``i``; the first bucket starts at the previous limit, or -DBL_MAX)."""
     h = bytearray()
@@ -232,8 +298,9 @@ def histogram_value_from_buckets(tag: str, bucket_limits: Sequence[float], bucke
     return _tag_field(tag) + f_bytes(5, bytes(h))
 
 
-def histogram_value(tag: str, values: Any, bins: str | int | Sequence[float] | np.ndarray = "tensorflow",
-                    max_bins: int | None = None) -> bytes:
+def histogram_value(
+    tag: str, values: Any, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
+) -> bytes:
     """A legacy ``histo`` Summary.Value of ``values`` (any array-like; NaN/inf are not allowed).
 
     ``bins`` is "tensorflow" (TensorFlow's exponential buckets), a bin count, explicit edges, or any string
@@ -264,15 +331,20 @@ def histogram_value(tag: str, values: Any, bins: str | int | Sequence[float] | n
         lo, hi = int(nz[0]), int(nz[-1])
     if lo > 0:
         lo -= 1
-        limits = edges[lo + 1: hi + 2]
+        limits = edges[lo + 1 : hi + 2]
     else:
-        limits = np.concatenate([[edges[0]], edges[1: hi + 2]])
+        limits = np.concatenate([[edges[0]], edges[1 : hi + 2]])
         counts = np.concatenate([[0], counts])
         hi += 1
-    counts = counts[lo: hi + 1]
+    counts = counts[lo : hi + 1]
     return histogram_value_from_buckets(
-        tag, limits.tolist(), counts.astype(np.float64).tolist(),
-        min=float(v.min()), max=float(v.max()), num=float(v.size), sum=float(v.sum()),
+        tag,
+        limits.tolist(),
+        counts.astype(np.float64).tolist(),
+        min=float(v.min()),
+        max=float(v.max()),
+        num=float(v.size),
+        sum=float(v.sum()),
         sum_squares=float(v.dot(v)),
     )
 
@@ -346,9 +418,15 @@ def _hparams_value(tag: str, plugin_data_field: int, message: bytes) -> bytes:
     return f_bytes(1, tag.encode()) + f_bytes(8, _NULL_TENSOR) + f_bytes(9, metadata)
 
 
-def hparams_experiment(hparams: Sequence[HParam | str], metrics: Sequence[MetricSpec | str], *,
-                       name: str = "", description: str = "", user: str = "",
-                       time_created_secs: float | None = None) -> bytes:
+def hparams_experiment(
+    hparams: Sequence[HParam | str],
+    metrics: Sequence[MetricSpec | str],
+    *,
+    name: str = "",
+    description: str = "",
+    user: str = "",
+    time_created_secs: float | None = None,
+) -> bytes:
     """The ``_hparams_/experiment`` Summary.Value: which hparams and metrics the HParams dashboard shows.
 
     Write it once per logdir (the root run is typical), at step 0. Plain strings are taken as an hparam
@@ -359,8 +437,11 @@ def hparams_experiment(hparams: Sequence[HParam | str], metrics: Sequence[Metric
         h = HParam(hp) if isinstance(hp, str) else hp
         typ = h.type
         if typ is None:
-            typ = _infer_type(list(h.values)) if h.values is not None else (
-                HParamType.FLOAT64 if h.interval is not None else HParamType.UNSET)
+            typ = (
+                _infer_type(list(h.values))
+                if h.values is not None
+                else (HParamType.FLOAT64 if h.interval is not None else HParamType.UNSET)
+            )
         msg = _opt_str(1, h.name) + _opt_str(2, h.display_name) + _opt_str(3, h.description)
         if typ:
             msg += f_varint(4, int(typ))
@@ -381,9 +462,14 @@ def hparams_experiment(hparams: Sequence[HParam | str], metrics: Sequence[Metric
     return _hparams_value("_hparams_/experiment", 2, exp)
 
 
-def hparams_session_start(hparams: Mapping[str, HParamValue], group_name: str = "",
-                          start_time: float | None = None, *, model_uri: str = "",
-                          monitor_url: str = "") -> bytes:
+def hparams_session_start(
+    hparams: Mapping[str, HParamValue],
+    group_name: str = "",
+    start_time: float | None = None,
+    *,
+    model_uri: str = "",
+    monitor_url: str = "",
+) -> bytes:
     """The ``_hparams_/session_start_info`` Summary.Value for the session of the run it is written to.
 
     Write it once, at step 0, in the session's own run directory (not the logdir root). Values are bool,
@@ -398,8 +484,7 @@ def hparams_session_start(hparams: Mapping[str, HParamValue], group_name: str = 
     return _hparams_value("_hparams_/session_start_info", 3, msg)
 
 
-def hparams_session_end(status: SessionStatus | int = SessionStatus.SUCCESS,
-                        end_time: float | None = None) -> bytes:
+def hparams_session_end(status: SessionStatus | int = SessionStatus.SUCCESS, end_time: float | None = None) -> bytes:
     """The ``_hparams_/session_end_info`` Summary.Value (optional; without it the status is UNKNOWN)."""
     end = time.time() if end_time is None else float(end_time)
     msg = (f_varint(1, int(status)) if int(status) else b"") + _opt_double(2, end)
@@ -417,8 +502,9 @@ def _varint_len(u: np.ndarray) -> np.ndarray:
     return k
 
 
-def _encode_block(prefix: bytes, has_wall: bool, k: int, wall: np.ndarray, u: np.ndarray,
-                  vals32: np.ndarray) -> np.ndarray:
+def _encode_block(
+    prefix: bytes, has_wall: bool, k: int, wall: np.ndarray, u: np.ndarray, vals32: np.ndarray
+) -> np.ndarray:
     """Framed records for rows sharing the layout (wall present?, step varint length k; 0 = no step)."""
     m = len(u)
     parts = [b"\x09" + bytes(8)] if has_wall else []
@@ -433,7 +519,7 @@ def _encode_block(prefix: bytes, has_wall: bool, k: int, wall: np.ndarray, u: np
     varying: list[int] = []
     pos = 12
     if has_wall:
-        mat[:, pos + 1: pos + 9] = wall.view(np.uint8).reshape(m, 8)
+        mat[:, pos + 1 : pos + 9] = wall.view(np.uint8).reshape(m, 8)
         varying += range(1, 9)
         pos += 9
     if k:
@@ -444,10 +530,10 @@ def _encode_block(prefix: bytes, has_wall: bool, k: int, wall: np.ndarray, u: np
             mat[:, pos + 1 + j] = b
         varying += range(pos - 12 + 1, pos - 12 + 1 + k)
         pos += 1 + k
-    mat[:, 12 + plen - 4: 12 + plen] = vals32.view(np.uint8).reshape(m, 4)
+    mat[:, 12 + plen - 4 : 12 + plen] = vals32.view(np.uint8).reshape(m, 4)
     varying += range(plen - 4, plen)
-    crc = mask_array(crc32c_rows(mat[:, 12: 12 + plen], varying))
-    mat[:, 12 + plen:] = crc.astype("<u4").view(np.uint8).reshape(m, 4)
+    crc = mask_array(crc32c_rows(mat[:, 12 : 12 + plen], varying))
+    mat[:, 12 + plen :] = crc.astype("<u4").view(np.uint8).reshape(m, 4)
     return mat
 
 
