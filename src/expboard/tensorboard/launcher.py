@@ -150,7 +150,7 @@ class Tensorboard:
             if port and not port_is_free(port):
                 raise PortInUseError(
                     f"port {port} is already in use (another TensorBoard?); stop it, choose another port, "
-                    "or pass port=0 to pick a free one"
+                    "or use port 0 (`--port 0` on the command line) to pick a free one"
                 )
             try:
                 self._prepare_root()
@@ -269,7 +269,7 @@ class Tensorboard:
             if busy:
                 raise PortInUseError(
                     f"port {busy.group(1)} is already in use (TensorBoard says: {busy.group(0)}); "
-                    "choose another port or pass port=0"
+                    "choose another port, or port 0 (`--port 0`) to pick a free one"
                 )
             if port is None:
                 m = _URL_LINE.search(out)
