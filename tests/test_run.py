@@ -283,3 +283,42 @@ def test_concurrent_threads_lose_nothing(exp: Experiment) -> None:
     m = run.get_metrics()
     for k in range(4):
         assert m[f"t{k}"] == [float(i) for i in range(20_000)]
+
+
+def test_large_files_travel_in_pieces(exp: Experiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("expboard.run.FILE_PIECE_BYTES", 1000)
+    run = exp.start_logging()
+    data = bytes(range(256)) * 40  # 10,240 bytes: 11 pieces
+    (tmp_path / "big.bin").write_bytes(data)
+    run.upload_file("outputs/big.bin", tmp_path / "big.bin")
+    run.upload_file("outputs/stream.bin", io.BytesIO(data[:3000]))  # exactly 3 pieces
+    run.upload_file("outputs/text.txt", io.StringIO("héllo"))
+    assert run.download_file("outputs/big.bin", tmp_path / "back.bin").read_bytes() == data
+    assert run.download_file("outputs/stream.bin", tmp_path / "s.bin").read_bytes() == data[:3000]
+    assert run.download_file("outputs/text.txt", tmp_path / "t.txt").read_text() == "héllo"
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_default_steps_continue_across_processes(exp: Experiment, ws: Workspace, run_python) -> None:  # type: ignore[no-untyped-def]
+    run = exp.start_logging()
+    run.log("loss", 1.0)
+    run.log("loss", 2.0)
+    run.flush()
+    result = run_python(
+        f"""
+        from expboard import Workspace
+        run = Workspace.from_config().get_run({run.id!r})
+        run.log("loss", 3.0)
+        run.log("other", 9.0)
+        run.flush()
+        """,
+        cwd=ws.path,
+        env=ws.env(),
+    )
+    assert result.returncode == 0, result.stderr
+    run.log("loss", 4.0)  # this process's own count goes on from what it logged
+    series = {s.name: s for s in run.get_metric_series()}
+    assert series["loss"].steps.tolist() == [0, 1, 2, 2]
+    assert series["other"].steps.tolist() == [0]

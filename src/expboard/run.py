@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
 
 ENV_RUN_ID = "EXPBOARD_RUN_ID"
+FILE_PIECE_BYTES = 8 * 1024 * 1024  # files are uploaded and downloaded in pieces of this size
 FINISH_FLUSH_TIMEOUT_S = 60.0  # how long complete()/fail() wait for a remote store to take the metrics
 
 _time = time.time
@@ -121,6 +122,7 @@ class Run:
         self._buf: MetricBuffer = buffer_for(store)
         self._series_cache: dict[str, Any] = {}
         self._owned = False  # started by this process: completed at exit if left running
+        self._fresh = False  # created by this process: nothing was logged to it before
         self._child_count = 0
 
     # --- identity ---------------------------------------------------------------------------------
@@ -191,6 +193,7 @@ class Run:
         )
         record = experiment.workspace.store.create_run(record)
         run = cls(experiment, record.run_id, _record=record)
+        run._fresh = True
         if run_type != "script":
             run._owned = True
             _owned_runs[run.id] = run
@@ -215,6 +218,13 @@ class Run:
     def _series(self, name: str, kind: MetricKind) -> Any:
         check_metric_name(name)
         s = self._buf.series(self.id, name, kind)
+        if s.count == 0 and not self._fresh:
+            # A run made elsewhere (another process, a submitted script): default steps go on from the
+            # points already stored, as if one process had logged them all.
+            stored = self._store.get_metrics(self.id, name=name)
+            with self._buf.lock:
+                if s.count == 0:
+                    s.count = sum(len(x) for x in stored if x.kind == kind)
         if kind is _SCALAR:
             self._series_cache[name] = s
         return s
@@ -567,18 +577,28 @@ class Run:
 
     # --- files ----------------------------------------------------------------------------------
     def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | Any) -> None:
-        """Store a file with the run under ``name`` (a relative path like ``outputs/model.pkl``)."""
+        """Store a file with the run under ``name`` (a relative path like ``outputs/model.pkl``).
+
+        ``path_or_stream`` is a path or a binary (or text) file object; large files travel in pieces."""
         name = check_file_name(name)
         if hasattr(path_or_stream, "read"):
-            data = path_or_stream.read()
-            if isinstance(data, str):
-                data = data.encode()
-        else:
-            p = Path(path_or_stream)
-            if not p.is_file():
-                raise ValidationError(f"cannot upload {p}: no such file")
-            data = p.read_bytes()
-        self._store.write_file(self.id, name, data)
+            self._upload_stream(name, path_or_stream)
+            return
+        p = Path(path_or_stream)
+        if not p.is_file():
+            raise ValidationError(f"cannot upload {p}: no such file")
+        with open(p, "rb") as f:
+            self._upload_stream(name, f)
+
+    def _upload_stream(self, name: str, f: Any) -> None:
+        data = f.read(FILE_PIECE_BYTES)
+        if isinstance(data, str):  # a text stream: the rest is text too
+            data = (data + f.read()).encode()
+            self._store.write_file(self.id, name, data)
+            return
+        offset = self._store.write_file(self.id, name, data).size
+        while piece := f.read(FILE_PIECE_BYTES):
+            offset = self._store.append_file(self.id, name, piece, offset).size
 
     def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
         """Store every file under folder ``path`` as ``name/<relative path>``; returns the stored names."""
@@ -590,36 +610,49 @@ class Run:
         for p in sorted(root.rglob("*")):
             if p.is_file():
                 target = f"{prefix}/{p.relative_to(root).as_posix()}"
-                self._store.write_file(self.id, target, p.read_bytes())
+                self.upload_file(target, p)
                 stored.append(target)
         return stored
 
     def get_file_names(self) -> list[str]:
         return [f.name for f in self._store.list_files(self.id)]
 
+    def _download_to(self, name: str, out: Path) -> Path:
+        """Copy run file ``name`` to ``out`` piece by piece; ``out`` appears whole or not at all."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+        try:
+            with open(tmp, "wb") as f:
+                offset = 0
+                while True:
+                    piece = self._store.read_file(self.id, name, offset, FILE_PIECE_BYTES)
+                    f.write(piece)
+                    offset += len(piece)
+                    if len(piece) < FILE_PIECE_BYTES:
+                        break
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
+
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
         """Copy a run file to ``output_file_path`` (a file or folder; default: its base name in cwd)."""
         name = check_file_name(name)
-        data = self._store.read_file(self.id, name)
         out = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if out.is_dir():
             out = out / Path(name).name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
-        return out
+        return self._download_to(name, out)
 
     def download_files(
         self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None
     ) -> list[Path]:
         """Copy every run file (under ``prefix``) into ``output_directory``, keeping relative paths."""
         out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
-        out = []
-        for info in self._store.list_files(self.id, prefix or ""):
-            target = out_dir / info.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self._store.read_file(self.id, info.name))
-            out.append(target)
-        return out
+        # names are checked again: a remote store must not be able to write outside out_dir
+        return [
+            self._download_to(info.name, out_dir / check_file_name(info.name))
+            for info in self._store.list_files(self.id, prefix or "")
+        ]
 
 
 def metric_value(series: MetricSeries) -> Any:
