@@ -17,12 +17,13 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from ._crc import crc32c_rows, length_header, mask_array, masked_crc32c
+from ._crc import _byte_table, crc32c, length_header, mask_array, masked_crc32c
 from ._proto import DecodeError, read_varint
 from .events import Event, decode_event
 
@@ -87,7 +88,7 @@ class EventFileReader:
                     n = _U64.unpack_from(buf, pos)[0]
                     end = pos + 12 + n + 4
                     if end <= len(buf):
-                        payload = buf[pos + 12: pos + 12 + n]
+                        payload = buf[pos + 12 : pos + 12 + n]
                         if _U32.unpack_from(buf, pos + 12 + n)[0] != masked_crc32c(payload):
                             raise CorruptEventFileError(self.path, base + pos, "payload CRC mismatch")
                         rec_offset = base + pos
@@ -105,7 +106,7 @@ class EventFileReader:
             f.close()
 
     def _check_header(self, buf: bytes, pos: int, base: int) -> None:
-        if buf[pos + 8: pos + 12] != length_header(_U64.unpack_from(buf, pos)[0])[8:]:
+        if buf[pos + 8 : pos + 12] != length_header(_U64.unpack_from(buf, pos)[0])[8:]:
             raise CorruptEventFileError(self.path, base + pos, "length CRC mismatch")
 
     def events(self) -> Iterator[Event]:
@@ -220,7 +221,7 @@ def _scalar_layout(p: bytes) -> _Layout | None:
                 return None
         if value < 0 or pos != end:
             return None
-        tag = p[tag_span[0]: tag_span[1]].decode("utf-8")
+        tag = p[tag_span[0] : tag_span[1]].decode("utf-8")
         return _Layout(wall, step, step_len, tag, tag_span, value, size, tensor, plugin)
     except (DecodeError, UnicodeDecodeError):
         return None
@@ -240,7 +241,7 @@ def _plugin_name(p: bytes, a: int, b: int) -> str:
                 k2, q = read_varint(p, q, qe)
                 l2, q = read_varint(p, q, qe)
                 if k2 == 0x0A:
-                    name = p[q: q + l2].decode("utf-8")
+                    name = p[q : q + l2].decode("utf-8")
                 q += l2
         pos += ln
     return name
@@ -260,7 +261,7 @@ def _tensor_scalar(p: bytes, a: int, b: int) -> tuple[int, int] | None:
                 while q < pos + ln:  # every dim must have size 1
                     k2, q = read_varint(p, q, pos + ln)
                     l2, q = read_varint(p, q, pos + ln)
-                    if k2 != 0x12 or p[q: q + l2] not in (b"\x08\x01", b"\x08\x01\x12\x00"):
+                    if k2 != 0x12 or p[q : q + l2] not in (b"\x08\x01", b"\x08\x01\x12\x00"):
                         return None
                     q += l2
             elif value >= 0:
@@ -275,18 +276,39 @@ def _tensor_scalar(p: bytes, a: int, b: int) -> tuple[int, int] | None:
     return None
 
 
+_BLOCK = 1 << 17  # rows decoded per vectorized pass (fewer passes, fewer per-tag groups when tags interleave)
+_MIN_CYCLES = 32  # a repeating pattern of record lengths becomes strided views once it repeats this often
+_MAX_SLOW = 64  # rows of one block decoded one at a time before the rest of the block is, too
+_UINT = {8: "<u8", 4: "<u4", 2: "<u2", 1: "u1"}
+
+
 class _Collector:
-    """Per-tag arrays with the record sequence number of each point, merged in file order at the end."""
+    """Per-tag arrays with the record sequence number of each point, merged in file order at the end.
+
+    Damage found while reading a file goes to ``errors`` as ``(offset, reason)``; the earliest one is raised.
+    """
 
     def __init__(self, only_tag: str | None) -> None:
         self.only = only_tag
         self.parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
         self.tensor_parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
         self.plugin: dict[str, tuple[int, str]] = {}  # tag -> (first seq with metadata, plugin name)
+        self.names: dict[bytes, str] = {}  # tag bytes -> decoded tag, decoded once
+        self.errors: list[tuple[int, str]] = []
 
-    def add(self, tag: str, tensor: bool, seq: np.ndarray, steps: np.ndarray, walls: np.ndarray,
-            vals: np.ndarray) -> None:
-        if self.only is not None and tag != self.only:
+    def tag_name(self, raw: bytes) -> str | None:
+        name = self.names.get(raw)
+        if name is None:
+            try:
+                name = self.names[raw] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return name
+
+    def add(
+        self, tag: str, tensor: bool, seq: np.ndarray, steps: np.ndarray, walls: np.ndarray, vals: np.ndarray
+    ) -> None:
+        if self.only is not None and tag != self.only or not len(seq):
             return
         (self.tensor_parts if tensor else self.parts).setdefault(tag, []).append((seq, steps, walls, vals))
 
@@ -295,187 +317,396 @@ class _Collector:
         if cur is None or seq < cur[0]:
             self.plugin[tag] = (seq, plugin)
 
+    def raise_first_error(self, path: Path) -> None:
+        if self.errors:
+            offset, reason = min(self.errors)
+            raise CorruptEventFileError(path, offset, reason)
+
     def result(self) -> dict[str, ScalarSeries]:
         for tag, parts in self.tensor_parts.items():
             if self.plugin.get(tag, (0, ""))[1] == "scalars":
                 self.parts.setdefault(tag, []).extend(parts)
         out = {}
         for tag, parts in self.parts.items():
-            seq, steps, walls, vals = (np.concatenate(x) for x in zip(*parts, strict=True))
-            if len(seq) > 1 and not (seq[1:] >= seq[:-1]).all():
+            # each part is in file order already; parts that follow each other need no sort
+            parts.sort(key=lambda q: int(q[0][0]))
+            if all(a[0][-1] < b[0][0] for a, b in zip(parts, parts[1:], strict=False)):
+                steps, walls, vals = (
+                    np.concatenate(x) if len(parts) > 1 else np.ascontiguousarray(x[0])
+                    for x in list(zip(*parts, strict=True))[1:]
+                )
+            else:
+                seq, steps, walls, vals = (np.concatenate([np.asarray(a) for a in x]) for x in zip(*parts, strict=True))
                 order = np.argsort(seq, kind="stable")
                 steps, walls, vals = steps[order], walls[order], vals[order]
-            out[tag] = ScalarSeries(steps.astype(np.int64, copy=False), walls.astype(np.float64, copy=False),
-                                    vals.astype(np.float64, copy=False))
+            out[tag] = ScalarSeries(
+                steps.astype(np.int64, copy=False),
+                walls.astype(np.float64, copy=False),
+                vals.astype(np.float64, copy=False),
+            )
         return out
 
 
-def _scan(buf: bytes, path: Path) -> list[tuple[int, int, int]]:
-    """Split a file into runs ``(start, payload_len, count)`` of consecutive equal-length records.
+class _Progression:
+    """``start + step * i`` for ``i < n``: indexed like the int64 array it stands for, without building it."""
 
-    Stops before a truncated last record. Runs of equal lengths are found with a strided numpy view.
+    __slots__ = ("n", "start", "step")
+
+    def __init__(self, start: int, step: int, n: int) -> None:
+        self.start, self.step, self.n = start, step, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int | slice | np.ndarray) -> int | np.ndarray | _Progression:
+        if isinstance(i, slice):
+            lo, hi, st = i.indices(self.n)
+            return _Progression(self.start + lo * self.step, self.step * st, len(range(lo, hi, st)))
+        if isinstance(i, np.ndarray):
+            return self.start + self.step * i.astype(np.int64)
+        return self.start + self.step * (int(i) if i >= 0 else self.n + int(i))
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return self.start + self.step * np.arange(self.n, dtype=np.int64)
+
+
+class _Chunk(NamedTuple):
+    """``k`` records of one payload length, ``stride`` bytes apart in ``buf`` (the file, or a copy)."""
+
+    buf: bytes
+    base: int  # where row 0 starts in buf
+    stride: int
+    k: int
+    ln: int  # payload length
+    seq: np.ndarray | _Progression  # record sequence numbers (file order)
+    off: np.ndarray | _Progression  # file offsets
+
+    def rows(self, lo: int, hi: int, step: int = 1) -> _Chunk:
+        return _Chunk(
+            self.buf,
+            self.base + lo * self.stride,
+            self.stride * step,
+            len(range(lo, hi, step)),
+            self.ln,
+            self.seq[lo:hi:step],
+            self.off[lo:hi:step],
+        )
+
+    def column(self, dtype: str, col: int, m: int | None = None) -> np.ndarray:
+        """One field of every row (``col`` counts from the record start) as a strided view, no copy."""
+        return np.ndarray(
+            (self.k if m is None else m,), dtype=dtype, buffer=self.buf, offset=self.base + col, strides=(self.stride,)
+        )
+
+    def payload(self, r: int) -> bytes:
+        at = self.base + r * self.stride + 12
+        return self.buf[at : at + self.ln]
+
+
+def _repeats(buf: bytes, pos: int, cycle: int, pattern: list[int]) -> int:
+    """How many whole cycles of ``cycle`` bytes from ``pos`` on hold records of the lengths in ``pattern``."""
+    n, p = len(buf), len(pattern)
+    offs = np.cumsum([0] + [ln + 16 for ln in pattern[:-1]])
+    want = np.array(pattern, dtype=np.uint64)
+    total, window = 0, max(4, 256 // p)
+    while (m := min((n - pos) // cycle, window)) > 0:
+        # row r, column c: the 8 bytes at pos + r * cycle + c (each record is >= 16 bytes, so c + 8 <= cycle)
+        lens = np.ndarray((m, cycle - 7), dtype="<u8", buffer=buf, offset=pos, strides=(cycle, 1))
+        eq = (lens[:, offs] == want).all(axis=1)
+        if not eq.all():
+            return total + int(np.argmin(eq))
+        total, pos, window = total + m, pos + m * cycle, min(window * 4, max(1, (1 << 20) // p))
+    return total
+
+
+def _frame(buf: bytes, seq0: int, errors: list[tuple[int, str]]) -> tuple[list[_Chunk], int]:
+    """Split a file into chunks of equal-length records; returns them and the number of records.
+
+    Records are walked one by one until the lengths of the last records repeat with some period (one tag:
+    every record has the same length; many tags written step by step: the step's records). The repeats
+    ahead are then confirmed with one vectorized comparison per window, and each position in the cycle
+    becomes a strided chunk. Reading stops before a truncated last record (its length CRC must be right).
     """
     n = len(buf)
-    segs: list[tuple[int, int, int]] = []
-    pos, prev, same, window = 0, -1, 0, 64
     unpack = _U64.unpack_from
+    chunks: list[_Chunk] = []
+    irregular: dict[int, tuple[list[int], list[int]]] = {}  # payload length -> (offsets, seqs)
+    hist_pos: list[int] = []  # records walked since the last chunked stretch
+    hist_len: list[int] = []
+    hist_prev: list[int] = []  # index in hist of the previous record with the same (previous length, length)
+    last: dict[tuple[int, int], int] = {}  # (previous length, length) -> latest index in hist
+    seq, pos, cool = seq0, 0, 0  # seq: sequence number of hist[0]
     while pos + 12 <= n:
         ln = unpack(buf, pos)[0]
-        size = ln + 16
-        if pos + size > n:
-            if buf[pos + 8: pos + 12] != length_header(ln)[8:]:
-                raise CorruptEventFileError(path, pos, "length CRC mismatch")
-            break  # truncated last record
-        if ln == prev:
-            same += 1
-            if same >= 3:
-                m = min((n - pos) // size, window)
-                lens = np.ndarray((m,), dtype="<u8", buffer=buf, offset=pos, strides=(size,))
-                eq = lens == ln
-                k = m if eq.all() else int(np.argmin(eq))
-                segs.append((pos, ln, k))
-                pos += k * size
-                window = min(window * 4, 1 << 20) if k == m else 64
-                same = 0
-                prev = ln
-                continue
-        else:
-            same = 0
-            window = 64
-        segs.append((pos, ln, 1))
-        prev = ln
-        pos += size
-    return segs
-
-
-def _read_file_scalars(path: Path, col: _Collector, seq0: int) -> int:
-    """Collect the scalars of one file; returns the number of records read."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    segs = _scan(buf, path)
-    if not segs:
-        return 0
-    # group rows by payload length; each group is one (m, len + 16) uint8 matrix
-    groups: dict[int, list[tuple[int, int, int]]] = {}
-    seq = seq0
-    for start, ln, k in segs:
-        groups.setdefault(ln, []).append((start, k, seq))
-        seq += k
-    first_bad: tuple[int, str] | None = None
-    decoded: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (len, rows, seqs, offsets)
-    for ln, runs in groups.items():
-        size = ln + 16
-        mats = [np.ndarray((k, size), dtype=np.uint8, buffer=buf, offset=start, strides=(size, 1))
-                for start, k, _ in runs]
-        mat = mats[0] if len(mats) == 1 else np.concatenate(mats)
-        seqs = np.concatenate([np.arange(s, s + k, dtype=np.int64) for _, k, s in runs])
-        starts = np.concatenate([start + size * np.arange(k, dtype=np.int64) for start, k, _ in runs])
-        bad_hdr = (mat[:, 8:12] != np.frombuffer(length_header(ln)[8:], dtype=np.uint8)).any(axis=1)
-        crc = mask_array(crc32c_rows(mat[:, 12: 12 + ln]))
-        stored = np.ascontiguousarray(mat[:, 12 + ln:]).view("<u4").reshape(-1)
-        bad = np.flatnonzero(bad_hdr | (crc != stored))
-        if len(bad):
-            i = bad[np.argmin(starts[bad])]
-            cand = (int(starts[i]), "length CRC mismatch" if bad_hdr[i] else "payload CRC mismatch")
-            if first_bad is None or cand[0] < first_bad[0]:
-                first_bad = cand
-        decoded.append((ln, mat, seqs, starts))
-    if first_bad is not None:
-        raise CorruptEventFileError(path, first_bad[0], first_bad[1])
-    for ln, mat, seqs, starts in decoded:
-        _collect_group(path, mat[:, 12: 12 + ln], seqs, starts, col)
-    return seq - seq0
-
-
-def _varint_cols(mat: np.ndarray, off: int, k: int) -> np.ndarray:
-    u = np.zeros(len(mat), dtype=np.uint64)
-    for j in range(k):
-        u |= (mat[:, off + j] & np.uint8(0x7F)).astype(np.uint64) << np.uint64(7 * j)
-    return u.view(np.int64)
-
-
-def _collect_group(path: Path, mat: np.ndarray, seqs: np.ndarray, starts: np.ndarray, col: _Collector) -> None:
-    """Decode a group of equal-length payloads, vectorized per shared layout."""
-    remaining = np.arange(len(mat))
-    slow = 0
-    while len(remaining):
-        r0 = mat[remaining[0]]
-        p0 = r0.tobytes()
-        lay = _scalar_layout(p0) if slow < 64 else None
-        if lay is None:
-            # not a single-scalar event (or too many of those here): decode in Python
-            rows = remaining[:1] if slow < 64 else remaining
-            for i in rows.tolist():
-                _collect_slow(path, mat[i].tobytes(), int(seqs[i]), int(starts[i]), col)
-            slow += len(rows)
-            remaining = remaining[len(rows):]
+        if pos + ln + 16 > n:
+            if buf[pos + 8 : pos + 12] != length_header(ln)[8:]:
+                errors.append((pos, "length CRC mismatch"))
+            break  # truncated last record: not yet written
+        i = len(hist_len)
+        hist_pos.append(pos)
+        hist_len.append(ln)
+        pos += ln + 16
+        key = (hist_len[i - 1], ln) if i else (-1, ln)
+        j = last.get(key, -1)
+        last[key] = i
+        hist_prev.append(j)
+        if j < 0 or i < cool:
             continue
-        whole = len(remaining) == len(mat)
-        sub = mat if whole else mat[remaining]
-        variable = np.zeros(mat.shape[1], dtype=bool)
-        if lay.wall >= 0:
-            variable[lay.wall: lay.wall + 8] = True
-        if lay.step >= 0:
-            variable[lay.step: lay.step + lay.step_len] = True
-        variable[lay.value: lay.value + lay.value_size] = True
-        variable[lay.tag_span[0]: lay.tag_span[1]] = True
-        fixed = np.flatnonzero(~variable)
-        ok = (sub[:, fixed] == r0[fixed]).all(axis=1)
-        for j in range(lay.step_len):
-            cont = (sub[:, lay.step + j] & 0x80) != 0
-            ok &= cont if j < lay.step_len - 1 else ~cont
-        rows = remaining[ok]
-        m = sub if whole and len(rows) == len(mat) else mat[rows]
-        s = seqs[rows]
-        steps = _varint_cols(m, lay.step, lay.step_len) if lay.step >= 0 else np.zeros(len(m), np.int64)
-        walls = (np.ascontiguousarray(m[:, lay.wall: lay.wall + 8]).view("<f8").reshape(-1) if lay.wall >= 0
-                 else np.zeros(len(m)))
-        vals = np.ascontiguousarray(m[:, lay.value: lay.value + lay.value_size]).view(
-            "<f4" if lay.value_size == 4 else "<f8").reshape(-1).astype(np.float64)
-        a, b = lay.tag_span
-        tags = m[:, a:b]
-        if b == a or (tags == r0[a:b]).all():
-            _add(col, lay, lay.tag, s, steps, walls, vals)
-        else:
-            for tag_bytes, sel in _split_by_tag(tags):
-                try:
-                    tag = tag_bytes.decode("utf-8")
-                except UnicodeDecodeError:
-                    bad_row = rows[sel[0] if isinstance(sel, np.ndarray) else sel.start]
-                    raise CorruptEventFileError(path, int(starts[bad_row]), "invalid UTF-8 in a tag") from None
-                _add(col, lay, tag, s[sel], steps[sel], walls[sel], vals[sel])
-        remaining = remaining[~ok]
+        # candidate periods: distances back to the last few records that followed the same length
+        h, cycles, tries, hops = i + 1, 0, 0, 0
+        while j >= 0 and hops < 8:
+            p, hops = i - j, hops + 1
+            r = max(2 * p, 16)
+            if h < r + p:
+                break
+            if hist_len[h - r :] == hist_len[h - r - p : h - p]:
+                pattern = hist_len[h - p :]
+                cycle = sum(pattern) + 16 * p
+                have = (r + p) // p
+                cycles = have + _repeats(buf, pos, cycle, pattern)
+                if cycles >= _MIN_CYCLES:
+                    break
+                tries += 1
+            j = hist_prev[j]
+        if cycles < _MIN_CYCLES:
+            if tries:  # the pattern did not last: walk on for a while before looking again
+                cool = i + 32
+            continue
+        first = h - have * p
+        for q, ql in zip(hist_pos[:first], hist_len[:first], strict=True):
+            rec = irregular.setdefault(ql, ([], []))
+            rec[0].append(q)
+            rec[1].append(seq)
+            seq += 1
+        start = hist_pos[first]
+        at = start
+        for j, ql in enumerate(pattern):
+            chunks.append(
+                _Chunk(
+                    buf,
+                    at,
+                    cycle,
+                    cycles,
+                    ql,
+                    _Progression(seq + j, p, cycles),
+                    _Progression(at, cycle, cycles),
+                )
+            )
+            at += ql + 16
+        pos = start + cycles * cycle
+        seq += cycles * p
+        hist_pos, hist_len, hist_prev, last, cool = [], [], [], {}, 0
+    for q, ql in zip(hist_pos, hist_len, strict=True):
+        rec = irregular.setdefault(ql, ([], []))
+        rec[0].append(q)
+        rec[1].append(seq)
+        seq += 1
+    view = memoryview(buf)
+    for ln, (offs, seqs) in irregular.items():
+        rows = b"".join([view[q : q + ln + 16] for q in offs])
+        chunks.append(
+            _Chunk(rows, 0, ln + 16, len(offs), ln, np.array(seqs, dtype=np.int64), np.array(offs, dtype=np.int64))
+        )
+    return chunks, seq - seq0
 
 
-def _split_by_tag(tags: np.ndarray) -> list[tuple[bytes, np.ndarray | slice]]:
-    """Group rows by their tag bytes, keeping row order within each tag."""
-    change = np.flatnonzero((tags[1:] != tags[:-1]).any(axis=1)) + 1
-    if len(change) < len(tags) // 8:  # tags come in long runs (bulk-written files): slice the runs
-        bounds = [0, *change.tolist(), len(tags)]
-        by_tag: dict[bytes, list[tuple[int, int]]] = {}
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            by_tag.setdefault(tags[lo].tobytes(), []).append((lo, hi))
-        return [(k, slice(*v[0]) if len(v) == 1 else np.concatenate([np.arange(lo, hi) for lo, hi in v]))
-                for k, v in by_tag.items()]
-    keys = np.ascontiguousarray(tags).view(f"V{tags.shape[1]}").reshape(-1)
-    uniq, inv = np.unique(keys, return_inverse=True)
+def _cover(a: int, b: int) -> list[tuple[str, int]]:
+    """Unsigned-integer fields (dtype, offset) of one width that together cover bytes [a, b), maybe overlapping."""
+    if b <= a:
+        return []
+    w = 8 if b - a >= 8 else 4 if b - a >= 4 else 2 if b - a >= 2 else 1
+    cols = list(range(a, b - w + 1, w))
+    if cols[-1] != b - w:
+        cols.append(b - w)
+    return [(_UINT[w], c) for c in cols]
+
+
+def _all_equal(fields: list[np.ndarray], other: list[np.ndarray] | list[int]) -> np.ndarray:
+    eq = fields[0] == other[0]
+    for f, o in zip(fields[1:], other[1:], strict=True):
+        eq &= f == o
+    return eq
+
+
+def _tag_groups(fields: list[np.ndarray], m: int) -> tuple[list[tuple[int, slice | np.ndarray]], bool]:
+    """Rows grouped by tag as ``(first row, rows)``: one tag, runs of tags, a repeating cycle (then the flag
+    is true and group j holds rows j, j + P, ...) or any order."""
+    if not fields:
+        return [(0, slice(None))], False
+    same = _all_equal(fields, [f[0] for f in fields])
+    if same.all():
+        return [(0, slice(None))], False
+    change = _all_equal([f[1:] for f in fields], [f[:-1] for f in fields])
+    bounds = np.flatnonzero(~change) + 1
+    if len(bounds) < m // 16:
+        edges = [0, *bounds.tolist(), m]
+        return [(lo, slice(lo, hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)], False
+    cand = np.flatnonzero(same)
+    if len(cand) > 1 and 2 * cand[1] <= m:
+        p = int(cand[1])
+        if _all_equal([f[p:] for f in fields], [f[:-p] for f in fields]).all():
+            return [(j, slice(j, None, p)) for j in range(p)], True
+    keys = np.ascontiguousarray(np.stack(fields, axis=1))
+    keys = keys.view(f"V{keys.shape[1] * keys.itemsize}").reshape(-1)
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     order = np.argsort(inv, kind="stable")
-    splits = np.split(order, np.cumsum(np.bincount(inv, minlength=len(uniq)))[:-1])
-    return [(bytes(u), idx) for u, idx in zip(uniq, splits, strict=True)]
+    splits = np.split(order, np.cumsum(np.bincount(inv))[:-1])
+    return [(int(f), idx) for f, idx in zip(first, splits, strict=True)], False
 
 
-def _add(col: _Collector, lay: _Layout, tag: str, s: np.ndarray, steps: np.ndarray, walls: np.ndarray,
-         vals: np.ndarray) -> None:
-    if lay.plugin is not None:
-        col.metadata(tag, int(s[0]), lay.plugin)
-    col.add(tag, lay.tensor, s, steps, walls, vals)
+@lru_cache(maxsize=4096)
+def _pair_table(distance: int) -> np.ndarray:
+    """CRC32C contribution of a little-endian uint16 whose first byte is followed by ``distance`` bytes."""
+    lo, hi = _byte_table(distance), _byte_table(distance - 1)
+    out = (hi[:, None] ^ lo[None, :]).reshape(-1)
+    out.setflags(write=False)
+    return out
 
 
-def _collect_slow(path: Path, payload: bytes, seq: int, offset: int, col: _Collector) -> None:
+@lru_cache(maxsize=65536)
+def _tag_crc(raw: bytes, after: int) -> int:
+    """Linear CRC32C contribution of ``raw`` followed by ``after`` more bytes."""
+    return crc32c(raw + bytes(after)) ^ crc32c(bytes(len(raw) + after))
+
+
+def _zeroed(p0: bytes, varying: tuple[tuple[int, int], ...]) -> bytes:
+    tmpl = bytearray(p0)
+    for a, n in varying:
+        tmpl[a : a + n] = bytes(n)
+    return bytes(tmpl)
+
+
+@lru_cache(maxsize=1024)
+def _template(tmpl: bytes, varying: tuple[tuple[int, int], ...], skip: tuple[int, int]) -> tuple[int, list]:
+    """CRC32C of a payload whose varying spans are zeroed, and the fields every row must share with it
+    (outside the varying spans and ``skip``, the tag) as ``(dtype, offset, value)``."""
+    fixed = [True] * len(tmpl)
+    for a, n in (*varying, (skip[0], skip[1] - skip[0])):
+        fixed[a : a + n] = [False] * n
+    pieces, c = [], 0
+    while c < len(tmpl):
+        if not fixed[c]:
+            c += 1
+            continue
+        e = c
+        while e < len(tmpl) and fixed[e]:
+            e += 1
+        pieces += [(dt, o, np.frombuffer(tmpl, dtype=dt, count=1, offset=o)[0]) for dt, o in _cover(c, e)]
+        c = e
+    return crc32c(tmpl), pieces
+
+
+def _process(ch: _Chunk, path: Path, col: _Collector) -> None:
+    for lo in range(0, ch.k, _BLOCK):
+        _decode_block(ch if ch.k <= _BLOCK else ch.rows(lo, min(ch.k, lo + _BLOCK)), path, col)
+
+
+def _decode_block(ch: _Chunk, path: Path, col: _Collector) -> None:
+    """Check and decode a block of equal-length records, vectorized per shared layout."""
+    hdr_bad = ch.column("<u4", 8) != np.uint32(_U32.unpack_from(length_header(ch.ln), 8)[0])
+    if hdr_bad.any():
+        col.errors.append((int(ch.off[np.argmax(hdr_bad)]), "length CRC mismatch"))
+    stored = ch.column("<u4", 12 + ch.ln)
+    rem: np.ndarray | None = None  # rows still to decode; None: all
+    slow = 0
+    while rem is None or len(rem):
+        r0 = 0 if rem is None else int(rem[0])
+        lay = _scalar_layout(ch.payload(r0)) if slow < _MAX_SLOW else None
+        if lay is None:  # not a single-scalar event (or too many of those here): decode in Python
+            rows = [r0] if slow < _MAX_SLOW else (range(ch.k) if rem is None else rem.tolist())
+            for r in rows:
+                _collect_slow(path, ch.payload(r), int(ch.seq[r]), int(ch.off[r]), int(stored[r]), col)
+            slow += len(rows)
+            rem = np.zeros(0, np.int64) if len(rows) > 1 else np.arange(1, ch.k) if rem is None else rem[1:]
+            continue
+        rem = _decode_layout(ch, lay, rem, stored, col)
+
+
+def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.ndarray, col: _Collector) -> np.ndarray:
+    """Decode the rows (of ``rem``) laid out like their first; returns the rows that are not."""
+    p0 = ch.payload(0 if rem is None else int(rem[0]))
+
+    def field(dtype: str, c: int, rows: np.ndarray | None) -> np.ndarray:
+        v = ch.column(dtype, 12 + c)
+        return v if rows is None else v[rows]
+
+    varying = (
+        (lay.wall, 8) if lay.wall >= 0 else (0, 0),
+        (lay.step, lay.step_len) if lay.step >= 0 else (0, 0),
+        (lay.value, lay.value_size),
+    )
+    tmpl_crc, pieces = _template(_zeroed(p0, varying), varying, lay.tag_span)
+    ok = np.ones(ch.k if rem is None else len(rem), dtype=bool)
+    for dt, c, want in pieces:
+        ok &= field(dt, c, rem) == want
+    for j in range(lay.step_len if lay.step >= 0 else 0):
+        cont = field("u1", lay.step + j, rem) >= 0x80
+        ok &= cont if j < lay.step_len - 1 else ~cont
+    if ok.all():
+        rows, rest = rem, np.zeros(0, np.int64)
+    else:
+        every = np.arange(ch.k) if rem is None else rem
+        rows, rest = every[ok], every[~ok]
+    m = ch.k if rows is None else len(rows)
+    seqs = ch.seq if rows is None else ch.seq[rows]
+    offs = ch.off if rows is None else ch.off[rows]
+    # CRC of each payload: the template's, xor the contribution of each varying byte (pairs via 64K tables)
+    crc = np.full(m, tmpl_crc, dtype=np.uint32)
+    for a, n in varying:
+        for c in range(a, a + n - 1, 2):
+            crc ^= _pair_table(ch.ln - 1 - c)[field("<u2", c, rows)]
+        if n % 2:
+            crc ^= _byte_table(ch.ln - a - n)[field("u1", a + n - 1, rows)]
+    ta, tb = lay.tag_span
+    groups, cyclic = _tag_groups([field(dt, c, rows) for dt, c in _cover(ta, tb)], m)
+    base_raw = p0[ta:tb]
+    raws = [ch.payload(first if rows is None else int(rows[first]))[ta:tb] for first, _ in groups]
+    if len(groups) > 1:  # tags other than the template's: xor their bytes' contribution in
+        deltas = [_tag_crc(raw, ch.ln - tb) ^ _tag_crc(base_raw, ch.ln - tb) for raw in raws]
+        if cyclic:
+            crc ^= np.resize(np.array(deltas, dtype=np.uint32), m)
+        else:
+            for (_, sel), d in zip(groups, deltas, strict=True):
+                if d:
+                    crc[sel] ^= np.uint32(d)
+    bad = mask_array(crc) != (stored if rows is None else stored[rows])
+    if bad.any():
+        col.errors.append((int(offs[np.argmax(bad)]), "payload CRC mismatch"))
+    if lay.step < 0:
+        steps = np.zeros(m, dtype=np.int64)
+    elif lay.step_len == 1:
+        steps = field("u1", lay.step, rows).astype(np.int64)
+    elif lay.step_len == 2:
+        u = field("<u2", lay.step, rows).astype(np.int64)
+        steps = (u & 0x7F) | ((u >> 8) << 7)
+    else:
+        u = np.zeros(m, dtype=np.uint64)
+        for j in range(lay.step_len):
+            u |= (field("u1", lay.step + j, rows) & np.uint8(0x7F)).astype(np.uint64) << np.uint64(7 * j)
+        steps = u.view(np.int64)
+    walls = field("<f8", lay.wall, rows).astype(np.float64) if lay.wall >= 0 else np.zeros(m)
+    vals = field("<f4" if lay.value_size == 4 else "<f8", lay.value, rows).astype(np.float64)
+    for (first, sel), raw in zip(groups, raws, strict=True):
+        tag = col.tag_name(raw)
+        if tag is None:
+            col.errors.append((int(offs[first]), "invalid UTF-8 in a tag"))
+            continue
+        s = seqs[sel]
+        if lay.plugin is not None:
+            col.metadata(tag, int(s[0]), lay.plugin)
+        col.add(tag, lay.tensor, s, steps[sel], walls[sel], vals[sel])
+    return rest
+
+
+def _collect_slow(path: Path, payload: bytes, seq: int, offset: int, stored: int, col: _Collector) -> None:
+    if masked_crc32c(payload) != stored:
+        col.errors.append((offset, "payload CRC mismatch"))
+        return
     try:
         ev = decode_event(payload)
     except DecodeError as exc:
-        raise CorruptEventFileError(path, offset, f"invalid Event proto: {exc}") from exc
+        col.errors.append((offset, f"invalid Event proto: {exc}"))
+        return
     for v in ev.summary or ():
         if v.has_metadata:
             col.metadata(v.tag, seq, v.plugin_name)
@@ -483,8 +714,26 @@ def _collect_slow(path: Path, payload: bytes, seq: int, offset: int, col: _Colle
         if x is None or (v.simple_value is None and v.tensor is not None and v.tensor.dtype not in (1, 2)):
             continue
         one = np.array([seq], dtype=np.int64)
-        col.add(v.tag, v.simple_value is None, one, np.array([ev.step], dtype=np.int64),
-                np.array([ev.wall_time]), np.array([x]))
+        col.add(
+            v.tag,
+            v.simple_value is None,
+            one,
+            np.array([ev.step], dtype=np.int64),
+            np.array([ev.wall_time]),
+            np.array([x]),
+        )
+
+
+def _read_file_scalars(path: Path, col: _Collector, seq0: int) -> int:
+    """Collect the scalars of one file; returns the number of records read."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    col.errors = []
+    chunks, count = _frame(buf, seq0, col.errors)
+    for ch in chunks:
+        _process(ch, path, col)
+    col.raise_first_error(path)
+    return count
 
 
 def read_scalars(path: str | os.PathLike[str], tag: str | None = None) -> dict[str, ScalarSeries]:
@@ -493,7 +742,8 @@ def read_scalars(path: str | os.PathLike[str], tag: str | None = None) -> dict[s
     Returns ``{tag: ScalarSeries(steps int64, wall_times float64, values float64)}`` in file order (files in
     name order). Both forms are read: legacy ``simple_value`` and tensors (DT_FLOAT / DT_DOUBLE, in
     ``tensor_content`` or ``float_val``/``double_val``) of tags whose metadata names the "scalars" plugin.
-    A truncated last record is ignored; a damaged record raises :class:`CorruptEventFileError`.
+    A truncated last record is ignored; a damaged record (the first one in the file) raises
+    :class:`CorruptEventFileError`. Every record's length and payload CRCs are checked.
     """
     p = Path(path)
     files = event_files(p) if p.is_dir() else [p]
