@@ -278,6 +278,7 @@ def _tensor_scalar(p: bytes, a: int, b: int) -> tuple[int, int] | None:
 
 _BLOCK = 1 << 17  # rows decoded per vectorized pass (fewer passes, fewer per-tag groups when tags interleave)
 _MIN_CYCLES = 32  # a repeating pattern of record lengths becomes strided views once it repeats this often
+_GATHER_RUN = 4096  # shorter runs of one length are copied together with others of their length
 _MAX_SLOW = 64  # rows of one block decoded one at a time before the rest of the block is, too
 _UINT = {8: "<u8", 4: "<u4", 2: "<u2", 1: "u1"}
 
@@ -430,7 +431,8 @@ def _frame(buf: bytes, seq0: int, errors: list[tuple[int, str]]) -> tuple[list[_
     n = len(buf)
     unpack = _U64.unpack_from
     chunks: list[_Chunk] = []
-    irregular: dict[int, tuple[list[int], list[int]]] = {}  # payload length -> (offsets, seqs)
+    # records copied together later, by payload length: (offset, count, seq) of single records and short runs
+    gather: dict[int, list[tuple[int, int, int]]] = {}
     hist_pos: list[int] = []  # records walked since the last chunked stretch
     hist_len: list[int] = []
     hist_prev: list[int] = []  # index in hist of the previous record with the same (previous length, length)
@@ -474,12 +476,13 @@ def _frame(buf: bytes, seq0: int, errors: list[tuple[int, str]]) -> tuple[list[_
             continue
         first = h - have * p
         for q, ql in zip(hist_pos[:first], hist_len[:first], strict=True):
-            rec = irregular.setdefault(ql, ([], []))
-            rec[0].append(q)
-            rec[1].append(seq)
+            gather.setdefault(ql, []).append((q, 1, seq))
             seq += 1
         start = hist_pos[first]
         at = start
+        if p == 1 and cycles < _GATHER_RUN:  # a short run of one length (a tag's steps between varint sizes)
+            gather.setdefault(pattern[0], []).append((start, cycles, seq))
+            pattern = []
         for j, ql in enumerate(pattern):
             chunks.append(
                 _Chunk(
@@ -497,16 +500,17 @@ def _frame(buf: bytes, seq0: int, errors: list[tuple[int, str]]) -> tuple[list[_
         seq += cycles * p
         hist_pos, hist_len, hist_prev, last, cool = [], [], [], {}, 0
     for q, ql in zip(hist_pos, hist_len, strict=True):
-        rec = irregular.setdefault(ql, ([], []))
-        rec[0].append(q)
-        rec[1].append(seq)
+        gather.setdefault(ql, []).append((q, 1, seq))
         seq += 1
     view = memoryview(buf)
-    for ln, (offs, seqs) in irregular.items():
-        rows = b"".join([view[q : q + ln + 16] for q in offs])
-        chunks.append(
-            _Chunk(rows, 0, ln + 16, len(offs), ln, np.array(seqs, dtype=np.int64), np.array(offs, dtype=np.int64))
-        )
+    for ln, runs in gather.items():
+        size = ln + 16
+        rows = b"".join([view[q : q + c * size] for q, c, _ in runs])
+        q0, counts, s0 = (np.array(x, dtype=np.int64) for x in zip(*runs, strict=True))
+        k = int(counts.sum())
+        within = np.arange(k, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        offs, seqs = np.repeat(q0, counts) + size * within, np.repeat(s0, counts) + within
+        chunks.append(_Chunk(rows, 0, size, k, ln, seqs, offs))
     return chunks, seq - seq0
 
 
