@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from expboard.tfevents import EventFileWriter, SummaryWriter, read_scalars
+from expboard.tfevents import (
+    EventFileWriter,
+    SummaryWriter,
+    event_file_name,
+    file_version_event,
+    frame_record,
+    read_scalars,
+    scalar_event,
+)
 
 TAGS = 100
 
@@ -73,6 +81,19 @@ def batch_writer(root: Path, name: str, n: int, tags: int) -> Callable[[], int]:
     return run
 
 
+def interleaved_file(root: Path, name: str, n: int, tags: int) -> Path:
+    """A run folder with one event file laid out as a training loop writes it with torch or TensorFlow: one
+    record per point, step after step, every tag at each step (not timed: this is the reading input)."""
+    d = fresh(root, name)
+    names = ["loss"] if tags == 1 else [f"metric/{k:03d}" for k in range(tags)]
+    t0 = time.time()
+    with open(d / event_file_name(t0), "wb") as f:
+        f.write(frame_record(file_version_event(t0)))
+        for i in range(n // tags):
+            f.write(b"".join(frame_record(scalar_event(t, i * 0.001, i, t0 + i * 1e-3)) for t in names))
+    return d
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=1_000_000)
@@ -102,13 +123,12 @@ def main() -> None:
                     per_point_writer(tensorboardX.SummaryWriter, root, f"tbx_{tags}", pn, tags), rep)
                 rates[f"torch add_scalar, {label} [{pn:,} pts]"] = best_rate(
                     per_point_writer(TorchWriter, root, f"torch_{tags}", pn, tags), rep)
-            # reading: expboard on the big files; peers on a peer-size file written by expboard
-            big = root / f"ours_b_{tags}"
+            # reading: expboard on the big file; peers on a peer-size file; both interleaved like a training loop
+            big = interleaved_file(root, f"read_{tags}", n, tags)
             rates[f"expboard read_scalars, {label}"] = best_rate(
                 lambda big=big: sum(len(s.values) for s in read_scalars(big).values()), rep)
             if not args.no_peers:
-                small = root / f"small_{tags}"
-                batch_writer(root, f"small_{tags}", pn, tags)()
+                small = interleaved_file(root, f"small_{tags}", pn, tags)
                 rates[f"expboard read_scalars, {label} [{pn:,} pts]"] = best_rate(
                     lambda small=small: sum(len(s.values) for s in read_scalars(small).values()), rep)
 
