@@ -65,6 +65,7 @@ def per_point_writer(cls: type, root: Path, name: str, n: int, tags: int) -> Cal
                     add(t, i * 0.001, i)
         w.close()
         return n
+
     return run
 
 
@@ -78,6 +79,7 @@ def batch_writer(root: Path, name: str, n: int, tags: int) -> Callable[[], int]:
             for k in range(tags):
                 w.add_scalars_array(f"metric/{k:03d}" if tags > 1 else "loss", steps, values, walls)
         return n
+
     return run
 
 
@@ -113,31 +115,40 @@ def main() -> None:
         for tags in (1, TAGS):
             label = "1 tag" if tags == 1 else f"{TAGS} tags"
             rates[f"expboard add_scalar, {label}"] = best_rate(
-                per_point_writer(SummaryWriter, root, f"ours_pp_{tags}", n, tags), rep)
+                per_point_writer(SummaryWriter, root, f"ours_pp_{tags}", n, tags), rep
+            )
             rates[f"expboard add_scalars_array, {label}"] = best_rate(
-                batch_writer(root, f"ours_b_{tags}", n, tags), rep)
+                batch_writer(root, f"ours_b_{tags}", n, tags), rep
+            )
             if not args.no_peers:
                 import tensorboardX
                 from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
                 rates[f"tensorboardX add_scalar, {label} [{pn:,} pts]"] = best_rate(
-                    per_point_writer(tensorboardX.SummaryWriter, root, f"tbx_{tags}", pn, tags), rep)
+                    per_point_writer(tensorboardX.SummaryWriter, root, f"tbx_{tags}", pn, tags), rep
+                )
                 rates[f"torch add_scalar, {label} [{pn:,} pts]"] = best_rate(
-                    per_point_writer(TorchWriter, root, f"torch_{tags}", pn, tags), rep)
+                    per_point_writer(TorchWriter, root, f"torch_{tags}", pn, tags), rep
+                )
             # reading: expboard on the big file; peers on a peer-size file; both interleaved like a training loop
             big = interleaved_file(root, f"read_{tags}", n, tags)
             rates[f"expboard read_scalars, {label}"] = best_rate(
-                lambda big=big: sum(len(s.values) for s in read_scalars(big).values()), rep)
+                lambda big=big: sum(len(s.values) for s in read_scalars(big).values()), rep
+            )
             if not args.no_peers:
                 small = interleaved_file(root, f"small_{tags}", pn, tags)
                 rates[f"expboard read_scalars, {label} [{pn:,} pts]"] = best_rate(
-                    lambda small=small: sum(len(s.values) for s in read_scalars(small).values()), rep)
+                    lambda small=small: sum(len(s.values) for s in read_scalars(small).values()), rep
+                )
 
                 def tbparse_read(small: Path = small) -> int:
                     from tbparse import SummaryReader
+
                     return len(SummaryReader(str(small)).scalars)
 
                 def accumulator_read(small: Path = small) -> int:
                     from tensorboard.backend.event_processing import event_accumulator as ea
+
                     acc = ea.EventAccumulator(str(small), size_guidance={ea.SCALARS: 0})
                     acc.Reload()
                     return sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
@@ -161,9 +172,11 @@ def main() -> None:
             rd = rates[f"expboard read_scalars, {label}"]
             tbp = rates[f"tbparse read, {label} [{pn:,} pts]"]
             acc = rates[f"EventAccumulator read, {label} [{pn:,} pts]"]
-            print(f"  {label}: add_scalar {ours_pp / tbx:.0f}x tensorboardX, {ours_pp / torch_r:.0f}x torch; "
-                  f"batch {ours_b / tbx:.0f}x tensorboardX; "
-                  f"read {rd / tbp:.0f}x tbparse, {rd / acc:.0f}x EventAccumulator")
+            print(
+                f"  {label}: add_scalar {ours_pp / tbx:.0f}x tensorboardX, {ours_pp / torch_r:.0f}x torch; "
+                f"batch {ours_b / tbx:.0f}x tensorboardX; "
+                f"read {rd / tbp:.0f}x tbparse, {rd / acc:.0f}x EventAccumulator"
+            )
     print(f"load after: {os.getloadavg()}")
 
 

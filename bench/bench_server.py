@@ -64,8 +64,10 @@ def client_expboard(url: str, run_id: str, seconds: float, batch_points: int, st
     while time.time() < end:
         steps = np.arange(step, step + per_metric)
         now = np.full(per_metric, time.time())
-        chunks = [MetricChunk(run_id, f"m{k}", MetricKind.SCALAR, steps, now, rng.random(per_metric))
-                  for k in range(METRICS_PER_BATCH)]
+        chunks = [
+            MetricChunk(run_id, f"m{k}", MetricKind.SCALAR, steps, now, rng.random(per_metric))
+            for k in range(METRICS_PER_BATCH)
+        ]
         t0 = time.perf_counter()
         store.log_metrics(chunks, batch_id=uuid.uuid4().hex)
         latencies.append(time.perf_counter() - t0)
@@ -89,8 +91,11 @@ def client_mlflow(url: str, run_id: str, seconds: float, batch_points: int, star
         values = rng.random((METRICS_PER_BATCH, per_metric))
         t0 = time.perf_counter()
         ts = int(time.time() * 1000)
-        metrics = [Metric(f"m{k}", float(values[k, i]), ts, step + i)
-                   for k in range(METRICS_PER_BATCH) for i in range(per_metric)]
+        metrics = [
+            Metric(f"m{k}", float(values[k, i]), ts, step + i)
+            for k in range(METRICS_PER_BATCH)
+            for i in range(per_metric)
+        ]
         client.log_batch(run_id, metrics=metrics)
         latencies.append(time.perf_counter() - t0)
         step += per_metric
@@ -101,8 +106,11 @@ def client_mlflow(url: str, run_id: str, seconds: float, batch_points: int, star
 def _run_clients(kind: str, url: str, run_ids: list[str], seconds: float, batch_points: int) -> dict[str, Any]:
     start_at = time.time() + 4.0  # after every client has imported its libraries
     procs = [
-        subprocess.Popen([sys.executable, __file__, "--client", kind, url, rid, str(seconds), str(batch_points),
-                          str(start_at)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, __file__, "--client", kind, url, rid, str(seconds), str(batch_points), str(start_at)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for rid in run_ids
     ]
     results = []
@@ -113,8 +121,13 @@ def _run_clients(kind: str, url: str, run_ids: list[str], seconds: float, batch_
         results.append(json.loads(out.strip().splitlines()[-1]))
     lat = np.array([x for r in results for x in r["latencies"]]) * 1000
     wall = max(r["end"] for r in results) - start_at
-    return {"points": sum(r["points"] for r in results), "wall": wall, "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)), "batches": len(lat)}
+    return {
+        "points": sum(r["points"] for r in results),
+        "wall": wall,
+        "p50": float(np.percentile(lat, 50)),
+        "p99": float(np.percentile(lat, 99)),
+        "batches": len(lat),
+    }
 
 
 def bench_expboard(pg: Any, root: Path, clients: int, seconds: float, batch_points: int) -> dict[str, Any]:
@@ -149,9 +162,21 @@ def bench_mlflow(pg: Any, root: Path, clients: int, seconds: float) -> dict[str,
     mlflow = Path(sys.executable).with_name("mlflow")
     log = open(root / "mlflow.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", db.replace("postgresql://", "postgresql+psycopg://"),
-         "--default-artifact-root", str(root / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            db.replace("postgresql://", "postgresql+psycopg://"),
+            "--default-artifact-root",
+            str(root / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -214,10 +239,13 @@ def main() -> None:
             rows.append((f"MLflow {mlflow.__version__} server (4 workers), `log_batch`, 1,000 metrics a batch", r))
             print(rows[-1], flush=True)
     print(f"# after: {_uptime()}")
-    version = subprocess.run([str(LocalPostgres().bindir / "postgres"), "--version"], capture_output=True,
-                             text=True).stdout.strip()
-    print(f"\n{version} (durable defaults), {args.clients} client processes, {args.seconds:g} s for each expboard "
-          f"scenario, {args.mlflow_seconds:g} s for MLflow\n")
+    version = subprocess.run(
+        [str(LocalPostgres().bindir / "postgres"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"\n{version} (durable defaults), {args.clients} client processes, {args.seconds:g} s for each expboard "
+        f"scenario, {args.mlflow_seconds:g} s for MLflow\n"
+    )
     print("| what | points stored | points/s | batch p50 ms | batch p99 ms |")
     print("|---|---:|---:|---:|---:|")
     for label, r in rows:

@@ -77,8 +77,9 @@ def local_postgres() -> Iterator[Any]:
     try:
         pg.start()
     except (FileNotFoundError, RuntimeError) as exc:
-        pytest.fail(f"cannot start PostgreSQL for the tests ({exc}); EXPBOARD_TEST_SKIP_POSTGRES=1 skips them",
-                    pytrace=False)
+        pytest.fail(
+            f"cannot start PostgreSQL for the tests ({exc}); EXPBOARD_TEST_SKIP_POSTGRES=1 skips them", pytrace=False
+        )
     yield pg
     pg.stop()
 

@@ -21,8 +21,14 @@ class Answer:
         return json.loads(self.body)
 
 
-def raw_request(url: str, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, token: str | None = TOKEN) -> Answer:
+def raw_request(
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    token: str | None = TOKEN,
+) -> Answer:
     """Send exactly ``path`` (no normalization, no quoting) to the server."""
     parsed = urlparse(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)

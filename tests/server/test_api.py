@@ -33,15 +33,24 @@ def test_health_and_openapi_need_no_token(secured: ServerProcess) -> None:
     doc = raw_request(secured.url, "GET", "/api/v1/openapi.json", token=None).json()
     assert doc["openapi"].startswith("3.")
     paths = doc["paths"]
-    for path in ["/api/v1/experiments/{name}", "/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/metric-batches",
-                 "/api/v1/runs/{run_id}/metrics", "/api/v1/runs/{run_id}/files/{name}", "/api/v1/runs/{run_id}/tags",
-                 "/api/v1/runs/{run_id}/properties", "/api/v1/runs/{run_id}/children"]:
+    for path in [
+        "/api/v1/experiments/{name}",
+        "/api/v1/runs",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/metric-batches",
+        "/api/v1/runs/{run_id}/metrics",
+        "/api/v1/runs/{run_id}/files/{name}",
+        "/api/v1/runs/{run_id}/tags",
+        "/api/v1/runs/{run_id}/properties",
+        "/api/v1/runs/{run_id}/children",
+    ]:
         assert path in paths, path
     assert WIRE_CONTENT_TYPE in paths["/api/v1/metric-batches"]["post"]["requestBody"]["content"]
 
 
-@pytest.mark.parametrize("auth", [None, "Bearer wrong-token-0123456789", "Basic dGVzdA==", f"bearer {TOKEN}x",
-                                  TOKEN, "Bearer "])
+@pytest.mark.parametrize(
+    "auth", [None, "Bearer wrong-token-0123456789", "Basic dGVzdA==", f"bearer {TOKEN}x", TOKEN, "Bearer "]
+)
 def test_requests_without_a_valid_token_get_401_and_change_nothing(secured: ServerProcess, auth: str | None) -> None:
     headers = {"Authorization": auth} if auth is not None else {}
     answer = raw_request(secured.url, "PUT", "/api/v1/experiments/sneaky", headers=headers, token=None)
@@ -80,9 +89,23 @@ def test_token_file(sqlite_uri: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "expboard.server", "--backend-store-uri", sqlite_uri,
-                             "--artifacts-root", str(tmp_path / "artifacts"), "--port", "0",
-                             "--auth-token-file", str(token_file)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "expboard.server",
+            "--backend-store-uri",
+            sqlite_uri,
+            "--artifacts-root",
+            str(tmp_path / "artifacts"),
+            "--port",
+            "0",
+            "--auth-token-file",
+            str(token_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -102,16 +125,48 @@ def test_server_refuses_to_listen_beyond_loopback_without_tokens(sqlite_uri: str
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "EXPBOARD_SERVER_TOKENS"}
-    result = subprocess.run([sys.executable, "-m", "expboard.server", "--backend-store-uri", sqlite_uri,
-                             "--artifacts-root", str(tmp_path / "a"), "--host", "0.0.0.0", "--port", "0"],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "expboard.server",
+            "--backend-store-uri",
+            sqlite_uri,
+            "--artifacts-root",
+            str(tmp_path / "a"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 1
     assert "without auth" in result.stderr
     short = tmp_path / "short"
     short.write_text("abc\n")
-    result = subprocess.run([sys.executable, "-m", "expboard.server", "--backend-store-uri", sqlite_uri,
-                             "--artifacts-root", str(tmp_path / "a"), "--port", "0", "--auth-token-file", str(short)],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "expboard.server",
+            "--backend-store-uri",
+            sqlite_uri,
+            "--artifacts-root",
+            str(tmp_path / "a"),
+            "--port",
+            "0",
+            "--auth-token-file",
+            str(short),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 1 and "at least 16" in result.stderr
 
 
@@ -127,8 +182,13 @@ def test_oversized_bodies_get_413(secured: ServerProcess, tmp_path: Path) -> Non
 
     parsed = urlparse(secured.url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-    conn.request("PUT", f"/api/v1/runs/{run_id}/files/chunked.bin", body=iter([b"y" * 65536] * 20),
-                 headers={"Authorization": f"Bearer {TOKEN}"}, encode_chunked=True)
+    conn.request(
+        "PUT",
+        f"/api/v1/runs/{run_id}/files/chunked.bin",
+        body=iter([b"y" * 65536] * 20),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        encode_chunked=True,
+    )
     resp = conn.getresponse()
     assert resp.status == 413 and json.loads(resp.read())["error"] == "PayloadTooLargeError"
     conn.close()
@@ -235,15 +295,14 @@ def test_metrics_as_json_and_binary_and_file_ranges(secured: ServerProcess, tmp_
     answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/metrics?name=m&max_points=2")
     assert answer.headers["content-type"] == WIRE_CONTENT_TYPE
     store.write_file(run_id, "logs/out.txt", b"0123456789")
-    answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt",
-                         headers={"Range": "bytes=2-5"})
+    answer = raw_request(
+        secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt", headers={"Range": "bytes=2-5"}
+    )
     assert answer.status == 206 and answer.body == b"2345" and answer.headers["content-range"] == "bytes 2-5/*"
-    answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt",
-                         headers={"Range": "bytes=7-"})
+    answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt", headers={"Range": "bytes=7-"})
     assert answer.status == 206 and answer.body == b"789"
     answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt")
     assert answer.status == 200 and answer.body == b"0123456789" and answer.headers["accept-ranges"] == "bytes"
-    answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt",
-                         headers={"Range": "bytes=-3"})
+    answer = raw_request(secured.url, "GET", f"/api/v1/runs/{run_id}/files/logs/out.txt", headers={"Range": "bytes=-3"})
     assert answer.status == 400
     store.close()

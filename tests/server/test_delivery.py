@@ -79,8 +79,10 @@ def test_eight_processes_log_concurrently_without_loss(tmp_path: Path, pg_uri: s
     with ServerProcess(pg_uri, tmp_path / "artifacts") as server:
         store = HttpStore(server.url, spool_dir=tmp_path / "spool")
         run_id = _new_run(store)
-        procs = [subprocess.Popen([sys.executable, "-c", code, server.url, run_id, str(tmp_path / f"s{i}"), str(i)])
-                 for i in range(8)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, server.url, run_id, str(tmp_path / f"s{i}"), str(i)])
+            for i in range(8)
+        ]
         assert [p.wait(180) for p in procs] == [0] * 8
         got = {s.name: s for s in store.get_metrics(run_id)}
         assert sorted(got) == ["shared"] + [f"w{i}" for i in range(8)]
@@ -150,8 +152,9 @@ def test_close_with_pending_batches_says_so_and_the_next_process_sends_them(tmp_
         except StoreUnavailableError as exc:
             print(exc)
     """)
-    result = subprocess.run([sys.executable, "-c", code, url, run_id, str(tmp_path / "spool")], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, url, run_id, str(tmp_path / "spool")], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "1 metric batch(es) with 100 points are not yet delivered" in result.stdout
     assert "will be sent when the server answers again" in result.stdout
@@ -188,8 +191,7 @@ def test_calls_retry_until_the_server_is_back(tmp_path: Path, sqlite_uri: str) -
 
 def test_expboard_server_command_line(tmp_path: Path) -> None:
     for args in (["-m", "expboard.server", "--help"], ["-m", "expboard", "server", "--help"]):
-        result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60,
-                                env={**os.environ})
+        result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, env={**os.environ})
         assert result.returncode == 0, result.stderr
         for flag in ("--backend-store-uri", "--artifacts-root", "--host", "--port", "--auth-token-file"):
             assert flag in result.stdout

@@ -21,8 +21,9 @@ from expboard.stores.sql import SqlStore
 BACKENDS = ["sqlite", "postgresql", "http-sqlite", "http-postgresql"]
 
 
-def _session_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[
-        ServerProcess]:
+def _session_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, db: str
+) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp(f"server-{db}")
     if db == "sqlite":
         uri = f"sqlite:///{root / 'expboard.db'}"
@@ -38,8 +39,9 @@ def sqlite_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="session")
-def postgres_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        ServerProcess]:
+def postgres_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     yield from _session_server(request, tmp_path_factory, "postgresql")
 
 

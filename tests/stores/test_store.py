@@ -34,8 +34,14 @@ def _run(store: Store, experiment: str | None = None, **kw: object) -> RunRecord
     return store.create_run(record)
 
 
-def _chunk(run_id: str, name: str, values: object, steps: object = None, kind: MetricKind = MetricKind.SCALAR,
-           t0: float = 1000.0) -> MetricChunk:
+def _chunk(
+    run_id: str,
+    name: str,
+    values: object,
+    steps: object = None,
+    kind: MetricKind = MetricKind.SCALAR,
+    t0: float = 1000.0,
+) -> MetricChunk:
     n = len(values)  # type: ignore[arg-type]
     steps = np.arange(n) if steps is None else steps
     return MetricChunk(run_id, name, kind, steps, t0 + np.arange(n, dtype=np.float64), values)
@@ -59,8 +65,9 @@ def test_experiments(store: Store) -> None:
 
 # --- runs -------------------------------------------------------------------------------------------
 def test_create_and_get_run(store: Store) -> None:
-    run = _run(store, display_name="first", tags={"a": "1"}, properties={"p": "x"}, start_time=5.0,
-               error=None, target="ray")
+    run = _run(
+        store, display_name="first", tags={"a": "1"}, properties={"p": "x"}, start_time=5.0, error=None, target="ray"
+    )
     got = store.get_run(run.run_id)
     assert got == run
     assert got.tags == {"a": "1"} and got.properties == {"p": "x"} and got.target == "ray"
@@ -91,8 +98,14 @@ def test_list_runs_children_and_statuses(store: Store) -> None:
 
 def test_update_run_and_compare_and_set(store: Store) -> None:
     run = _run(store)
-    got = store.update_run(run.run_id, status=RunStatus.FAILED, end_time=9.5, error={"message": "boom", "n": 1},
-                           display_name="renamed", heartbeat=3.0)
+    got = store.update_run(
+        run.run_id,
+        status=RunStatus.FAILED,
+        end_time=9.5,
+        error={"message": "boom", "n": 1},
+        display_name="renamed",
+        heartbeat=3.0,
+    )
     assert got.status is RunStatus.FAILED and got.end_time == 9.5 and got.error == {"message": "boom", "n": 1}
     assert got.display_name == "renamed" and got.heartbeat == 3.0
     got = store.update_run(run.run_id, error=None, end_time=None)
@@ -111,8 +124,9 @@ def test_compare_and_set_is_atomic_under_concurrency(store: Store) -> None:
     lock = threading.Lock()
 
     def claim(who: str) -> None:
-        got = store.update_run(run.run_id, status=RunStatus.STARTING, display_name=who,
-                               only_if_status=[RunStatus.QUEUED])
+        got = store.update_run(
+            run.run_id, status=RunStatus.STARTING, display_name=who, only_if_status=[RunStatus.QUEUED]
+        )
         if got.display_name == who:
             with lock:
                 wins.append(who)
@@ -145,15 +159,18 @@ def test_metrics_roundtrip_types(store: Store) -> None:
     run = _run(store)
     rid = run.run_id
     floats = np.array([0.5, math.nan, math.inf, -math.inf, -0.0, 1e308])
-    store.log_metrics([
-        _chunk(rid, "f", floats),
-        _chunk(rid, "i", np.array([1, -(2**63), 2**63 - 1], dtype=np.int64)),
-        _chunk(rid, "b", [True, False]),
-        _chunk(rid, "s", ["a", None, "ü€"]),
-        _chunk(rid, "row", [{"x": 1, "y": "z"}], kind=MetricKind.ROW),
-        _chunk(rid, "pyfloat", [1.5, float("nan")]),
-        _chunk(rid, "name/with spaces & ünïcode", [1.0]),
-    ], batch_id="b1")
+    store.log_metrics(
+        [
+            _chunk(rid, "f", floats),
+            _chunk(rid, "i", np.array([1, -(2**63), 2**63 - 1], dtype=np.int64)),
+            _chunk(rid, "b", [True, False]),
+            _chunk(rid, "s", ["a", None, "ü€"]),
+            _chunk(rid, "row", [{"x": 1, "y": "z"}], kind=MetricKind.ROW),
+            _chunk(rid, "pyfloat", [1.5, float("nan")]),
+            _chunk(rid, "name/with spaces & ünïcode", [1.0]),
+        ],
+        batch_id="b1",
+    )
     got = {s.name: s for s in store.get_metrics(rid)}
     f = got["f"]
     assert f.kind is MetricKind.SCALAR and f.values.dtype == np.float64

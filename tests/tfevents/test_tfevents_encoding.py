@@ -23,8 +23,7 @@ TAG = st.one_of(st.text(max_size=40), st.text(min_size=120, max_size=300), st.sa
 
 def pb_frame(payload: bytes) -> bytes:
     header = struct.pack("<Q", len(payload))
-    return (header + struct.pack("<I", tb_masked_crc32c(header)) + payload
-            + struct.pack("<I", tb_masked_crc32c(payload)))
+    return header + struct.pack("<I", tb_masked_crc32c(header)) + payload + struct.pack("<I", tb_masked_crc32c(payload))
 
 
 def pb_scalar_event(tag: str, value: float, step: int, wall: float) -> bytes:
@@ -82,15 +81,16 @@ def test_doc_vector_3() -> None:
 def test_doc_vector_4_file_version() -> None:
     payload = S.file_version_event(1700000000.0, writer=None)
     assert frame_record(payload).hex() == (
-        "1800000000000000a37f4b22" + "09000000 40fc54d941 1a0d627261696e2e4576656e743a32".replace(" ", "")
-        + "eced8f9d")
+        "1800000000000000a37f4b22" + "09000000 40fc54d941 1a0d627261696e2e4576656e743a32".replace(" ", "") + "eced8f9d"
+    )
 
 
 def test_doc_vectors_modern_scalar_and_text() -> None:
     v = S.scalar_value("loss", 0.25, new_style=True)
     assert v.hex() == "0a046c6f7373" + "420a08011200220400008 03e".replace(" ", "") + "4a0b0a090a077363616c617273"
     assert S.text_value("note", "hello").hex() == (
-        "0a046e6f7465420b0807120042056865 6c6c6f4a080a060a0474657874".replace(" ", ""))
+        "0a046e6f7465420b0807120042056865 6c6c6f4a080a060a0474657874".replace(" ", "")
+    )
 
 
 def test_doc_vectors_hparams() -> None:
@@ -157,7 +157,7 @@ def test_encode_scalars_large_batches(pattern: str) -> None:
     for i in range(n):
         size = struct.unpack_from("<Q", data, offset)[0] + 16
         if i in sel:
-            got[i] = data[offset: offset + size]
+            got[i] = data[offset : offset + size]
         offset += size
     assert offset == len(data)
     for i in sel:
@@ -214,8 +214,10 @@ def test_text_matches_protobuf(tag: str, text: str, rows: list[str]) -> None:
 # --------------------------------------------------------------------------------------------- images, histograms
 
 
-@pytest.mark.parametrize(("shape", "fmt", "channels"), [((5, 7, 3), "HWC", 3), ((4, 5, 7), "CHW", 4),
-                                                         ((5, 7), "HW", 1), ((2, 5, 7), "CHW", 2)])
+@pytest.mark.parametrize(
+    ("shape", "fmt", "channels"),
+    [((5, 7, 3), "HWC", 3), ((4, 5, 7), "CHW", 4), ((5, 7), "HW", 1), ((2, 5, 7), "CHW", 2)],
+)
 def test_image_value(shape: tuple[int, ...], fmt: str, channels: int) -> None:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -224,6 +226,7 @@ def test_image_value(shape: tuple[int, ...], fmt: str, channels: int) -> None:
     import io
 
     from PIL import Image
+
     decoded = np.asarray(Image.open(io.BytesIO(v.image.encoded_image_string)))
     hwc = np.moveaxis(img, fmt.index("C"), -1) if "C" in fmt else img
     assert np.array_equal(decoded, hwc if channels > 1 else hwc.reshape(5, 7))
@@ -237,6 +240,7 @@ def test_png_fallback_encoder_decodes_with_pillow() -> None:
     from PIL import Image
 
     from expboard.tfevents._png import encode_png_zlib
+
     rng = np.random.default_rng(0)
     for c in (1, 2, 3, 4):
         img = rng.integers(0, 256, (9, 4, c), dtype=np.uint8)
@@ -250,11 +254,14 @@ def test_float_image_scaled() -> None:
     import io
 
     from PIL import Image
+
     assert np.asarray(Image.open(io.BytesIO(v.image.encoded_image_string))).tolist() == [[0, 127, 255, 255]]
 
 
-@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=200),
-       st.sampled_from(["tensorflow", 5, 30, "auto"]))
+@given(
+    st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=200),
+    st.sampled_from(["tensorflow", 5, 30, "auto"]),
+)
 def test_histogram_matches_protobuf(values: list[float], bins: str | int) -> None:
     ours = S.histogram_value("h", values, bins=bins)
     v = summary_pb2.Summary.Value.FromString(ours)
@@ -287,7 +294,9 @@ def pb_hparams_value(tag: str, plugin_data: plugin_data_pb2.HParamsPluginData) -
     v.metadata.plugin_data.plugin_name = "hparams"
     v.metadata.plugin_data.content = plugin_data.SerializeToString(deterministic=True)
     v.tensor.dtype = types_pb2.DT_FLOAT
-    v.tensor.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=0)]))
+    v.tensor.tensor_shape.CopyFrom(
+        tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=0)])
+    )
     return v.SerializeToString()
 
 
@@ -300,8 +309,11 @@ def set_pb_value(target, v) -> None:  # noqa: ANN001
         target.string_value = v
 
 
-@given(st.dictionaries(st.text(min_size=1, max_size=10), HP_VALUE, max_size=6), st.text(max_size=10),
-       st.one_of(st.just(0.0), st.floats(min_value=0, max_value=2e9)))
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=10), HP_VALUE, max_size=6),
+    st.text(max_size=10),
+    st.one_of(st.just(0.0), st.floats(min_value=0, max_value=2e9)),
+)
 def test_session_start_matches_protobuf(hparams: dict, group: str, start: float) -> None:
     pd = plugin_data_pb2.HParamsPluginData()
     ssi = pd.session_start_info
@@ -341,8 +353,12 @@ def test_experiment_matches_protobuf() -> None:
     pd = plugin_data_pb2.HParamsPluginData()
     exp = pd.experiment
     exp.name, exp.description, exp.user, exp.time_created_secs = "exp", "d", "u", 1.7e9
-    exp.hparam_infos.add(name="lr", description="learning rate", type=api_pb2.DATA_TYPE_FLOAT64,
-                         domain_interval=api_pb2.Interval(min_value=1e-4, max_value=0.1))
+    exp.hparam_infos.add(
+        name="lr",
+        description="learning rate",
+        type=api_pb2.DATA_TYPE_FLOAT64,
+        domain_interval=api_pb2.Interval(min_value=1e-4, max_value=0.1),
+    )
     h = exp.hparam_infos.add(name="opt", type=api_pb2.DATA_TYPE_STRING)
     h.domain_discrete.extend(["adam", "sgd"])
     h = exp.hparam_infos.add(name="bn", display_name="batch norm", type=api_pb2.DATA_TYPE_BOOL)
@@ -350,7 +366,8 @@ def test_experiment_matches_protobuf() -> None:
     h = exp.hparam_infos.add(name="layers", type=api_pb2.DATA_TYPE_FLOAT64)
     h.domain_discrete.extend([1.0, 2.0, 4.0])
     exp.hparam_infos.add(name="free")
-    exp.metric_infos.add(name=api_pb2.MetricName(group="validation", tag="loss"),
-                         dataset_type=api_pb2.DATASET_VALIDATION)
+    exp.metric_infos.add(
+        name=api_pb2.MetricName(group="validation", tag="loss"), dataset_type=api_pb2.DATASET_VALIDATION
+    )
     exp.metric_infos.add(name=api_pb2.MetricName(tag="acc"))
     assert ours == pb_hparams_value("_hparams_/experiment", pd)

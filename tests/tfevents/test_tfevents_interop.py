@@ -38,13 +38,21 @@ def test_tensorboard_reads_our_files(tmp_path: Path) -> None:
     assert [e.value for e in events] == [float(np.float32(1.0 / (i + 1))) for i in range(2000)]
     assert [e.wall_time for e in events] == [1.7e9 + i for i in range(2000)]
     (t,) = acc.Tensors("modern")
-    assert t.step == 3 and float(t.tensor_proto.float_val[0] if t.tensor_proto.float_val else
-                                 np.frombuffer(t.tensor_proto.tensor_content, "<f4")[0]) == 2.5
+    assert (
+        t.step == 3
+        and float(
+            t.tensor_proto.float_val[0]
+            if t.tensor_proto.float_val
+            else np.frombuffer(t.tensor_proto.tensor_content, "<f4")[0]
+        )
+        == 2.5
+    )
     (text,) = acc.Tensors("notes")
     assert text.step == 5 and text.tensor_proto.string_val == [b"hello **world**"]
     assert acc.SummaryMetadata("notes").plugin_data.plugin_name == "text"
     (im,) = acc.Images("img")
     from PIL import Image
+
     assert (im.step, im.height, im.width) == (6, 8, 6)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(im.encoded_image_string))), img.transpose(1, 2, 0))
     (h,) = acc.Histograms("weights")
@@ -55,8 +63,12 @@ def test_tensorboard_reads_our_files(tmp_path: Path) -> None:
 
 def test_tensorboard_reads_our_hparams(tmp_path: Path) -> None:
     with SummaryWriter(tmp_path) as w:
-        w.add_hparams({"lr": 0.01, "opt": "adam", "bn": True}, {"hp/loss": 0.25},
-                      hparam_domain_discrete={"opt": ["adam", "sgd"]}, run_name="trial1")
+        w.add_hparams(
+            {"lr": 0.01, "opt": "adam", "bn": True},
+            {"hp/loss": 0.25},
+            hparam_domain_discrete={"opt": ["adam", "sgd"]},
+            run_name="trial1",
+        )
     acc = load(tmp_path / "trial1")
     md = {tag: acc.SummaryMetadata(tag) for tag in acc.Tags()["tensors"]}
     assert set(md) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}

@@ -87,8 +87,10 @@ def test_resume_across_writer_flushes(tmp_path: Path) -> None:
     assert w.path.name < w2.path.name
 
 
-@pytest.mark.parametrize(("where", "reason"), [(3, "length CRC"), (9, "length CRC"), (12, "payload CRC"),
-                                               (20, "payload CRC"), (-2, "payload CRC")])
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [(3, "length CRC"), (9, "length CRC"), (12, "payload CRC"), (20, "payload CRC"), (-2, "payload CRC")],
+)
 def test_bit_flip_raises_with_file_and_offset(tmp_path: Path, where: int, reason: str) -> None:
     full = bytearray(write_file(tmp_path).read_bytes())
     offs = record_offsets(bytes(full))
@@ -140,8 +142,12 @@ def test_read_scalars_matches_event_decoding(tmp_path: Path) -> None:
         for i in range(300):  # interleaved tags of different lengths, steps going back, odd values
             tag = ["loss", "acc", "a/very/long/tag/" * 10, "é"][i % 4]
             step = int(rng.integers(-(2**62), 2**62)) if i % 7 == 0 else i
-            w.add_scalar(tag, float(rng.choice([np.nan, np.inf, -0.0, rng.normal()])), step,
-                         wall_time=0.0 if i % 11 == 0 else 1.7e9 + i)
+            w.add_scalar(
+                tag,
+                float(rng.choice([np.nan, np.inf, -0.0, rng.normal()])),
+                step,
+                wall_time=0.0 if i % 11 == 0 else 1.7e9 + i,
+            )
             if i % 50 == 0:
                 w.add_tensor_scalar("tensor", i * 1.5, i)
                 w.add_tensor_scalar("tensor_d", i * 1.5, i, double_precision=True)

@@ -98,27 +98,44 @@ def run_from_json(data: dict[str, Any]) -> RunRecord:
 
 def series_to_json(s: MetricSeries) -> dict[str, Any]:
     values = s.values.tolist() if hasattr(s.values, "tolist") else list(s.values)
-    return {"run_id": s.run_id, "name": s.name, "kind": str(s.kind), "steps": s.steps.tolist(),
-            "wall_times": [json_safe(t) for t in s.wall_times.tolist()], "values": [json_safe(v) for v in values]}
+    return {
+        "run_id": s.run_id,
+        "name": s.name,
+        "kind": str(s.kind),
+        "steps": s.steps.tolist(),
+        "wall_times": [json_safe(t) for t in s.wall_times.tolist()],
+        "values": [json_safe(v) for v in values],
+    }
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorModel, "description": desc}
-    for code, desc in [(400, "invalid input"), (401, "missing or invalid bearer token"), (404, "not found"),
-                       (409, "conflict"), (413, "request body too large"), (503, "the database is unavailable")]
+    for code, desc in [
+        (400, "invalid input"),
+        (401, "missing or invalid bearer token"),
+        (404, "not found"),
+        (409, "conflict"),
+        (413, "request body too large"),
+        (503, "the database is unavailable"),
+    ]
 }
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
-def create_app(store: Store, tokens: list[str] | None = None,
-               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Any:
+def create_app(
+    store: Store, tokens: list[str] | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+) -> Any:
     """The ASGI app serving ``store``. With ``tokens``, every route but health and the API docs needs one
     as a bearer token. Bodies over ``max_request_bytes`` get 413."""
     from .. import __version__ as version
 
     api = FastAPI(
-        title="expboard tracking server", version=str(version), openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs", redoc_url=None, responses=_ERRORS,
+        title="expboard tracking server",
+        version=str(version),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        responses=_ERRORS,
         description="Experiment run history over HTTP: experiments, runs, metric batches and run files.",
     )
 
@@ -136,16 +153,24 @@ def create_app(store: Store, tokens: list[str] | None = None,
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        name = "NotFoundError" if exc.status_code == 404 else "ValidationError" if exc.status_code < 500 else \
-            "ExpboardError"
-        return JSONResponse({"error": name, "message": f"{exc.detail} ({request.method} {request.url.path})"},
-                            status_code=exc.status_code)
+        name = (
+            "NotFoundError"
+            if exc.status_code == 404
+            else "ValidationError"
+            if exc.status_code < 500
+            else "ExpboardError"
+        )
+        return JSONResponse(
+            {"error": name, "message": f"{exc.detail} ({request.method} {request.url.path})"},
+            status_code=exc.status_code,
+        )
 
     @api.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "ExpboardError", "message": f"internal server error: {type(exc).__name__}"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": "ExpboardError", "message": f"internal server error: {type(exc).__name__}"}, status_code=500
+        )
 
     # --- health ---------------------------------------------------------------------------------------
     @api.get(f"{API_PREFIX}/health", tags=["server"])
@@ -223,28 +248,41 @@ def create_app(store: Store, tokens: list[str] | None = None,
 
     # --- metrics --------------------------------------------------------------------------------------
     @api.post(
-        f"{API_PREFIX}/metric-batches", tags=["metrics"], status_code=204,
-        openapi_extra={"requestBody": {"required": True, "content": {WIRE_CONTENT_TYPE: {
-            "schema": {"type": "string", "format": "binary"}}},
-            "description": "A metric batch in the binary format of expboard.stores._chunks.encode_batch; "
-                           "a batch id seen before makes the request a no-op (safe retries)."}},
+        f"{API_PREFIX}/metric-batches",
+        tags=["metrics"],
+        status_code=204,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {WIRE_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                "description": "A metric batch in the binary format of expboard.stores._chunks.encode_batch; "
+                "a batch id seen before makes the request a no-op (safe retries).",
+            }
+        },
     )
     async def log_metrics(request: Request) -> Response:
         """Append a batch of metric points atomically, once per batch id."""
         body = await request.body()
         try:
             batch_id, parts = decode_batch(body)
-            chunks = [MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"],
-                                  p["values"]) for p in parts]
+            chunks = [
+                MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
+                for p in parts
+            ]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValidationError(f"malformed metric batch: {exc}") from exc
         await call(store.log_metrics, chunks, batch_id)
         return Response(status_code=204)
 
     @api.get(
-        f"{API_PREFIX}/runs/{{run_id}}/metrics", tags=["metrics"],
-        responses={200: {"content": {WIRE_CONTENT_TYPE: {}, "application/json": {}},
-                         "description": "the series, binary (default) or JSON (format=json)"}},
+        f"{API_PREFIX}/runs/{{run_id}}/metrics",
+        tags=["metrics"],
+        responses={
+            200: {
+                "content": {WIRE_CONTENT_TYPE: {}, "application/json": {}},
+                "description": "the series, binary (default) or JSON (format=json)",
+            }
+        },
     )
     async def get_metrics(
         run_id: str,
@@ -268,28 +306,48 @@ def create_app(store: Store, tokens: list[str] | None = None,
     async def list_files(run_id: str, prefix: str = "") -> Any:
         return [info_json(i) for i in await call(store.list_files, run_id, prefix)]
 
-    binary_body = {"requestBody": {"required": True, "content": {"application/octet-stream": {
-        "schema": {"type": "string", "format": "binary"}}}}}
+    binary_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
 
-    @api.put(f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}", tags=["files"], response_model=FileInfoModel,
-             openapi_extra=binary_body)
+    @api.put(
+        f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}",
+        tags=["files"],
+        response_model=FileInfoModel,
+        openapi_extra=binary_body,
+    )
     async def write_file(run_id: str, name: str, request: Request) -> Any:
         """Create or replace a file of the run with the request body."""
         data = await request.body()
         return info_json(await call(store.write_file, run_id, name, data))
 
-    @api.post(f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}", tags=["files"], response_model=FileInfoModel,
-              openapi_extra=binary_body)
-    async def append_file(run_id: str, name: str, request: Request,
-                          offset: int = Query(..., ge=0, description="must equal the file's size")) -> Any:
+    @api.post(
+        f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}",
+        tags=["files"],
+        response_model=FileInfoModel,
+        openapi_extra=binary_body,
+    )
+    async def append_file(
+        run_id: str,
+        name: str,
+        request: Request,
+        offset: int = Query(..., ge=0, description="must equal the file's size"),
+    ) -> Any:
         """Append the body at ``offset`` (safe to retry: the same bytes again at a covered offset is a no-op)."""
         data = await request.body()
         return info_json(await call(store.append_file, run_id, name, data, offset))
 
-    @api.get(f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}", tags=["files"],
-             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"}})
-    async def read_file(run_id: str, name: str, request: Request, offset: int = Query(0, ge=0),
-                        length: int | None = Query(None, ge=0)) -> Response:
+    @api.get(
+        f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}",
+        tags=["files"],
+        responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"}},
+    )
+    async def read_file(
+        run_id: str, name: str, request: Request, offset: int = Query(0, ge=0), length: int | None = Query(None, ge=0)
+    ) -> Response:
         """Download a file; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length."""
         range_header = request.headers.get("range")
         status = 200
@@ -313,5 +371,3 @@ def create_app(store: Store, tokens: list[str] | None = None,
     app = SizeLimitMiddleware(app, max_request_bytes)
     app.api = api  # for tests and embedding: the FastAPI app inside the middleware
     return app
-
-

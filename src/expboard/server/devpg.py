@@ -84,18 +84,29 @@ class LocalPostgres:
         if self.user:
             shutil.chown(self.root, self.user)
         data = self.root / "data"
-        self._run([str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                   "--no-sync"])
+        self._run(
+            [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]
+        )
         for attempt in range(5):
             self.port = _free_port()
-            args = [str(self.bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port),
-                    "-k", str(self.root)]
+            args = [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.root),
+            ]
             for key, value in self.settings.items():
                 args += ["-c", f"{key}={value}"]
             log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
             try:
-                self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, user=self.user,
-                                                start_new_session=True)
+                self.process = subprocess.Popen(
+                    args, stdout=log, stderr=subprocess.STDOUT, user=self.user, start_new_session=True
+                )
             finally:
                 log.close()
             if self._wait_ready(timeout):

@@ -25,8 +25,15 @@ class ServerProcess:
     """``python -m expboard.server`` on a free port; :meth:`stop` ends it, :meth:`restart` brings it back
     on the same port. ``tokens`` are passed through ``EXPBOARD_SERVER_TOKENS``."""
 
-    def __init__(self, backend_store_uri: str, artifacts_root: str | os.PathLike[str], tokens: list[str] | None = None,
-                 port: int = 0, max_request_mb: float | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        backend_store_uri: str,
+        artifacts_root: str | os.PathLike[str],
+        tokens: list[str] | None = None,
+        port: int = 0,
+        max_request_mb: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.backend_store_uri = backend_store_uri
         self.artifacts_root = Path(artifacts_root)
         self.tokens = tokens or []
@@ -42,8 +49,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        args = [sys.executable, "-m", "expboard.server", "--backend-store-uri", self.backend_store_uri,
-                "--artifacts-root", str(self.artifacts_root), "--port", str(self.port)]
+        args = [
+            sys.executable,
+            "-m",
+            "expboard.server",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--artifacts-root",
+            str(self.artifacts_root),
+            "--port",
+            str(self.port),
+        ]
         if self.max_request_mb is not None:
             args += ["--max-request-mb", str(self.max_request_mb)]
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
@@ -53,8 +69,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:  # a restart on the same port may briefly find it taken
             self.output.clear()
-            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                            env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+            )
             assert self.process.stdout is not None
             line = self.process.stdout.readline()
             if line.startswith(_READY):
@@ -68,8 +85,9 @@ class ServerProcess:
                 self.process = None
                 raise RuntimeError("the expboard server did not start:\n" + "\n".join(self.output))
             time.sleep(0.2)
-        self._reader = threading.Thread(target=self._drain, args=(self.process,), daemon=True,
-                                        name="expboard-server-output")
+        self._reader = threading.Thread(
+            target=self._drain, args=(self.process,), daemon=True, name="expboard-server-output"
+        )
         self._reader.start()
         return self
 

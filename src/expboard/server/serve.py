@@ -18,14 +18,22 @@ __all__ = ["add_arguments", "build_parser", "cmd_server", "main", "register", "s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend-store-uri", required=True,
-                   help="where run history lives: postgresql://user@host:port/db or sqlite:///path/expboard.db")
+    p.add_argument(
+        "--backend-store-uri",
+        required=True,
+        help="where run history lives: postgresql://user@host:port/db or sqlite:///path/expboard.db",
+    )
     p.add_argument("--artifacts-root", required=True, help="folder for run files")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1; anything else should use --auth-token-file)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; anything else should use --auth-token-file)",
+    )
     p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
-    p.add_argument("--auth-token-file",
-                   help="file with accepted bearer tokens, one a line (also: EXPBOARD_SERVER_TOKENS=tok1,tok2)")
+    p.add_argument(
+        "--auth-token-file",
+        help="file with accepted bearer tokens, one a line (also: EXPBOARD_SERVER_TOKENS=tok1,tok2)",
+    )
     p.add_argument("--max-request-mb", type=float, default=64, help="largest request body in MiB (default 64)")
 
 
@@ -52,8 +60,14 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def serve(backend_store_uri: str, artifacts_root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 5000,
-          auth_token_file: str | os.PathLike[str] | None = None, max_request_bytes: int = 64 * 1024 * 1024) -> None:
+def serve(
+    backend_store_uri: str,
+    artifacts_root: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    auth_token_file: str | os.PathLike[str] | None = None,
+    max_request_bytes: int = 64 * 1024 * 1024,
+) -> None:
     """Serve until SIGINT/SIGTERM, then close the store."""
     from ..errors import ConfigError
 
@@ -80,10 +94,18 @@ def serve(backend_store_uri: str, artifacts_root: str | os.PathLike[str], host: 
         sock = _bind(host, port)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
-        print(f"expboard server listening on http://{shown}:{bound} "
-              f"(store {store.dialect}, auth {'on' if tokens else 'off'})", flush=True)
-        config: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
-                                  "timeout_keep_alive": 60, "server_header": False}
+        print(
+            f"expboard server listening on http://{shown}:{bound} "
+            f"(store {store.dialect}, auth {'on' if tokens else 'off'})",
+            flush=True,
+        )
+        config: dict[str, Any] = {
+            "log_level": "warning",
+            "access_log": False,
+            "lifespan": "off",
+            "timeout_keep_alive": 60,
+            "server_header": False,
+        }
         server = uvicorn.Server(uvicorn.Config(app, **config))
         server.run(sockets=[sock])
     finally:
@@ -91,8 +113,14 @@ def serve(backend_store_uri: str, artifacts_root: str | os.PathLike[str], host: 
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    serve(args.backend_store_uri, args.artifacts_root, host=args.host, port=args.port,
-          auth_token_file=args.auth_token_file, max_request_bytes=int(args.max_request_mb * 1024 * 1024))
+    serve(
+        args.backend_store_uri,
+        args.artifacts_root,
+        host=args.host,
+        port=args.port,
+        auth_token_file=args.auth_token_file,
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+    )
     return 0
 
 

@@ -130,8 +130,16 @@ def encode_batch(chunks: Sequence[Any], batch_id: str | None = None) -> bytes:
         steps = pack_i8(c.steps)
         times = pack_f8(c.wall_times)
         dtype, vals = encode_values(c.values)
-        metas.append({"run_id": c.run_id, "name": c.name, "kind": str(c.kind), "n": len(steps) // 8,
-                      "dtype": dtype, "sizes": [len(steps), len(times), len(vals)]})
+        metas.append(
+            {
+                "run_id": c.run_id,
+                "name": c.name,
+                "kind": str(c.kind),
+                "n": len(steps) // 8,
+                "dtype": dtype,
+                "sizes": [len(steps), len(times), len(vals)],
+            }
+        )
         columns += (steps, times, vals)
     header = json.dumps({"batch_id": batch_id, "chunks": metas}, separators=(",", ":")).encode()
     return b"".join([_HEADER.pack(WIRE_MAGIC, WIRE_VERSION, len(header)), header, *columns])
@@ -171,8 +179,16 @@ def decode_batch(body: bytes) -> tuple[str | None, list[dict[str, Any]]]:
         pos += sizes[2]
         if len(values) != n:
             raise ValueError(f"metric {meta.get('name')!r}: {len(values)} values for {n} points")
-        out.append({"run_id": str(meta["run_id"]), "name": str(meta["name"]), "kind": str(meta["kind"]),
-                    "steps": steps, "wall_times": times, "values": values})
+        out.append(
+            {
+                "run_id": str(meta["run_id"]),
+                "name": str(meta["name"]),
+                "kind": str(meta["kind"]),
+                "steps": steps,
+                "wall_times": times,
+                "values": values,
+            }
+        )
     if pos != len(view):
         raise ValueError("metric batch has trailing bytes")
     return batch_id, out

@@ -243,8 +243,13 @@ class HttpStore(Store):
         payload = {**run.__dict__, "status": run.status.value}
         retried: list[bool] = []
         try:
-            resp = self._request("POST", f"{API}/runs", json.dumps(payload).encode(),
-                                 {"Content-Type": "application/json"}, retried=retried)
+            resp = self._request(
+                "POST",
+                f"{API}/runs",
+                json.dumps(payload).encode(),
+                {"Content-Type": "application/json"},
+                retried=retried,
+            )
         except ConflictError:
             if retried:  # our first try was stored but its answer lost
                 return self.get_run(run.run_id)
@@ -283,8 +288,13 @@ class HttpStore(Store):
     ) -> RunRecord:
         payload: dict[str, Any] = {
             k: v
-            for k, v in (("start_time", start_time), ("end_time", end_time), ("heartbeat", heartbeat),
-                         ("error", error), ("display_name", display_name))
+            for k, v in (
+                ("start_time", start_time),
+                ("end_time", end_time),
+                ("heartbeat", heartbeat),
+                ("error", error),
+                ("display_name", display_name),
+            )
             if v is not UNSET
         }
         if status is not UNSET:
@@ -313,8 +323,18 @@ class HttpStore(Store):
             step = max(1, self.max_request_bytes // 2 // per_point)
             for start in range(0, len(chunk), step):
                 rows = slice(start, start + step)
-                pieces.append([MetricChunk(chunk.run_id, chunk.name, chunk.kind, chunk.steps[rows],
-                                           chunk.wall_times[rows], chunk.values[rows])])
+                pieces.append(
+                    [
+                        MetricChunk(
+                            chunk.run_id,
+                            chunk.name,
+                            chunk.kind,
+                            chunk.steps[rows],
+                            chunk.wall_times[rows],
+                            chunk.values[rows],
+                        )
+                    ]
+                )
         return [encode_batch(p, f"{batch_id}#{i}") for i, p in enumerate(pieces)]
 
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
@@ -336,8 +356,13 @@ class HttpStore(Store):
                 self._spool(bodies[i:])
                 return
             try:
-                self._request("POST", f"{API}/metric-batches", body, {"Content-Type": WIRE_CONTENT_TYPE},
-                              retry_for=self.metrics_retry_for)
+                self._request(
+                    "POST",
+                    f"{API}/metric-batches",
+                    body,
+                    {"Content-Type": WIRE_CONTENT_TYPE},
+                    retry_for=self.metrics_retry_for,
+                )
             except StoreUnavailableError:
                 if self._closed:
                     raise
@@ -354,12 +379,19 @@ class HttpStore(Store):
     ) -> list[MetricSeries]:
         if max_points is not None and max_points < 1:
             raise ValidationError(f"max_points must be at least 1 (got {max_points})")
-        query = urlencode({k: v for k, v in (("name", name), ("min_step", min_step), ("max_step", max_step),
-                                             ("max_points", max_points)) if v is not None})
+        query = urlencode(
+            {
+                k: v
+                for k, v in (("name", name), ("min_step", min_step), ("max_step", max_step), ("max_points", max_points))
+                if v is not None
+            }
+        )
         path = f"{API}/runs/{quote(run_id, safe='')}/metrics" + (f"?{query}" if query else "")
         _, parts = decode_batch(self._request("GET", path, headers={"Accept": WIRE_CONTENT_TYPE}).body)
-        return [MetricSeries(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"],
-                             p["values"]) for p in parts]
+        return [
+            MetricSeries(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
+            for p in parts
+        ]
 
     # --- spool -----------------------------------------------------------------------------------------
     def _spool(self, bodies: list[bytes]) -> None:
@@ -469,7 +501,8 @@ class HttpStore(Store):
                 f"{batches} metric batch(es) with {points} points are not yet delivered to {self.url} "
                 f"(waited {timeout:g} s); they are kept in {self.spool_dir} and will be sent when the server "
                 "answers again, by this process or the next one that opens this store"
-                if timeout is not None else f"{batches} metric batch(es) are not delivered to {self.url}"
+                if timeout is not None
+                else f"{batches} metric batch(es) are not delivered to {self.url}"
             )
         if rejected:
             raise self._rejected_class(
@@ -486,16 +519,18 @@ class HttpStore(Store):
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
         piece = self.max_request_bytes
         head = bytes(data[:piece])
-        info = self._info(self._request("PUT", self._file_path(run_id, name), head,
-                                        {"Content-Type": "application/octet-stream"}).json())
+        info = self._info(
+            self._request(
+                "PUT", self._file_path(run_id, name), head, {"Content-Type": "application/octet-stream"}
+            ).json()
+        )
         for offset in range(piece, len(data), piece):  # larger files: the rest in appends
             info = self.append_file(run_id, name, data[offset : offset + piece], offset)
         return info
 
     def append_file(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
         path = f"{self._file_path(run_id, name)}?offset={int(offset)}"
-        return self._info(self._request("POST", path, bytes(data), {"Content-Type": "application/octet-stream"})
-                          .json())
+        return self._info(self._request("POST", path, bytes(data), {"Content-Type": "application/octet-stream"}).json())
 
     def read_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if offset < 0 or (length is not None and length < 0):

@@ -19,8 +19,21 @@ __all__ = [
 ]
 
 # DataType -> numpy dtype for tensor_content
-_NP_DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 4: "u1", 5: "<i2", 6: "i1", 9: "<i8", 10: "?", 14: "<f2", 17: "<u2",
-              19: "<f2", 22: "<u4", 23: "<u8"}
+_NP_DTYPES = {
+    1: "<f4",
+    2: "<f8",
+    3: "<i4",
+    4: "u1",
+    5: "<i2",
+    6: "i1",
+    9: "<i8",
+    10: "?",
+    14: "<f2",
+    17: "<u2",
+    19: "<f2",
+    22: "<u4",
+    23: "<u8",
+}
 
 
 @dataclass(frozen=True)
@@ -162,8 +175,14 @@ def _packed_varints(buf: bytes, wt: int, a: int, b: int) -> list[int]:
 
 def _decode_tensor(buf: bytes, a: int, b: int) -> TensorValue:
     dtype, shape, content = 0, [], b""
-    lists: dict[str, list] = {"float_val": [], "double_val": [], "int_val": [], "int64_val": [], "bool_val": [],
-                              "string_val": []}
+    lists: dict[str, list] = {
+        "float_val": [],
+        "double_val": [],
+        "int_val": [],
+        "int64_val": [],
+        "bool_val": [],
+        "string_val": [],
+    }
     for f, wt, x, y in iter_fields(buf, a, b):
         if f == 1 and wt == VARINT:
             dtype = x
@@ -246,8 +265,11 @@ def decode_event(payload: bytes, offset: int = -1) -> Event:
         elif f == 3 and wt == LEN:
             kw["file_version"] = _str(payload, x, y)
         elif f == 5 and wt == LEN:
-            kw["summary"] = tuple(_decode_value(payload, x2, y2) for f2, wt2, x2, y2 in iter_fields(payload, x, y)
-                                  if f2 == 1 and wt2 == LEN)
+            kw["summary"] = tuple(
+                _decode_value(payload, x2, y2)
+                for f2, wt2, x2, y2 in iter_fields(payload, x, y)
+                if f2 == 1 and wt2 == LEN
+            )
         elif f == 10 and wt == LEN:
             kw["source_writer"] = ""
             for f2, wt2, x2, y2 in iter_fields(payload, x, y):

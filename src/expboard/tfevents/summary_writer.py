@@ -68,9 +68,15 @@ class SummaryWriter:
     TensorBoard drop the points at or after it (resuming after a crash).
     """
 
-    def __init__(self, log_dir: str | os.PathLike[str] | None = None, comment: str = "",
-                 purge_step: int | None = None, max_queue: int = 10, flush_secs: float = 120,
-                 filename_suffix: str = "") -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str] | None = None,
+        comment: str = "",
+        purge_step: int | None = None,
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        filename_suffix: str = "",
+    ) -> None:
         if not log_dir:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = os.path.join("runs", f"{stamp}_{socket.gethostname()}{comment}")
@@ -84,20 +90,34 @@ class SummaryWriter:
         self._sub_writers: dict[str, EventFileWriter] = {}
         if purge_step is not None:
             # Event{step, session_log{status: START}}
-            self._writer.write_event(b"\x09" + np.float64(_time()).astype("<f8").tobytes()
-                                     + (b"\x10" + varint(purge_step) if purge_step else b"") + b"\x3a\x02\x08\x01")
+            self._writer.write_event(
+                b"\x09"
+                + np.float64(_time()).astype("<f8").tobytes()
+                + (b"\x10" + varint(purge_step) if purge_step else b"")
+                + b"\x3a\x02\x08\x01"
+            )
 
     # ----------------------------------------------------------------------------------------- scalars
 
-    def add_scalar(self, tag: str, scalar_value: Any, global_step: int | None = None,
-                   walltime: float | None = None, new_style: bool = False,
-                   double_precision: bool = False) -> None:
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
         """Add one scalar point. ``new_style`` writes a tensor scalar (plugin "scalars") instead of the
         legacy ``simple_value`` (float32); ``double_precision`` makes that tensor DT_DOUBLE."""
         if new_style:
-            self._writer.write_event(summary_event(
-                [_scalar_value(tag, float(scalar_value), new_style=True, double_precision=double_precision)],
-                0 if global_step is None else int(global_step), walltime))
+            self._writer.write_event(
+                summary_event(
+                    [_scalar_value(tag, float(scalar_value), new_style=True, double_precision=double_precision)],
+                    0 if global_step is None else int(global_step),
+                    walltime,
+                )
+            )
             return
         buf = self._scalars.get(tag)
         if buf is None:
@@ -110,8 +130,13 @@ class SummaryWriter:
         if w._pending >= w._max_pending:
             w._drain()
 
-    def add_scalars(self, main_tag: str, tag_scalar_dict: Mapping[str, Any], global_step: int | None = None,
-                    walltime: float | None = None) -> None:
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: Mapping[str, Any],
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
         """Several scalars under one chart: each key goes to run ``<log_dir>/<main_tag>_<key>`` (``/`` in
         ``main_tag`` replaced by ``_``), with tag ``main_tag``, like torch."""
         wall = _time() if walltime is None else float(walltime)
@@ -125,27 +150,47 @@ class SummaryWriter:
 
     # ----------------------------------------------------------------------------------------- others
 
-    def add_histogram(self, tag: str, values: Any, global_step: int | None = None,
-                      bins: str | int | Sequence[float] = "tensorflow", walltime: float | None = None,
-                      max_bins: int | None = None) -> None:
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: int | None = None,
+        bins: str | int | Sequence[float] = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
         """A histogram of ``values``; ``bins`` as in :func:`~expboard.tfevents.summary.histogram_value`."""
-        self._writer.add_summary_value(histogram_value(tag, _to_numpy(values), bins, max_bins),
-                                       _step(global_step), walltime)
+        self._writer.add_summary_value(
+            histogram_value(tag, _to_numpy(values), bins, max_bins), _step(global_step), walltime
+        )
 
-    def add_image(self, tag: str, img_tensor: Any, global_step: int | None = None, walltime: float | None = None,
-                  dataformats: str = "CHW") -> None:
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
         """An image: uint8 in [0, 255] or float in [0, 1]; ``dataformats`` e.g. "CHW", "HWC", "HW"."""
-        self._writer.add_summary_value(image_value(tag, _to_numpy(img_tensor), dataformats=dataformats),
-                                       _step(global_step), walltime)
+        self._writer.add_summary_value(
+            image_value(tag, _to_numpy(img_tensor), dataformats=dataformats), _step(global_step), walltime
+        )
 
-    def add_text(self, tag: str, text_string: str, global_step: int | None = None,
-                 walltime: float | None = None) -> None:
+    def add_text(
+        self, tag: str, text_string: str, global_step: int | None = None, walltime: float | None = None
+    ) -> None:
         """Text, rendered as Markdown by TensorBoard."""
         self._writer.add_summary_value(text_value(tag, text_string), _step(global_step), walltime)
 
-    def add_hparams(self, hparam_dict: Mapping[str, Any], metric_dict: Mapping[str, Any],
-                    hparam_domain_discrete: Mapping[str, Sequence[Any]] | None = None,
-                    run_name: str | None = None, global_step: int | None = None) -> None:
+    def add_hparams(
+        self,
+        hparam_dict: Mapping[str, Any],
+        metric_dict: Mapping[str, Any],
+        hparam_domain_discrete: Mapping[str, Sequence[Any]] | None = None,
+        run_name: str | None = None,
+        global_step: int | None = None,
+    ) -> None:
         """One HParams session, in run ``<log_dir>/<run_name>`` (default: the current time), like torch:
         the experiment (hparams and metric tags), session start and end (SUCCESS), and each metric as a
         scalar in that run."""
@@ -158,8 +203,12 @@ class SummaryWriter:
                 raise ValueError(f"hparam_domain_discrete names {k!r}, which is not in hparam_dict")
             if not isinstance(dom, Sequence) or isinstance(dom, str):
                 raise TypeError(f"the discrete domain of {k!r} must be a list")
-        infos = [HParam(k, values=list(domains[k]) if k in domains else None) if k in domains
-                 else HParam(k, values=None, type=_type_of(v)) for k, v in hps.items()]
+        infos = [
+            HParam(k, values=list(domains[k]) if k in domains else None)
+            if k in domains
+            else HParam(k, values=None, type=_type_of(v))
+            for k, v in hps.items()
+        ]
         now = _time()
         step = _step(global_step)
         run_dir = os.path.join(self.log_dir, run_name or str(now))

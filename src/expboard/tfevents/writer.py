@@ -70,9 +70,16 @@ class EventFileWriter:
     ``flush_secs`` seconds and an ``atexit`` hook closes writers still open at exit. Thread-safe.
     """
 
-    def __init__(self, logdir: str | os.PathLike[str], filename_suffix: str = "", flush_secs: float = 120.0,
-                 *, max_pending: int = 1 << 17, max_buffer_bytes: int = 1 << 22,
-                 source_writer: str = "expboard") -> None:
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        filename_suffix: str = "",
+        flush_secs: float = 120.0,
+        *,
+        max_pending: int = 1 << 17,
+        max_buffer_bytes: int = 1 << 22,
+        source_writer: str = "expboard",
+    ) -> None:
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         now = time.time()
@@ -92,8 +99,12 @@ class EventFileWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if flush_secs and flush_secs > 0:
-            self._thread = threading.Thread(target=_flush_loop, args=(weakref.ref(self), self._stop, flush_secs),
-                                            name=f"expboard-flush-{self.path.name}", daemon=True)
+            self._thread = threading.Thread(
+                target=_flush_loop,
+                args=(weakref.ref(self), self._stop, flush_secs),
+                name=f"expboard-flush-{self.path.name}",
+                daemon=True,
+            )
             self._thread.start()
         _open_writers.add(self)
         self.flush()
@@ -129,8 +140,12 @@ class EventFileWriter:
         n = len(vals)
         if n == 0:
             return
-        data = encode_scalars(tag, np.array(steps[:n], dtype=np.int64), np.array(walls[:n], dtype=np.float64),
-                              np.array(vals[:n], dtype=np.float64))
+        data = encode_scalars(
+            tag,
+            np.array(steps[:n], dtype=np.int64),
+            np.array(walls[:n], dtype=np.float64),
+            np.array(vals[:n], dtype=np.float64),
+        )
         # producers only append, so the first n items of each list are exactly the ones encoded
         del steps[:n], walls[:n], vals[:n]
         self._append(data)
@@ -155,19 +170,29 @@ class EventFileWriter:
     def add_text(self, tag: str, text: str | Sequence[str], step: int = 0, wall_time: float | None = None) -> None:
         self.add_summary_value(text_value(tag, text), step, wall_time)
 
-    def add_image(self, tag: str, image: Any, step: int = 0, wall_time: float | None = None,
-                  dataformats: str = "HWC") -> None:
+    def add_image(
+        self, tag: str, image: Any, step: int = 0, wall_time: float | None = None, dataformats: str = "HWC"
+    ) -> None:
         self.add_summary_value(image_value(tag, image, dataformats=dataformats), step, wall_time)
 
-    def add_histogram(self, tag: str, values: Any, step: int = 0, wall_time: float | None = None,
-                      bins: Any = "tensorflow", max_bins: int | None = None) -> None:
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        step: int = 0,
+        wall_time: float | None = None,
+        bins: Any = "tensorflow",
+        max_bins: int | None = None,
+    ) -> None:
         self.add_summary_value(histogram_value(tag, values, bins, max_bins), step, wall_time)
 
-    def add_tensor_scalar(self, tag: str, value: float, step: int = 0, wall_time: float | None = None,
-                          double_precision: bool = False) -> None:
+    def add_tensor_scalar(
+        self, tag: str, value: float, step: int = 0, wall_time: float | None = None, double_precision: bool = False
+    ) -> None:
         """A modern (tensor, plugin "scalars") scalar, written immediately."""
-        self.add_summary_value(scalar_value(tag, value, new_style=True, double_precision=double_precision),
-                               step, wall_time)
+        self.add_summary_value(
+            scalar_value(tag, value, new_style=True, double_precision=double_precision), step, wall_time
+        )
 
     # ----------------------------------------------------------------------------------------- I/O
 
