@@ -322,3 +322,19 @@ def test_default_steps_continue_across_processes(exp: Experiment, ws: Workspace,
     series = {s.name: s for s in run.get_metric_series()}
     assert series["loss"].steps.tolist() == [0, 1, 2, 2]
     assert series["other"].steps.tolist() == [0]
+
+
+def test_offline_run_leaves_nothing_behind(tmp_path: Path, run_python) -> None:  # type: ignore[no-untyped-def]
+    result = run_python(
+        """
+        from expboard import Run
+        run = Run.get_context()
+        run.log("x", 1)
+        print(run.get_metrics()["x"])
+        """,
+        cwd=tmp_path,
+        env={"TMPDIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    assert not list(tmp_path.glob("expboard-offline-*"))

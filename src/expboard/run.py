@@ -6,6 +6,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -714,4 +715,10 @@ def _offline_run() -> Run:
             folder = Path(tempfile.mkdtemp(prefix="expboard-offline-"))
             ws = Workspace(tracking_uri=f"sqlite:///{folder / 'offline.db'}", artifact_root=folder / "artifacts")
             _offline = Experiment(ws, "offline").start_logging(display_name="offline")
+
+            def _remove() -> None:  # what an offline run logged lives as long as its process
+                ws.close()
+                shutil.rmtree(folder, ignore_errors=True)
+
+            on_exit(_remove)
         return _offline
