@@ -133,30 +133,34 @@ class MetricBuffer:
     def flush(self) -> None:
         """Write every pending point (and retry earlier failed writes). Raises if the store fails."""
         with self._flush_lock:
-            if self._failed_chunks:
-                retry = self._failed_chunks
-                self._failed_chunks = []
-                for i, (chunks, batch_id) in enumerate(retry):
-                    try:
-                        self.store.log_metrics(chunks, batch_id=batch_id)
-                    except BaseException:
-                        self._failed_chunks = retry[i:]
-                        raise
-            chunks = self._take()
-            if not chunks:
-                return
-            batch_id = uuid.uuid4().hex
-            try:
-                self.store.log_metrics(chunks, batch_id=batch_id)
-            except BaseException:
-                self._failed_chunks.append((chunks, batch_id))
-                raise
-            self._error = None
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        """flush() with the flush lock already held."""
+        if self._failed_chunks:
+            retry = self._failed_chunks
+            self._failed_chunks = []
+            for i, (chunks, batch_id) in enumerate(retry):
+                try:
+                    self.store.log_metrics(chunks, batch_id=batch_id)
+                except BaseException:
+                    self._failed_chunks = retry[i:]
+                    raise
+        chunks = self._take()
+        if not chunks:
+            return
+        batch_id = uuid.uuid4().hex
+        try:
+            self.store.log_metrics(chunks, batch_id=batch_id)
+        except BaseException:
+            self._failed_chunks.append((chunks, batch_id))
+            raise
+        self._error = None
 
     def write_direct(self, s: Series, steps: Any, times: Any, values: Any) -> None:
         """Write arrays of points of series ``s`` now, after everything logged before them."""
-        self.flush()
-        with self._flush_lock:
+        with self._flush_lock:  # one lock around both writes: nothing logged meanwhile can come between
+            self._flush_locked()
             with self.lock:
                 s.count += len(steps)
             self.store.log_metrics([MetricChunk(s.run_id, s.name, s.kind, steps, times, values)], uuid.uuid4().hex)
