@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,16 @@ class Workspace:
 
         record = self.store.get_run(run_id)
         return Run(Experiment(self, record.experiment, _create=False), run_id, _record=record)
+
+    def iter_runs(self) -> Iterator[Run]:
+        """Every run of the workspace, newest first, child runs included."""
+        from .experiment import Experiment
+        from .run import Run
+
+        experiments: dict[str, Experiment] = {}
+        for record in self.store.list_runs():
+            exp = experiments.setdefault(record.experiment, Experiment(self, record.experiment, _create=False))
+            yield Run(exp, record.run_id, _record=record)
 
     @property
     def compute_targets(self) -> Any:
