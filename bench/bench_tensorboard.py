@@ -109,7 +109,7 @@ def bench_latency(root: Path, appends: int) -> dict[str, Any]:
     metric_lat: list[float] = []
     with Tensorboard([run], port=0) as tb:
         url = tb.start()
-        folder = run_folder_name(run._record)
+        folder = run_folder_name(run.record)
         _wait_served(url, folder, "loss", 0)
         _wait_served(url, f"{folder}/run_history", "acc", 0)
         for i in range(1, appends + 1):

@@ -6,15 +6,15 @@ import time
 
 import pytest
 
-from expboard import Experiment, Workspace, buffer
+from expboard import Experiment, Run, Workspace
 from expboard.errors import StoreUnavailableError
 
 
 def test_memory_is_bounded(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(buffer, "MAX_PENDING", 5_000)
-    monkeypatch.setattr("expboard.run.FLUSH_THRESHOLD", 1_000)
     run = Experiment(ws, "bounded").start_logging()
     buf = run._buf
+    monkeypatch.setattr(buf, "max_pending", 5_000)
+    monkeypatch.setattr(buf, "flush_threshold", 1_000)
     buf.interval = 3600  # the background thread stays asleep: only the bound can write
     peak = 0
     for i in range(50_000):
@@ -26,8 +26,8 @@ def test_memory_is_bounded(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_live_runs_send_heartbeats(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(buffer, "HEARTBEAT_INTERVAL_S", 0.1)
     run = Experiment(ws, "hb").start_logging()
+    monkeypatch.setattr(run._buf, "heartbeat_s", 0.1)
     run._buf.interval = 0.05
     run._buf._wake.set()
     first = ws.store.get_run(run.id).heartbeat
@@ -77,7 +77,7 @@ def test_interactive_run_of_a_killed_process_becomes_not_responding(
     run_id = proc.stdout.readline().strip()  # type: ignore[union-attr]
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    run = ws.get_run(run_id)
+    run = Run.get(ws, run_id)
     assert run.get_status() == RunStatus.RUNNING  # within the timeout nobody can tell yet
     monkeypatch.setenv("EXPBOARD_INTERACTIVE_TIMEOUT_S", "0.5")
     time.sleep(1.0)
@@ -90,8 +90,8 @@ def test_a_heartbeat_revives_a_run_marked_not_responding(ws: Workspace, monkeypa
     from expboard import RunStatus
     from expboard.liveness import reap_unresponsive
 
-    monkeypatch.setattr(buffer, "HEARTBEAT_INTERVAL_S", 0.05)
     run = Experiment(ws, "sleepy").start_logging()
+    monkeypatch.setattr(run._buf, "heartbeat_s", 0.05)
     run._buf.interval = 3600  # the writer sleeps, like a laptop lid closed
     ws.store.update_run(run.id, heartbeat=time.time() - 1000)
     assert reap_unresponsive(ws.store, run_ids=[run.id]) == [run.id]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from expboard import RunStatus, Workspace
+from expboard import Experiment, RunStatus, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,12 +64,12 @@ def test_demo_no_wait(tmp_path: Path) -> None:
     assert sum("export-to-tensorboard/" in name and "alpha" in t for name, t in tags.items()) == 11, out
 
     ws = Workspace(workdir)
-    (script_run,) = ws.experiments["tensorboard-demo"].get_runs()
+    (script_run,) = Experiment.get(ws, "tensorboard-demo").get_runs()
     assert script_run.get_status() == RunStatus.COMPLETED
     files = script_run.get_file_names()
     assert any(f.startswith("logs/train/events.out.tfevents.") for f in files)
     assert "outputs/model.pkl" in files
-    (root_run,) = ws.experiments["export-to-tensorboard"].get_runs()
+    (root_run,) = Experiment.get(ws, "export-to-tensorboard").get_runs()
     children = root_run.get_children()
     assert sorted(c.get_metrics()["alpha"] for c in children) == pytest.approx([i / 10 for i in range(11)])
     assert list((workdir / "tensorboard" / "export-to-tensorboard").rglob("events.out.tfevents.*"))

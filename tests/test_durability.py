@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from expboard import RunStatus, Workspace
+from expboard import Run, RunStatus, Workspace
 
 
 def _start(code: str, cwd: Path) -> subprocess.Popen[str]:
@@ -33,7 +33,7 @@ time.sleep(60)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    run = ws.get_run(run_id)
+    run = Run.get(ws, run_id)
     series = run.get_metric_series("loss")[0]
     assert len(series) == 200_000
     assert series.values[-1] == 199_999.0 and series.steps[-1] == 199_999
@@ -57,7 +57,7 @@ while True:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    values = ws.get_run(run_id).get_metric_series("loss")[0].values
+    values = Run.get(ws, run_id).get_metric_series("loss")[0].values
     assert len(values) > 10_000
     # every point up to the interruption, in order, without gaps
     assert values.tolist() == [float(i) for i in range(len(values))]
@@ -75,7 +75,7 @@ def test_exit_without_flush_or_complete_keeps_points_and_completes(ws: Workspace
         cwd=ws.path,
     )
     assert result.returncode == 0, result.stderr
-    run = ws.get_run(result.stdout.strip())
+    run = Run.get(ws, result.stdout.strip())
     assert run.get_metrics()["x"] == list(range(1000))
     assert run.get_status() == RunStatus.COMPLETED
 
@@ -97,6 +97,6 @@ print(run.id)
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     for out, _ in outs:
-        run = ws.get_run(out.strip())
+        run = Run.get(ws, out.strip())
         assert run.get_status() == RunStatus.COMPLETED
         assert run.get_metric_series("x")[0].values.tolist() == list(range(300_000))

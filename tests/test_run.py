@@ -204,7 +204,7 @@ def test_fetch_existing_run(exp: Experiment, ws: Workspace) -> None:
     run.flush()
     again = Run(exp, run.id)
     assert again.get_metrics() == {"a": 1}
-    assert ws.get_run(run.id).get_metrics() == {"a": 1}
+    assert Run.get(ws, run.id).get_metrics() == {"a": 1}
     with pytest.raises(NotFoundError, match="no run"):
         Run(exp, "nope")
 
@@ -288,7 +288,7 @@ def test_concurrent_threads_lose_nothing(exp: Experiment) -> None:
 def test_large_files_travel_in_pieces(exp: Experiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    monkeypatch.setattr("expboard.run.FILE_PIECE_BYTES", 1000)
+    monkeypatch.setattr("expboard.transfer.PIECE_BYTES", 1000)
     run = exp.start_logging()
     data = bytes(range(256)) * 40  # 10,240 bytes: 11 pieces
     (tmp_path / "big.bin").write_bytes(data)
@@ -308,8 +308,8 @@ def test_default_steps_continue_across_processes(exp: Experiment, ws: Workspace,
     run.flush()
     result = run_python(
         f"""
-        from expboard import Workspace
-        run = Workspace.from_config().get_run({run.id!r})
+        from expboard import Run, Workspace
+        run = Run.get(Workspace.from_config(), {run.id!r})
         run.log("loss", 3.0)
         run.log("other", 9.0)
         run.flush()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from expboard import ConfigError, Experiment, Workspace
+from expboard import ConfigError, Experiment, Run, Workspace
 from expboard.errors import ValidationError
 
 
@@ -76,7 +76,7 @@ def test_unknown_tracking_uri_scheme(tmp_path: Path) -> None:
 def test_get_run_and_experiments(ws: Workspace) -> None:
     exp = Experiment(ws, "e1")
     run = exp.start_logging(display_name="first")
-    assert ws.get_run(run.id) == run
-    assert ws.get_run(run.id).display_name == "first"
-    assert set(ws.experiments) == {"e1"}
+    assert Run.get(ws, run.id) == run
+    assert Run.get(ws, run.id).display_name == "first"
+    assert {e.name for e in Experiment.list(ws)} == {"e1"}
     assert [e.name for e in Experiment.list(ws)] == ["e1"]

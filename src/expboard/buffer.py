@@ -1,31 +1,30 @@
 """Buffered metric logging: ``Run.log`` appends to in-memory columns; one background thread per store
 writes them in batches. Memory is bounded: past ``max_pending`` points the logging thread writes the
-buffer itself. ``flush()``, interpreter exit and SIGTERM write everything that was logged.
+buffer itself. The one buffer of each store, and the exit hooks that write them, live in :mod:`.state`.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from .records import MetricKind, RunStatus
 from .stores import MetricChunk, Store
 
-__all__ = ["MetricBuffer", "Series", "buffer_for", "flush_all"]
+__all__ = ["FLUSH_INTERVAL_S", "FLUSH_THRESHOLD", "MAX_PENDING", "MetricBuffer", "Series"]
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
 FLUSH_THRESHOLD = 200_000  # points that wake the flusher early
 MAX_PENDING = 2_000_000  # points held before the logging thread writes them itself
-HEARTBEAT_INTERVAL_S = float(os.environ.get("EXPBOARD_HEARTBEAT_INTERVAL", "10"))
+HEARTBEAT_S = 5.0  # the default of the heartbeat_s setting
+
+_time = time.time
 
 
 class Series:
@@ -44,11 +43,26 @@ class Series:
 
 
 class MetricBuffer:
-    """Pending points for one store, and the thread that writes them."""
+    """Pending points for one store, and the thread that writes them.
 
-    def __init__(self, store: Store, interval: float = FLUSH_INTERVAL_S) -> None:
+    ``interval``: seconds between background writes; ``flush_threshold``: pending points that wake the
+    writer early; ``max_pending``: pending points past which the logging thread writes them itself;
+    ``heartbeat_s``: seconds between heartbeats of the runs in ``live_runs``."""
+
+    def __init__(
+        self,
+        store: Store,
+        interval: float = FLUSH_INTERVAL_S,
+        *,
+        flush_threshold: int = FLUSH_THRESHOLD,
+        max_pending: int = MAX_PENDING,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.store = store
         self.interval = interval
+        self.flush_threshold = flush_threshold
+        self.max_pending = max_pending
+        self.heartbeat_s = heartbeat_s
         self.lock = threading.Lock()
         self.pending = 0
         self._series: dict[tuple[str, str, MetricKind], Series] = {}
@@ -70,9 +84,40 @@ class MetricBuffer:
         self._ensure_thread()
         return s
 
-    def added(self) -> None:
-        """Called by a logger after ``pending`` crossed FLUSH_THRESHOLD."""
-        if self.pending >= MAX_PENDING:
+    def continue_count(self, s: Series, count: int) -> None:
+        """Let the default steps of ``s`` go on after ``count`` points stored before (if none logged yet)."""
+        with self.lock:
+            if s.count == 0:
+                s.count = count
+
+    def append(self, s: Series, value: Any, step: int | None = None) -> None:
+        """Add one point to ``s`` (``step`` defaults to the series' next index)."""
+        with self.lock:
+            s.steps.append(s.count if step is None else step)
+            s.times.append(_time())
+            s.values.append(value)
+            s.count += 1
+            self.pending += 1
+            pending = self.pending
+        if pending >= self.flush_threshold:
+            self._added()
+
+    def extend(self, s: Series, values: Sequence[Any], steps: Sequence[int] | None = None) -> None:
+        """Add several points to ``s`` with one wall time."""
+        now = _time()
+        with self.lock:
+            for i, v in enumerate(values):
+                s.steps.append(s.count if steps is None else steps[i])
+                s.times.append(now)
+                s.values.append(v)
+                s.count += 1
+            self.pending += len(values)
+            pending = self.pending
+        if pending >= self.flush_threshold:
+            self._added()
+
+    def _added(self) -> None:
+        if self.pending >= self.max_pending:
             self.flush()  # bounded memory: the logging thread pays for the write itself
         else:
             self._wake.set()
@@ -102,7 +147,7 @@ class MetricBuffer:
 
     def _heartbeat(self) -> None:
         now = time.time()
-        if now - self._last_heartbeat < HEARTBEAT_INTERVAL_S:
+        if now - self._last_heartbeat < self.heartbeat_s:
             return
         self._last_heartbeat = now
         for run_id in list(self.live_runs):
@@ -179,83 +224,3 @@ class MetricBuffer:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         self.flush()
-
-
-_buffers_strong: dict[int, MetricBuffer] = {}
-_registry_lock = threading.Lock()
-
-
-def buffer_for(store: Store) -> MetricBuffer:
-    """The one buffer of a store in this process."""
-    with _registry_lock:
-        buf = _buffers_strong.get(id(store))
-        if buf is None or buf.store is not store:
-            buf = _buffers_strong[id(store)] = MetricBuffer(store)
-            _install_exit_handlers()
-        return buf
-
-
-def release(store: Store) -> None:
-    """Write what is pending for ``store``, stop its thread and forget its buffer (before closing the store)."""
-    with _registry_lock:
-        buf = _buffers_strong.pop(id(store), None)
-    if buf is not None and buf.store is store:
-        buf.close()
-
-
-def flush_all() -> None:
-    """Write every pending point of every store in this process."""
-    errors = []
-    for buf in list(_buffers_strong.values()):
-        try:
-            buf.flush()
-        except Exception as exc:
-            errors.append(exc)
-    if errors:
-        raise errors[0]
-
-
-_exit_hooks: list[Any] = []
-_handlers_installed = False
-
-
-def on_exit(hook: Any) -> None:
-    """Run ``hook()`` at interpreter exit after metrics are flushed (used to finish owned runs)."""
-    _exit_hooks.append(hook)
-
-
-def _at_exit() -> None:
-    for buf in list(_buffers_strong.values()):
-        try:
-            buf.close()
-        except Exception as exc:
-            print(f"expboard: could not write logged metrics at exit: {exc}", file=sys.stderr)
-    for hook in list(_exit_hooks):
-        try:
-            hook()
-        except Exception as exc:
-            print(f"expboard: {exc}", file=sys.stderr)
-
-
-terminated_by_signal = False
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    global terminated_by_signal
-    terminated_by_signal = True
-    # Unwind the main thread like an exit: `with` blocks close, atexit flushes every buffer.
-    raise SystemExit(128 + signum)
-
-
-def _install_exit_handlers() -> None:
-    global _handlers_installed
-    if _handlers_installed:
-        return
-    _handlers_installed = True
-    atexit.register(_at_exit)
-    if threading.current_thread() is threading.main_thread() and os.name == "posix":
-        try:
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main interpreter
-            pass

@@ -9,16 +9,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from .compute.cli_commands import register as register_compute_commands
 from .errors import ExpboardError
+from .server.serve import register as register_server_commands
+from .tensorboard.cli_commands import register as register_tensorboard_commands
 from .workspace import Workspace
 
 __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _workspace(args: argparse.Namespace) -> Workspace:
-    return Workspace.from_config(getattr(args, "workspace", None))
 
 
 def _when(ts: float | None) -> str:
@@ -36,7 +35,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     from .liveness import reap_unresponsive
     from .stores import UNSET
 
-    ws = _workspace(args)
+    ws = Workspace.from_config()
     reap_unresponsive(ws.store)  # a run whose process died shows NotResponding, not Running
     records = ws.store.list_runs(experiment=args.experiment, parent_id=UNSET if args.all else None)
     if args.json:
@@ -70,8 +69,10 @@ def _record_json(r: Any) -> dict[str, Any]:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     import numpy as np
 
-    ws = _workspace(args)
-    run = ws.get_run(args.run_id)
+    from .run import Run
+
+    ws = Workspace.from_config()
+    run = Run.get(ws, args.run_id)
     details = run.get_details()
     series = run.get_metric_series()
     if args.json:
@@ -122,7 +123,7 @@ def cmd_import_tensorboard(args: argparse.Namespace) -> int:
     from .experiment import Experiment
     from .tbimport import import_tensorboard
 
-    ws = _workspace(args)
+    ws = Workspace.from_config()
     runs = import_tensorboard(args.logdir, Experiment(ws, args.experiment))
     for run in runs:
         n = sum(len(s) for s in run.get_metric_series())
@@ -172,9 +173,14 @@ def _version() -> str:
     return f"expboard {__version__}"
 
 
-# Later parts (demo, tensorboard, export, submit, server, compute) add their subcommands here:
-# each is a function (subparsers, runs_subparsers) -> None that calls add_parser(...).set_defaults(func=...).
-_EXTENSIONS: list[Callable[[Any, Any], None]] = []
+# Subcommands of the compute, server and TensorBoard parts: each is a function
+# (subparsers, runs_subparsers) -> None that calls add_parser(...).set_defaults(func=...). Their modules import
+# the library only inside their commands, so ``expboard --help`` stays fast.
+_EXTENSIONS: list[Callable[[Any, Any], None]] = [
+    register_compute_commands,
+    register_server_commands,
+    register_tensorboard_commands,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,25 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-# --- compute (issue 5): submit, runs cancel, runs logs, compute list, demo ------------------------------
-from .compute.cli_commands import register as _register_compute  # noqa: E402
-
-_EXTENSIONS.append(_register_compute)
-# --- end compute -----------------------------------------------------------------------------------------
-
-# --- server (issue 6): expboard server ---------------------------------------------------------------------
-from .server.serve import register as _register_server  # noqa: E402  (imports no web stack until it runs)
-
-_EXTENSIONS.append(_register_server)
-# --- end server --------------------------------------------------------------------------------------------
-
-# --- tensorboard (issue 4): expboard export, expboard tensorboard ------------------------------------------
-from .tensorboard.cli_commands import register as _register_tensorboard  # noqa: E402
-
-_EXTENSIONS.append(_register_tensorboard)
-# --- end tensorboard ---------------------------------------------------------------------------------------
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from . import plugins
 from .names import check_experiment_name
 from .records import RunStatus
-from .run import Run
+from .workspace import Workspace
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .run import Run
 
 __all__ = ["Experiment"]
 
@@ -28,6 +29,11 @@ class Experiment:
         if _create:
             workspace.store.get_or_create_experiment(name)
 
+    @classmethod
+    def get(cls, workspace: Workspace, name: str) -> Experiment:
+        """An experiment that already exists (or is about to): no record is created."""
+        return cls(workspace, name, _create=False)
+
     def __repr__(self) -> str:
         return f"Experiment(name={self.name!r})"
 
@@ -42,6 +48,8 @@ class Experiment:
         """Every experiment of the workspace, newest first."""
         return [Experiment(workspace, e.name, _create=False) for e in workspace.store.list_experiments()]
 
+    # A Run belongs to its Experiment and an Experiment makes Runs (Azure ML's API has both directions).
+    # Experiment is the lower of the two: it reaches Run only inside the methods below.
     def start_logging(
         self,
         display_name: str | None = None,
@@ -49,15 +57,13 @@ class Experiment:
         properties: Mapping[str, Any] | None = None,
     ) -> Run:
         """Start an interactive run (Running now); complete it with ``run.complete()`` or use ``with``."""
-        return Run._create(
-            self, display_name=display_name or "", tags=tags, properties=properties, run_type="interactive"
-        )
+        from .run import Run
+
+        return Run.create(self, display_name=display_name or "", tags=tags, properties=properties)
 
     def submit(self, config: Any, tags: Mapping[str, Any] | None = None) -> Run:
         """Submit a ScriptRunConfig (or Estimator) to its compute target; returns the run at once."""
-        from .compute import submit  # type: ignore[attr-defined]
-
-        return submit(self, config, tags=tags)  # type: ignore[no-any-return]
+        return cast("Run", plugins.submitter()(self, config, tags=tags))
 
     def get_runs(
         self,
@@ -67,18 +73,6 @@ class Experiment:
         status: RunStatus | str | None = None,
     ) -> Iterator[Run]:
         """Runs of this experiment, newest first (top-level runs unless ``include_children``)."""
-        from .stores import UNSET
+        from .run import Run
 
-        records = self.workspace.store.list_runs(
-            experiment=self.name,
-            parent_id=UNSET if include_children else None,
-            statuses=[RunStatus(status)] if status is not None else None,
-        )
-        for record in records:
-            if isinstance(tags, str) and tags not in record.tags:
-                continue
-            if isinstance(tags, Mapping) and any(record.tags.get(k) != str(v) for k, v in tags.items()):
-                continue
-            if properties and any(record.properties.get(k) != str(v) for k, v in properties.items()):
-                continue
-            yield Run(self, record.run_id, _record=record)
+        return Run.list(self, include_children=include_children, tags=tags, properties=properties, status=status)

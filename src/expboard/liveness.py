@@ -1,7 +1,7 @@
 """Liveness of runs: a run whose process died without a word must not stay Running forever.
 
-Every active run has a heartbeat: a submitted run's agent writes it every ``EXPBOARD_HEARTBEAT_S``
-seconds, an interactive run's background writer every ``EXPBOARD_HEARTBEAT_INTERVAL`` seconds. A run whose
+Every active run has a heartbeat: a submitted run's agent and an interactive run's background writer write
+it every ``EXPBOARD_HEARTBEAT_S`` seconds. A run whose
 heartbeat is older than its timeout is marked NotResponding by :func:`reap_unresponsive`, which
 ``Run.get_status()``, ``wait_for_completion()`` and ``expboard runs list`` call. An interactive run whose
 process wakes up again (a laptop back from sleep) is set back to Running by its next heartbeat.
@@ -9,15 +9,15 @@ process wakes up again (a laptop back from sleep) is set back to Running by its 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 
+from . import settings
 from .errors import NotFoundError
 from .records import RunRecord, RunStatus
 from .stores import Store
 
-__all__ = ["ACTIVE_STATUSES", "env_float", "heartbeat_timeout", "is_stale", "reap_unresponsive"]
+__all__ = ["ACTIVE_STATUSES", "heartbeat_timeout", "is_stale", "reap_unresponsive"]
 
 # Statuses of a run whose supervisor is supposed to be alive and writing heartbeats.
 ACTIVE_STATUSES = (
@@ -28,28 +28,14 @@ ACTIVE_STATUSES = (
     RunStatus.CANCEL_REQUESTED,
 )
 
-_DEFAULTS = {"EXPBOARD_HEARTBEAT_TIMEOUT_S": 60.0, "EXPBOARD_INTERACTIVE_TIMEOUT_S": 300.0}
-
-
-def env_float(name: str, default: float) -> float:
-    """A number from environment variable ``name``, or ``default`` when unset or not a number."""
-    raw = os.environ.get(name)
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    return default
-
 
 def heartbeat_timeout(record: RunRecord) -> float:
     """Seconds without a heartbeat after which ``record``'s run is NotResponding.
 
     Submitted runs: ``EXPBOARD_HEARTBEAT_TIMEOUT_S`` (60). Interactive and child runs, whose heartbeat comes
     from a thread that a long GIL-holding call can delay: ``EXPBOARD_INTERACTIVE_TIMEOUT_S`` (300)."""
-    if record.run_type == "script":
-        return env_float("EXPBOARD_HEARTBEAT_TIMEOUT_S", _DEFAULTS["EXPBOARD_HEARTBEAT_TIMEOUT_S"])
-    return env_float("EXPBOARD_INTERACTIVE_TIMEOUT_S", _DEFAULTS["EXPBOARD_INTERACTIVE_TIMEOUT_S"])
+    timeout: float = settings.get("heartbeat_timeout_s" if record.run_type == "script" else "interactive_timeout_s")
+    return timeout
 
 
 def is_stale(record: RunRecord, now: float | None = None, max_age: float | None = None) -> bool:
@@ -85,12 +71,13 @@ def reap_unresponsive(
         if (types is not None and r.run_type not in types) or not is_stale(r, now, max_age):
             continue
         who = "agent" if r.run_type == "script" else "process"
+        silent_s = now - (r.heartbeat or now)
         after = store.update_run(
             r.run_id,
             status=RunStatus.NOT_RESPONDING,
             error={
                 "code": "NotResponding",
-                "message": f"the run's {who} stopped responding: no heartbeat for {now - r.heartbeat:.0f} s "  # type: ignore[operator]
+                "message": f"the run's {who} stopped responding: no heartbeat for {silent_s:.0f} s "
                 f"(while {r.status.value}); its process died or its machine is unreachable",
             },
             only_if_status=[r.status],

@@ -1,105 +1,49 @@
-"""Runs: metrics, status, child runs, tags, properties and files of one execution."""
+"""Runs: metrics, status, child runs, tags, properties and files of one execution.
+
+The run is a thin front: what may be logged is checked in :mod:`.values`, points wait in the store's
+:class:`~.buffer.MetricBuffer`, files travel through :mod:`.transfer`, process-wide state (owned runs, exit
+hooks) lives in :mod:`.state`, and where ``Run.get_context()`` finds its run in :mod:`.context`.
+"""
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import secrets
-import shutil
-import tempfile
-import threading
 import time
-import traceback
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from . import buffer as buffer_module
-from .buffer import FLUSH_THRESHOLD, MetricBuffer, buffer_for, flush_all, on_exit
+from . import context, state, transfer
+from .buffer import MetricBuffer, Series
 from .errors import ExpboardError, RunFailedError, ValidationError
+from .experiment import Experiment
 from .liveness import is_stale, reap_unresponsive
 from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
-from .stores import UNSET
-
-if TYPE_CHECKING:
-    from .experiment import Experiment
+from .state import flush_all
+from .stores import UNSET, Store
+from .values import coerce_step, coerce_value, error_dict, iso_time, json_value, metric_value
+from .workspace import Workspace
 
 __all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
 
-ENV_RUN_ID = "EXPBOARD_RUN_ID"
-FILE_PIECE_BYTES = 8 * 1024 * 1024  # files are uploaded and downloaded in pieces of this size
+ENV_RUN_ID = context.ENV_RUN_ID
 FINISH_FLUSH_TIMEOUT_S = 60.0  # how long complete()/fail() wait for a remote store to take the metrics
 
 _time = time.time
 _SCALAR = MetricKind.SCALAR
-_NUMPY_SCALARS = (np.generic,)
+_INT64 = 2**63
+_ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.NOT_RESPONDING)
 
 
 def new_run_id(experiment: str) -> str:
     """Readable and unique across processes: ``<experiment>_<unix seconds>_<8 hex digits>``."""
     return f"{experiment}_{int(time.time())}_{secrets.token_hex(4)}"
-
-
-def _coerce_value(name: str, value: Any) -> Any:
-    """A loggable scalar from ``value``, or a ValidationError that says what to use instead."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            return float(value)
-        return value
-    if isinstance(value, _NUMPY_SCALARS) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return value.item()
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # torch / jax 0-d tensors
-        return value.item()
-    if isinstance(value, (list, tuple, np.ndarray)):
-        raise ValidationError(
-            f"metric {name!r}: run.log() takes one value, got a {type(value).__name__}; "
-            "use run.log_list(name, values) for a list, or run.log_array(name, values) for many points"
-        )
-    if isinstance(value, dict):
-        raise ValidationError(
-            f"metric {name!r}: run.log() takes one value, got a dict; use run.log_row(name, **columns) "
-            "or run.log_table(name, {column: values})"
-        )
-    raise ValidationError(
-        f"metric {name!r}: cannot log a value of type {type(value).__name__}; "
-        "log an int, float, bool, str, None or numpy scalar"
-    )
-
-
-def _coerce_step(step: Any) -> int:
-    if isinstance(step, bool):
-        raise ValidationError(f"step must be an integer, got {step!r}")
-    try:
-        return int(step.__index__())
-    except (AttributeError, TypeError):
-        raise ValidationError(f"step must be an integer, got {type(step).__name__} {step!r}") from None
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _json_value(value: Any, what: str) -> Any:
-    try:
-        return json.loads(json.dumps(value, default=_np_default, allow_nan=True))
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what}: {exc}; use numbers, strings, booleans, None, lists and dicts") from None
-
-
-def _np_default(obj: Any) -> Any:
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"values of type {type(obj).__name__} cannot be stored")
 
 
 class Run:
@@ -110,26 +54,40 @@ class Run:
     >>> run.complete()                            # doctest: +SKIP
     """
 
-    def __init__(self, experiment: Experiment, run_id: str, *, _record: RunRecord | None = None) -> None:
+    def __init__(self, experiment: Experiment, run_id: str, *, record: RunRecord | None = None) -> None:
         self.experiment = experiment
         self.id = run_id
         store = experiment.workspace.store
         self._store = store
-        self._record = _record if _record is not None else store.get_run(run_id)
+        self._record = record if record is not None else store.get_run(run_id)
         if self._record.experiment != experiment.name:
             raise ValidationError(
                 f"run {run_id!r} belongs to experiment {self._record.experiment!r}, not {experiment.name!r}"
             )
-        self._buf: MetricBuffer = buffer_for(store)
-        self._series_cache: dict[str, Any] = {}
-        self._owned = False  # started by this process: completed at exit if left running
+        self._buf: MetricBuffer = state.buffer_for(store)
+        self._series_cache: dict[str, Series] = {}
         self._fresh = False  # created by this process: nothing was logged to it before
         self._child_count = 0
 
     # --- identity ---------------------------------------------------------------------------------
     @property
-    def workspace(self) -> Any:
+    def workspace(self) -> Workspace:
         return self.experiment.workspace
+
+    @property
+    def store(self) -> Store:
+        """The store this run's history lives in."""
+        return self._store
+
+    @property
+    def record(self) -> RunRecord:
+        """The run's record as last read (see :meth:`refresh`)."""
+        return self._record
+
+    def refresh(self) -> RunRecord:
+        """Read the run's record from the store again and return it."""
+        self._record = self._store.get_run(self.id)
+        return self._record
 
     @property
     def display_name(self) -> str:
@@ -162,9 +120,49 @@ class Run:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    # --- creation -------------------------------------------------------------------------------
+    # --- finding and creating runs --------------------------------------------------------------
     @classmethod
-    def _create(
+    def get(cls, workspace: Workspace, run_id: str) -> Run:
+        """The run with this id, in whatever experiment it is."""
+        record = workspace.store.get_run(run_id)
+        return cls(Experiment.get(workspace, record.experiment), run_id, record=record)
+
+    @classmethod
+    def list(
+        cls,
+        source: Workspace | Experiment,
+        include_children: bool = False,
+        tags: Mapping[str, Any] | str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        status: RunStatus | str | None = None,
+    ) -> Iterator[Run]:
+        """Runs of an experiment, or of every experiment of a workspace, newest first: top-level runs
+        unless ``include_children``; only those with ``tags`` (a key, or keys and values), ``properties``
+        and ``status`` when given."""
+        if isinstance(source, Experiment):
+            workspace, experiment_name = source.workspace, source.name
+            experiments = {source.name: source}
+        else:
+            workspace, experiment_name, experiments = source, None, {}
+        records = workspace.store.list_runs(
+            experiment=experiment_name,
+            parent_id=UNSET if include_children else None,
+            statuses=[RunStatus(status)] if status is not None else None,
+        )
+        for record in records:
+            if isinstance(tags, str) and tags not in record.tags:
+                continue
+            if isinstance(tags, Mapping) and any(record.tags.get(k) != str(v) for k, v in tags.items()):
+                continue
+            if properties and any(record.properties.get(k) != str(v) for k, v in properties.items()):
+                continue
+            exp = experiments.get(record.experiment)
+            if exp is None:
+                exp = experiments[record.experiment] = Experiment.get(workspace, record.experiment)
+            yield cls(exp, record.run_id, record=record)
+
+    @classmethod
+    def create(
         cls,
         experiment: Experiment,
         *,
@@ -173,9 +171,11 @@ class Run:
         run_type: str = "interactive",
         status: RunStatus = RunStatus.RUNNING,
         target: str = "local",
-        tags: Mapping[str, str] | None = None,
-        properties: Mapping[str, str] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
     ) -> Run:
+        """Create a run record. Interactive and child runs are owned by this process: kept alive by its
+        heartbeat while Running, and completed at exit if left running. Script runs belong to their agent."""
         now = _time()
         running = status == RunStatus.RUNNING
         record = RunRecord(
@@ -193,11 +193,10 @@ class Run:
             properties={check_key(k, "property"): str(v) for k, v in (properties or {}).items()},
         )
         record = experiment.workspace.store.create_run(record)
-        run = cls(experiment, record.run_id, _record=record)
+        run = cls(experiment, record.run_id, record=record)
         run._fresh = True
         if run_type != "script":
-            run._owned = True
-            _owned_runs[run.id] = run
+            state.own(run.id, run._finish)
             if running:
                 run._buf.track(run.id)
         return run
@@ -206,52 +205,40 @@ class Run:
     def get_context(cls, allow_offline: bool = True) -> Run:
         """Inside a submitted script: the submitted run. Elsewhere: an offline run that accepts every call
         and keeps what is logged in a temporary history, so scripts run unchanged outside expboard."""
-        run_id = os.environ.get(ENV_RUN_ID)
+        run_id = context.submitted_run_id()
         if run_id:
-            from .workspace import Workspace
-
-            return Workspace.from_config().get_run(run_id)
+            return cls.get(Workspace.from_config(), run_id)
         if not allow_offline:
             raise ExpboardError(f"not inside a submitted run ({ENV_RUN_ID} is not set)")
-        return _offline_run()
+        return context.offline_run(lambda exp: cls.create(exp, display_name="offline"))
 
     # --- metrics --------------------------------------------------------------------------------
-    def _series(self, name: str, kind: MetricKind) -> Any:
+    def _series(self, name: str, kind: MetricKind) -> Series:
         check_metric_name(name)
         s = self._buf.series(self.id, name, kind)
         if s.count == 0 and not self._fresh:
             # A run made elsewhere (another process, a submitted script): default steps go on from the
             # points already stored, as if one process had logged them all.
             stored = self._store.get_metrics(self.id, name=name)
-            with self._buf.lock:
-                if s.count == 0:
-                    s.count = sum(len(x) for x in stored if x.kind == kind)
+            self._buf.continue_count(s, sum(len(x) for x in stored if x.kind == kind))
         if kind is _SCALAR:
             self._series_cache[name] = s
         return s
 
-    def log(self, name: str, value: Any, step: int | None = None, description: str = "") -> None:
+    def log(self, name: str, value: Any, step: int | None = None) -> None:
         """Log one value (int, float, bool, str, None or a numpy scalar). Logged several times, a metric
         becomes a series; ``step`` defaults to the point's index."""
         tv = type(value)
         if tv is not float and tv is not int:
-            value = _coerce_value(name, value)
-        elif tv is int and not -(2**63) <= value < 2**63:
+            value = coerce_value(name, value)
+        elif tv is int and not -_INT64 <= value < _INT64:
             value = float(value)
         if step is not None and type(step) is not int:
-            step = _coerce_step(step)
+            step = coerce_step(step)
         s = self._series_cache.get(name)
         if s is None:
             s = self._series(name, _SCALAR)
-        buf = self._buf
-        with buf.lock:
-            s.steps.append(s.count if step is None else step)
-            s.times.append(_time())
-            s.values.append(value)
-            s.count += 1
-            buf.pending += 1
-        if buf.pending >= FLUSH_THRESHOLD:
-            buf.added()
+        self._buf.append(s, value, step)
 
     def log_array(
         self,
@@ -282,35 +269,21 @@ class Run:
             raise ValidationError(f"metric {name!r}: wall_times must be {n} numbers")
         self._buf.write_direct(s, step_arr, times, vals)
 
-    def _log_kind(self, name: str, kind: MetricKind, values: Sequence[Any], steps: Sequence[int] | None = None) -> None:
-        s = self._series(name, kind)
-        now = _time()
-        buf = self._buf
-        with buf.lock:
-            for i, v in enumerate(values):
-                s.steps.append(s.count if steps is None else steps[i])
-                s.times.append(now)
-                s.values.append(v)
-                s.count += 1
-            buf.pending += len(values)
-        if buf.pending >= FLUSH_THRESHOLD:
-            buf.added()
-
-    def log_list(self, name: str, value: Sequence[Any], description: str = "") -> None:
+    def log_list(self, name: str, value: Sequence[Any]) -> None:
         """Log a list of values; element i gets step i."""
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
             raise ValidationError(f"metric {name!r}: log_list takes a list of values, got {type(value).__name__}")
-        items = [_coerce_value(name, v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-        self._log_kind(name, MetricKind.LIST, items)
+        items = [coerce_value(name, v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+        self._buf.extend(self._series(name, MetricKind.LIST), items)
 
-    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+    def log_row(self, name: str, **kwargs: Any) -> None:
         """Log one row of a table: ``run.log_row("results", alpha=0.1, mse=3.2)``; read back as columns."""
         if not kwargs:
             raise ValidationError(f"metric {name!r}: log_row needs at least one column, like log_row(name, x=1)")
-        row = {k: _coerce_value(f"{name}.{k}", v) for k, v in kwargs.items()}
-        self._log_kind(name, MetricKind.ROW, [row])
+        row = {k: coerce_value(f"{name}.{k}", v) for k, v in kwargs.items()}
+        self._buf.extend(self._series(name, MetricKind.ROW), [row])
 
-    def log_table(self, name: str, value: Mapping[str, Sequence[Any]], description: str = "") -> None:
+    def log_table(self, name: str, value: Mapping[str, Sequence[Any]]) -> None:
         """Log a table as a dict of equally long columns: ``{"alpha": [..], "mse": [..]}``."""
         if not isinstance(value, Mapping) or not value:
             raise ValidationError(f"metric {name!r}: log_table takes a non-empty dict of columns")
@@ -319,13 +292,13 @@ class Run:
             if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
                 raise ValidationError(f"metric {name!r}: column {col!r} must be a list of values")
             seq = items.tolist() if isinstance(items, np.ndarray) else list(items)
-            columns[str(col)] = [_coerce_value(f"{name}.{col}", v) for v in seq]
+            columns[str(col)] = [coerce_value(f"{name}.{col}", v) for v in seq]
         lengths = {len(c) for c in columns.values()}
         if len(lengths) != 1:
             raise ValidationError(f"metric {name!r}: table columns differ in length ({sorted(lengths)})")
-        self._log_kind(name, MetricKind.TABLE, [columns])
+        self._buf.extend(self._series(name, MetricKind.TABLE), [columns])
 
-    def log_confusion_matrix(self, name: str, value: Mapping[str, Any] | Any, description: str = "") -> None:
+    def log_confusion_matrix(self, name: str, value: Mapping[str, Any] | Any) -> None:
         """Log a confusion matrix: a 2-D array, or Azure's dict
         ``{"schema_type": "confusion_matrix", "data": {"class_labels": [...], "matrix": [[...]]}}``."""
         if isinstance(value, Mapping):
@@ -347,11 +320,9 @@ class Run:
             "schema_version": "1.0.0",
             "data": {"class_labels": [str(x) for x in labels], "matrix": arr.tolist()},
         }
-        self._log_kind(name, MetricKind.CONFUSION_MATRIX, [_json_value(cm, f"metric {name!r}")])
+        self._buf.extend(self._series(name, MetricKind.CONFUSION_MATRIX), [json_value(cm, f"metric {name!r}")])
 
-    def log_image(
-        self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = ""
-    ) -> None:
+    def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None) -> None:
         """Log an image from a file (``path``) or a matplotlib figure (``plot``); it is stored as a run file."""
         if (path is None) == (plot is None):
             raise ValidationError(f"metric {name!r}: give exactly one of path= or plot=")
@@ -372,7 +343,7 @@ class Run:
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         file_name = f"logged_images/{slug}/{s.count:05d}{ext}"
         self._store.write_file(self.id, file_name, data)
-        self._log_kind(name, MetricKind.IMAGE, [file_name])
+        self._buf.extend(s, [file_name])
 
     def flush(self, timeout: float | None = None) -> None:
         """Write every point logged in this process; with a remote store, wait until it has them (raising
@@ -403,17 +374,17 @@ class Run:
         return self._store.get_metrics(self.id, name=name)
 
     # --- status ---------------------------------------------------------------------------------
-    def _refresh(self) -> RunRecord:
-        self._record = self._store.get_run(self.id)
-        return self._record
-
     def get_status(self) -> RunStatus:
         """The run's status. An active run whose heartbeat stopped becomes NotResponding here."""
-        record = self._refresh()
+        record = self.refresh()
         if is_stale(record):
             reap_unresponsive(self._store, run_ids=[self.id])
-            record = self._refresh()
+            record = self.refresh()
         return record.status
+
+    def has_ended(self) -> bool:
+        """Whether the run reached a final status, NotResponding included (the heartbeat is checked)."""
+        return self.get_status() in _ENDED
 
     def _finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
         try:
@@ -428,7 +399,7 @@ class Run:
                 error=error if error is not None else UNSET,
                 only_if_status=[s for s in RunStatus if s not in TERMINAL_STATUSES],
             )
-            _owned_runs.pop(self.id, None)
+            state.disown(self.id)
             self._series_cache.clear()
             self._buf.forget_run(self.id)
 
@@ -446,7 +417,7 @@ class Run:
 
     def fail(self, error_details: BaseException | str | None = None, error_code: str | None = None) -> None:
         """Mark the run Failed, recording the error (an exception or a message)."""
-        self._finish(RunStatus.FAILED, _error_dict(error_details, error_code))
+        self._finish(RunStatus.FAILED, error_dict(error_details, error_code))
 
     def cancel(self) -> None:
         """Cancel the run. A submitted run still Queued ends Canceled at once; a started one becomes
@@ -469,23 +440,17 @@ class Run:
             self._finish(RunStatus.CANCELED)
 
     def wait_for_completion(
-        self,
-        show_output: bool = False,
-        wait_post_processing: bool = False,
-        raise_on_error: bool = True,
-        timeout: float | None = None,
+        self, show_output: bool = False, raise_on_error: bool = True, timeout: float | None = None
     ) -> dict[str, Any]:
         """Wait until the run ends; with ``show_output`` stream its driver log. Raises RunFailedError when it
         failed or stopped responding (unless ``raise_on_error=False``). Returns :meth:`get_details`.
 
         A submitted run whose agent stopped writing heartbeats is marked NotResponding here, so this never
         waits forever on a run nobody supervises."""
-        from .logs import follow_log, run_has_ended
-
         deadline = None if timeout is None else time.monotonic() + timeout
         if show_output:
-            follow_log(self, deadline=deadline)
-        while not run_has_ended(self):
+            self._print_log(deadline)
+        while not self.has_ended():
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {self.id} still {self._record.status.value} after {timeout} s")
             time.sleep(0.2)
@@ -497,9 +462,22 @@ class Run:
             raise RunFailedError(f"run {self.id} {what}{hint}: {err}".rstrip(": "))
         return details
 
+    def _print_log(self, deadline: float | None) -> None:
+        """Print the driver log to stdout while the run runs, like Azure ML's ``show_output=True``."""
+        print(f"RunId: {self.id}")
+        print(f"Streaming {transfer.DRIVER_LOG}")
+        print("=" * 40, flush=True)
+        for text in transfer.iter_log(self._store, self.id, has_ended=self.has_ended, deadline=deadline):
+            print(text, end="", flush=True)
+        status = self.get_status()
+        print("\n" + "=" * 40)
+        print("Execution Summary")
+        print(f"RunId: {self.id}")
+        print(f"Status: {status.value}", flush=True)
+
     def get_details(self) -> dict[str, Any]:
         """Status, times, tags, properties, error and log files, with Azure ML's keys."""
-        r = self._refresh()
+        r = self.refresh()
         details: dict[str, Any] = {
             "runId": r.run_id,
             "experiment": r.experiment,
@@ -508,9 +486,9 @@ class Run:
             "runType": r.run_type,
             "target": r.target,
             "status": r.status.value,
-            "createdUtc": _iso(r.created),
-            "startTimeUtc": _iso(r.start_time),
-            "endTimeUtc": _iso(r.end_time),
+            "createdUtc": iso_time(r.created),
+            "startTimeUtc": iso_time(r.start_time),
+            "endTimeUtc": iso_time(r.end_time),
             "properties": dict(r.properties),
             "tags": dict(r.tags),
             "logFiles": {f.name: f.name for f in self._store.list_files(self.id, "system_logs/")},
@@ -520,11 +498,11 @@ class Run:
         return details
 
     # --- children -------------------------------------------------------------------------------
-    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> Run:
+    def child_run(self, name: str | None = None) -> Run:
         """Create a Running child run. As a context manager it ends Completed, or Failed (error recorded and
         the exception re-raised) when the block raises."""
         self._child_count += 1
-        return Run._create(
+        return Run.create(
             self.experiment, display_name=name or f"child_{self._child_count}", parent=self, run_type="child"
         )
 
@@ -535,7 +513,7 @@ class Run:
         while todo:
             parent = todo.pop(0)
             for record in self._store.list_runs(parent_id=parent):
-                out.append(Run(self.experiment, record.run_id, _record=record))
+                out.append(Run(self.experiment, record.run_id, record=record))
                 if recursive:
                     todo.append(record.run_id)
         return out
@@ -551,7 +529,7 @@ class Run:
         if exc is None:
             self.complete()
         elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            self._finish(RunStatus.CANCELED, _error_dict(exc, "Interrupted"))
+            self._finish(RunStatus.CANCELED, error_dict(exc, "Interrupted"))
         else:
             self.fail(exc)
 
@@ -567,74 +545,28 @@ class Run:
         self._store.set_tags(self.id, {k: None for k in keys})
 
     def get_tags(self) -> dict[str, str]:
-        return dict(self._refresh().tags)
+        return dict(self.refresh().tags)
 
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         """Add properties; a property cannot be changed once set (ConflictError)."""
         self._store.add_properties(self.id, {check_key(k, "property"): str(v) for k, v in properties.items()})
 
     def get_properties(self) -> dict[str, str]:
-        return dict(self._refresh().properties)
+        return dict(self.refresh().properties)
 
     # --- files ----------------------------------------------------------------------------------
     def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | Any) -> None:
         """Store a file with the run under ``name`` (a relative path like ``outputs/model.pkl``).
 
         ``path_or_stream`` is a path or a binary (or text) file object; large files travel in pieces."""
-        name = check_file_name(name)
-        if hasattr(path_or_stream, "read"):
-            self._upload_stream(name, path_or_stream)
-            return
-        p = Path(path_or_stream)
-        if not p.is_file():
-            raise ValidationError(f"cannot upload {p}: no such file")
-        with open(p, "rb") as f:
-            self._upload_stream(name, f)
-
-    def _upload_stream(self, name: str, f: Any) -> None:
-        data = f.read(FILE_PIECE_BYTES)
-        if isinstance(data, str):  # a text stream: the rest is text too
-            data = (data + f.read()).encode()
-            self._store.write_file(self.id, name, data)
-            return
-        offset = self._store.write_file(self.id, name, data).size
-        while piece := f.read(FILE_PIECE_BYTES):
-            offset = self._store.append_file(self.id, name, piece, offset).size
+        transfer.upload(self._store, self.id, name, path_or_stream)
 
     def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
         """Store every file under folder ``path`` as ``name/<relative path>``; returns the stored names."""
-        root = Path(path)
-        if not root.is_dir():
-            raise ValidationError(f"cannot upload {root}: no such folder")
-        prefix = check_file_name(name)
-        stored = []
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                target = f"{prefix}/{p.relative_to(root).as_posix()}"
-                self.upload_file(target, p)
-                stored.append(target)
-        return stored
+        return transfer.upload_folder(self._store, self.id, name, path)
 
     def get_file_names(self) -> list[str]:
         return [f.name for f in self._store.list_files(self.id)]
-
-    def _download_to(self, name: str, out: Path) -> Path:
-        """Copy run file ``name`` to ``out`` piece by piece; ``out`` appears whole or not at all."""
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-        try:
-            with open(tmp, "wb") as f:
-                offset = 0
-                while True:
-                    piece = self._store.read_file(self.id, name, offset, FILE_PIECE_BYTES)
-                    f.write(piece)
-                    offset += len(piece)
-                    if len(piece) < FILE_PIECE_BYTES:
-                        break
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return out
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
         """Copy a run file to ``output_file_path`` (a file or folder; default: its base name in cwd)."""
@@ -642,7 +574,7 @@ class Run:
         out = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if out.is_dir():
             out = out / Path(name).name
-        return self._download_to(name, out)
+        return transfer.download(self._store, self.id, name, out)
 
     def download_files(
         self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None
@@ -651,74 +583,6 @@ class Run:
         out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
         # names are checked again: a remote store must not be able to write outside out_dir
         return [
-            self._download_to(info.name, out_dir / check_file_name(info.name))
+            transfer.download(self._store, self.id, info.name, out_dir / check_file_name(info.name))
             for info in self._store.list_files(self.id, prefix or "")
         ]
-
-
-def metric_value(series: MetricSeries) -> Any:
-    """What ``get_metrics`` returns for one series (Azure's shapes)."""
-    values = series.values.tolist() if isinstance(series.values, np.ndarray) else list(series.values)
-    kind = series.kind
-    if kind in (MetricKind.ROW, MetricKind.TABLE):
-        columns: dict[str, list[Any]] = {}
-        for item in values:
-            if kind is MetricKind.ROW:
-                item = {k: [v] for k, v in item.items()}
-            for col, col_values in item.items():
-                columns.setdefault(col, []).extend(col_values)
-        return columns
-    if kind is MetricKind.LIST:
-        return values
-    return values[0] if len(values) == 1 else values
-
-
-def _error_dict(error: BaseException | str | None, code: str | None = None) -> dict[str, Any] | None:
-    if error is None:
-        return {"code": code or "UserError", "message": ""}
-    if isinstance(error, BaseException):
-        return {
-            "code": code or type(error).__name__,
-            "message": str(error) or type(error).__name__,
-            "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))[-8000:],
-        }
-    return {"code": code or "UserError", "message": str(error)}
-
-
-# --- runs owned by this process, finished at exit ---------------------------------------------------
-_owned_runs: dict[str, Run] = {}
-
-
-def _finish_owned_runs() -> None:
-    """Interactive runs left Running at interpreter exit are completed (Canceled after SIGTERM)."""
-    status = RunStatus.CANCELED if buffer_module.terminated_by_signal else RunStatus.COMPLETED
-    for run in list(_owned_runs.values()):
-        try:
-            run._finish(status)
-        except Exception:
-            pass
-
-
-on_exit(_finish_owned_runs)
-
-_offline: Run | None = None
-_offline_lock = threading.Lock()
-
-
-def _offline_run() -> Run:
-    global _offline
-    with _offline_lock:
-        if _offline is None:
-            from .experiment import Experiment
-            from .workspace import Workspace
-
-            folder = Path(tempfile.mkdtemp(prefix="expboard-offline-"))
-            ws = Workspace(tracking_uri=f"sqlite:///{folder / 'offline.db'}", artifact_root=folder / "artifacts")
-            _offline = Experiment(ws, "offline").start_logging(display_name="offline")
-
-            def _remove() -> None:  # what an offline run logged lives as long as its process
-                ws.close()
-                shutil.rmtree(folder, ignore_errors=True)
-
-            on_exit(_remove)
-        return _offline

@@ -1,31 +1,37 @@
 """The workspace: where run history lives, from ``.expboard/config.json`` plus environment overrides.
 
-Precedence: explicit argument > environment variable > config file > default.
+Precedence: explicit argument > environment variable > config file > default (see :mod:`.settings`).
+A workspace holds its configuration and its store; runs are found with ``Run.get(ws, id)`` and
+``Run.list(ws)``, experiments with ``Experiment.list(ws)``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from . import plugins, settings, state
 from .errors import ConfigError
 from .stores import Store, open_store
 
-if TYPE_CHECKING:
-    from .experiment import Experiment
-    from .run import Run
-
-__all__ = ["CONFIG_DIR", "CONFIG_FILE", "ENV_ARTIFACT_ROOT", "ENV_TOKEN", "ENV_TRACKING_URI", "Workspace"]
+__all__ = [
+    "CONFIG_DIR",
+    "CONFIG_FILE",
+    "ENV_ARTIFACT_ROOT",
+    "ENV_TOKEN",
+    "ENV_TRACKING_URI",
+    "ENV_WORKSPACE",
+    "Workspace",
+]
 
 CONFIG_DIR = ".expboard"
 CONFIG_FILE = "config.json"
-ENV_TRACKING_URI = "EXPBOARD_TRACKING_URI"
-ENV_ARTIFACT_ROOT = "EXPBOARD_ARTIFACT_ROOT"
-ENV_TOKEN = "EXPBOARD_TOKEN"
-ENV_WORKSPACE = "EXPBOARD_WORKSPACE"
+ENV_TRACKING_URI = settings.by_env("EXPBOARD_TRACKING_URI").env
+ENV_ARTIFACT_ROOT = settings.by_env("EXPBOARD_ARTIFACT_ROOT").env
+ENV_TOKEN = settings.by_env("EXPBOARD_TOKEN").env
+ENV_WORKSPACE = settings.by_env("EXPBOARD_WORKSPACE").env
 
 DEFAULT_CONFIG = {"tracking_uri": "sqlite:///expboard.db", "artifact_root": "artifacts"}
 
@@ -62,9 +68,9 @@ class Workspace:
         if path is not None:
             config_dir = Path(path).resolve() / CONFIG_DIR
             config = _read_config(config_dir / CONFIG_FILE, required=tracking_uri is None and store is None)
-        tracking_uri = tracking_uri or os.environ.get(ENV_TRACKING_URI) or config.get("tracking_uri")
-        artifact_root = artifact_root or os.environ.get(ENV_ARTIFACT_ROOT) or config.get("artifact_root")
-        self.token: str | None = token or os.environ.get(ENV_TOKEN) or config.get("token")
+        tracking_uri = settings.get("tracking_uri", tracking_uri or None, config)
+        artifact_root = settings.get("artifact_root", artifact_root or None, config)
+        self.token: str | None = settings.get("token", token or None, config)
         if store is None and not tracking_uri:
             raise ConfigError(f"no tracking URI: {_INIT_HINT}, or set {ENV_TRACKING_URI}")
         base = config_dir if config_dir is not None else Path.cwd()
@@ -111,44 +117,20 @@ class Workspace:
         for folder in (start, *start.parents):
             if (folder / CONFIG_DIR / CONFIG_FILE).is_file():
                 return cls(folder)
-        if os.environ.get(ENV_WORKSPACE):
-            return cls(os.environ[ENV_WORKSPACE])
-        if os.environ.get(ENV_TRACKING_URI):
+        folder = settings.get("workspace")
+        if folder:
+            return cls(folder)
+        if settings.get("tracking_uri"):
             return cls()
         raise ConfigError(f"no expboard workspace in {start} or any folder above it: {_INIT_HINT}")
 
     # --- access ---------------------------------------------------------------------------------
     @property
-    def experiments(self) -> dict[str, Experiment]:
-        from .experiment import Experiment
-
-        return {e.name: e for e in Experiment.list(self)}
-
-    def get_run(self, run_id: str) -> Run:
-        """The run with this id, in whatever experiment it is."""
-        from .experiment import Experiment
-        from .run import Run
-
-        record = self.store.get_run(run_id)
-        return Run(Experiment(self, record.experiment, _create=False), run_id, _record=record)
-
-    def iter_runs(self) -> Iterator[Run]:
-        """Every run of the workspace, newest first, child runs included."""
-        from .experiment import Experiment
-        from .run import Run
-
-        experiments: dict[str, Experiment] = {}
-        for record in self.store.list_runs():
-            exp = experiments.setdefault(record.experiment, Experiment(self, record.experiment, _create=False))
-            yield Run(exp, record.run_id, _record=record)
-
-    @property
     def compute_targets(self) -> Any:
-        """Named compute targets: ``local`` is built in; others are attached by name."""
+        """Named compute targets (a :class:`~expboard.compute.ComputeTargets`): ``local`` is built in;
+        others are attached by name."""
         if self._compute_targets is None:
-            from .compute.targets import ComputeTargets  # type: ignore[import-not-found]
-
-            self._compute_targets = ComputeTargets(self)
+            self._compute_targets = plugins.compute_targets(self)
         return self._compute_targets
 
     def env(self) -> dict[str, str]:
@@ -164,9 +146,7 @@ class Workspace:
 
     def close(self) -> None:
         """Write every pending point, stop the background writer and close the store."""
-        from .buffer import release
-
-        release(self.store)
+        state.release(self.store)
         self.store.close()
 
     def __enter__(self) -> Workspace:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the test modules import comput
 
 from compute_helpers import alive  # noqa: E402
 
-from expboard import Workspace
+from expboard import Run, Workspace
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def pids(ws: Workspace) -> Iterator[list[int]]:
     of them must be gone (they are killed if not, and the test fails)."""
     known: list[int] = []
     yield known
-    for run in ws.iter_runs():
+    for run in Run.list(ws, include_children=True):
         props = run.get_properties()
         for key in ("expboard.agent_pid", "expboard.script_pid"):
             if key in props:

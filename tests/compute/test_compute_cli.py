@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from compute_helpers import wait_until
 
-from expboard import RunStatus, Workspace
+from expboard import Run, RunStatus, Workspace
 from expboard.cli import main
 
 
 def _last_run(ws: Workspace) -> str:
-    return next(ws.iter_runs()).id
+    return next(Run.list(ws, include_children=True)).id
 
 
 def test_submit_wait_and_logs(
@@ -63,7 +63,7 @@ def test_submit_cancel_and_follow(
     monkeypatch.chdir(ws.path)
     assert main(["submit", "-e", "cli", "--source", str(src), "train.py", "--tag", "who=cli"]) == 0
     assert "runs logs" in capsys.readouterr().out
-    run = ws.get_run(_last_run(ws))
+    run = Run.get(ws, _last_run(ws))
     assert run.get_tags() == {"who": "cli"}
     wait_until(lambda: run.get_status() == RunStatus.RUNNING, what="Running")
     assert main(["runs", "cancel", run.id, "--wait"]) == 0

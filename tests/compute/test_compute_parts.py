@@ -24,9 +24,10 @@ from expboard.compute import (
     reap_unresponsive,
     register_target_type,
 )
-from expboard.compute.agent import SETTINGS, DirSync, agent_command
+from expboard.compute.agent import SETTINGS, agent_command
 from expboard.compute.snapshot import IgnoreRules, build_snapshot, extract_snapshot
 from expboard.errors import NotFoundError, ValidationError
+from expboard.transfer import FolderUpload
 
 
 def test_estimator_maps_script_params_to_arguments() -> None:
@@ -183,10 +184,10 @@ def test_cancel_while_queued_and_a_late_agent(ws: Workspace, project: Callable[.
 
 def test_reap_unresponsive_marks_only_stale_script_runs(ws: Workspace) -> None:
     exp = Experiment(ws, "reaper")
-    stale = Run._create(exp, run_type="script", status=RunStatus.RUNNING)
-    fresh = Run._create(exp, run_type="script", status=RunStatus.RUNNING)
-    interactive = Run._create(exp, run_type="interactive", status=RunStatus.RUNNING)
-    queued_unclaimed = Run._create(exp, run_type="script", status=RunStatus.QUEUED)  # no heartbeat promised
+    stale = Run.create(exp, run_type="script", status=RunStatus.RUNNING)
+    fresh = Run.create(exp, run_type="script", status=RunStatus.RUNNING)
+    interactive = Run.create(exp, run_type="interactive", status=RunStatus.RUNNING)
+    queued_unclaimed = Run.create(exp, run_type="script", status=RunStatus.QUEUED)  # no heartbeat promised
     old = time.time() - 100
     ws.store.update_run(stale.id, heartbeat=old)
     ws.store.update_run(interactive.id, heartbeat=old)
@@ -206,7 +207,7 @@ def test_dirsync_appends_and_rewrites(ws: Workspace, tmp_path: Path) -> None:
     run = Experiment(ws, "sync").start_logging()
     root = tmp_path / "logs"
     (root / "a").mkdir(parents=True)
-    sync = DirSync(ws.store, run.id, root, "logs")
+    sync = FolderUpload(ws.store, run.id, root, "logs")
     (root / "a/ev").write_bytes(b"123")
     (root / "empty").write_bytes(b"")
     assert sync.sync() == 3

@@ -42,7 +42,7 @@ def test_submit_returns_queued_at_once_and_completes(
     config = ScriptRunConfig(src, "train.py", ["--lr", 0.1], environment={"MY_SETTING": "seven"})
     run = Experiment(ws, "script-runs").submit(config, tags={"kind": "test"})
     assert run.get_status() in (RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING)
-    assert run._record.status == RunStatus.QUEUED  # the record returned by submit
+    assert run.record.status == RunStatus.QUEUED  # the record returned by submit
     details = run.wait_for_completion(timeout=60)
     assert details["status"] == "Completed"
     assert details["runType"] == "script" and details["target"] == "local"
@@ -240,6 +240,6 @@ def test_the_run_outlives_the_submitting_process(
     )
     proc = subprocess.run([sys.executable, str(submitter)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    run = ws.get_run(proc.stdout.strip())
+    run = Run.get(ws, proc.stdout.strip())
     assert run.wait_for_completion(timeout=60)["status"] == "Completed"
     assert read(run, "system_logs/driver.log") == b"still here\n"

@@ -16,9 +16,9 @@ from server_http import TOKEN, raw_request
 from expboard.errors import AuthError, NotFoundError, PayloadTooLargeError, ValidationError
 from expboard.records import MetricKind, RunRecord, RunStatus
 from expboard.server.process import ServerProcess
-from expboard.stores._chunks import WIRE_CONTENT_TYPE, encode_batch
 from expboard.stores.base import MetricChunk
 from expboard.stores.http import HttpStore
+from expboard.stores.wire import WIRE_CONTENT_TYPE, encode_batch
 
 
 def _make_run(store: HttpStore, experiment: str = "api") -> str:

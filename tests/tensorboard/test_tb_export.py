@@ -37,7 +37,7 @@ def test_seed_sweep_hparams_alpha_and_metric_mse(ws: Workspace, tmp_path: Path) 
     logdir = tmp_path / "exportedTBlogs"
     result = export_to_tensorboard(root_run, logdir, hparams=["alpha"])
     assert result.sessions == len(ALPHAS)
-    root_dir = logdir / run_folder_name(root_run._record)
+    root_dir = logdir / run_folder_name(root_run.record)
     assert result.run_dirs[root_run.id] == root_dir
     children = root_run.get_children()
     expected = ridge_mse()

@@ -128,7 +128,7 @@ class Live:
         self.offset += len(data)
 
     def folder(self, run: Run) -> str:
-        return run_folder_name(run._record)
+        return run_folder_name(run.record)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_logged_metrics_are_live(live: Live) -> None:
     # a child run started while TensorBoard runs appears nested in its parent's folder
     with live.metrics.child_run("fold1") as child:
         child.log("loss", 0.5)
-    child_run = f"{live.folder(live.metrics)}/{run_folder_name(child._record)}/run_history"
+    child_run = f"{live.folder(live.metrics)}/{run_folder_name(child.record)}/run_history"
     assert wait_for(lambda: [p[1:] for p in scalars(url, child_run, "loss")] == [(0, 0.5)])
     # points logged just before the run ends are shown by the poll after its end
     live.metrics.log("acc", 0.9, step=4)

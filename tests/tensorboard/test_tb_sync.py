@@ -1,4 +1,4 @@
-"""The live sync without TensorBoard: FileMirror and MetricSync, read back with TensorBoard's Python loader."""
+"""The live sync without TensorBoard: FolderDownload and MetricSync, read back with TensorBoard's Python loader."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from tbhelpers import accumulator, event_records, scalar_values
 import expboard.tensorboard as tb_package
 from expboard import Experiment, Workspace
 from expboard.tensorboard.export import export_to_tensorboard
-from expboard.tensorboard.sync import FileMirror, MetricSync
+from expboard.tensorboard.sync import MetricSync
+from expboard.transfer import FolderDownload
 
 
 def test_public_names() -> None:
@@ -29,7 +30,7 @@ def test_file_mirror_appends_and_recopies_replaced_files(ws: Workspace, tmp_path
     first = event_records("loss", [(0, 1.0)], header=True)
     ws.store.append_file(run.id, name, first, 0)
     ws.store.write_file(run.id, "logs/notes.txt", b"hello")
-    mirror = FileMirror(ws.store, run.id, tmp_path)
+    mirror = FolderDownload(ws.store, run.id, tmp_path)
     assert mirror.poll() == len(first) + 5
     local = tmp_path / "train" / "events.out.tfevents.1.host.run.0"
     assert local.read_bytes() == first and (tmp_path / "notes.txt").read_bytes() == b"hello"

@@ -19,18 +19,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import plugins
 from ..errors import ValidationError
+from ..experiment import Experiment
 from ..records import RunStatus
+from ..run import Run
 from .agent import DRIVER_LOG, RUNCONFIG_FILE, reap_unresponsive
 from .config import Estimator, ScriptRunConfig
 from .snapshot import SNAPSHOT_FILE, build_snapshot
 from .targets import ComputeTarget, ComputeTargets, LocalTarget, TargetStatus, register_target_type
-
-if TYPE_CHECKING:
-    from ..experiment import Experiment
-    from ..run import Run
 
 __all__ = [
     "DRIVER_LOG",
@@ -50,8 +49,6 @@ def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, A
     """Snapshot the source folder, create a Queued script run, hand it to the config's compute target and
     return the run at once. A snapshot over its size limit raises PayloadTooLargeError before any run exists.
     """
-    from ..run import Run
-
     if not isinstance(config, ScriptRunConfig):
         raise ValidationError(f"Experiment.submit takes a ScriptRunConfig or an Estimator, got {type(config).__name__}")
     ws = experiment.workspace
@@ -65,7 +62,7 @@ def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, A
     if not script.is_file():
         raise ValidationError(f"no script {config.script!r} in source_directory {str(source)!r}")
     snapshot = build_snapshot(source)
-    run = Run._create(
+    run = Run.create(
         experiment,
         display_name=Path(config.script).stem,
         run_type="script",
@@ -90,5 +87,8 @@ def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, A
     except BaseException as exc:
         run.fail(f"could not submit the run to compute target {target.name!r}: {exc}", "SubmitError")
         raise
-    run._refresh()
+    run.refresh()
     return run
+
+
+plugins.register_compute(submit, ComputeTargets)

@@ -27,14 +27,10 @@ What it does:
 - at the end uploads ``./outputs``, records the exit code and the tail of stderr in the run's error when
   the script failed, and removes the working copy.
 
-Settings (environment variables, read by the agent; the reaper reads the timeout in the process that calls it):
-
-    EXPBOARD_HEARTBEAT_S          5    seconds between the agent's heartbeats
-    EXPBOARD_HEARTBEAT_TIMEOUT_S  60   heartbeat age after which an active run is NotResponding (see ..liveness)
-    EXPBOARD_LOG_SYNC_S           1    seconds between uploads of ./logs and the driver log
-    EXPBOARD_CANCEL_GRACE_S       10   seconds between SIGTERM and SIGKILL on cancel
-    EXPBOARD_KEEP_WORKDIR         -    set to keep the working copy (for debugging)
-    EXPBOARD_SNAPSHOT_MAX_MB      300  snapshot size limit, checked by submit() (see .snapshot)
+Settings it reads (environment variable, setting name; defaults and units in the README's settings table):
+``EXPBOARD_HEARTBEAT_S`` (heartbeat_s), ``EXPBOARD_LOG_SYNC_S`` (log_sync_s), ``EXPBOARD_CANCEL_GRACE_S``
+(cancel_grace_s) and ``EXPBOARD_KEEP_WORKDIR`` (keep_workdir). The reaper reads ``EXPBOARD_HEARTBEAT_TIMEOUT_S``
+in the process that calls it; ``submit()`` checks ``EXPBOARD_SNAPSHOT_MAX_MB`` (see .snapshot).
 """
 
 from __future__ import annotations
@@ -50,14 +46,16 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, ExpboardError
-from ..liveness import ACTIVE_STATUSES, env_float, reap_unresponsive
+from .. import settings
+from ..errors import ExpboardError
+from ..liveness import ACTIVE_STATUSES, reap_unresponsive
 from ..records import TERMINAL_STATUSES, RunRecord, RunStatus
 from ..stores import Store
+from ..transfer import DRIVER_LOG, FolderUpload
+from ..workspace import Workspace
 from .snapshot import SNAPSHOT_FILE, extract_snapshot
 
 __all__ = [
@@ -66,126 +64,25 @@ __all__ = [
     "RUNCONFIG_FILE",
     "SETTINGS",
     "Agent",
-    "DirSync",
-    "Setting",
     "agent_command",
     "main",
     "reap_unresponsive",
-    "setting",
 ]
 
-DRIVER_LOG = "system_logs/driver.log"
 AGENT_LOG = "system_logs/agent.log"
 RUNCONFIG_FILE = "runconfig.json"
-ENV_AGENT_LOG = "EXPBOARD_AGENT_LOG"  # where a target sent the agent's own stdout/stderr (removed if empty)
+ENV_AGENT_LOG = settings.by_env("EXPBOARD_AGENT_LOG").env  # the agent's own stdout/stderr (removed if empty)
 
 _NOT_TERMINAL = [s for s in RunStatus if s not in TERMINAL_STATUSES]
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: float
-    help: str
-
-
-SETTINGS = (
-    Setting("EXPBOARD_HEARTBEAT_S", 5.0, "seconds between the agent's heartbeats"),
-    Setting("EXPBOARD_LOG_SYNC_S", 1.0, "seconds between uploads of ./logs and the driver log"),
-    Setting("EXPBOARD_CANCEL_GRACE_S", 10.0, "seconds between SIGTERM and SIGKILL when a run is canceled"),
-)
-_SETTINGS = {s.name: s for s in SETTINGS}
-
-
-def setting(name: str) -> float:
-    """A setting's value: the environment variable if set, else its default."""
-    return env_float(name, _SETTINGS[name].default)
+# The rows of the settings table the agent reads.
+SETTINGS = tuple(settings.by_env(e) for e in ("EXPBOARD_HEARTBEAT_S", "EXPBOARD_LOG_SYNC_S", "EXPBOARD_CANCEL_GRACE_S"))
 
 
 def agent_command(run_id: str, python: str | None = None) -> list[str]:
     """The command line that supervises ``run_id`` (every target runs this)."""
     return [python or sys.executable, "-m", "expboard.compute", run_id]
-
-
-class DirSync:
-    """Mirror a local folder into run files ``<prefix>/<relative path>``, uploading only what changed:
-    appended bytes with ``append_file``; a file replaced, truncated or rewritten in place as a whole."""
-
-    CHUNK = 8 * 1024 * 1024
-
-    def __init__(self, store: Store, run_id: str, root: Path, prefix: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.root = root
-        self.prefix = prefix.rstrip("/")
-        self._state: dict[str, tuple[int, int, int]] = {}  # rel -> (uploaded size, inode, mtime_ns)
-
-    def sync(self) -> int:
-        """Upload what changed since the last call; returns the number of bytes sent."""
-        if not self.root.is_dir():
-            return 0
-        sent = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for fn in filenames:
-                path = Path(dirpath) / fn
-                rel = path.relative_to(self.root).as_posix()
-                try:
-                    sent += self._sync_file(path, rel)
-                except FileNotFoundError:  # removed while we looked
-                    continue
-        return sent
-
-    def _sync_file(self, path: Path, rel: str) -> int:
-        st = path.stat()
-        size, ino, mtime = st.st_size, st.st_ino, st.st_mtime_ns
-        name = f"{self.prefix}/{rel}"
-        known = self._state.get(rel)
-        if known is not None and known == (size, ino, mtime):
-            return 0
-        if known is None or known[1] != ino or size < known[0] or (size == known[0] and mtime != known[2]):
-            if known is None:
-                return self._append(path, rel, name, 0, size, ino, mtime)
-            return self._rewrite(path, rel, name, ino, mtime)
-        return self._append(path, rel, name, known[0], size, ino, mtime)
-
-    def _append(self, path: Path, rel: str, name: str, offset: int, size: int, ino: int, mtime: int) -> int:
-        sent = 0
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while offset < size:
-                data = f.read(min(self.CHUNK, size - offset))
-                if not data:
-                    break
-                try:
-                    self.store.append_file(self.run_id, name, data, offset)
-                except ConflictError:  # the stored file is not what we sent before: start over
-                    return self._rewrite(path, rel, name, ino, mtime)
-                offset += len(data)
-                sent += len(data)
-                self._state[rel] = (offset, ino, mtime if offset == size else -1)
-        if offset == 0 and size == 0 and rel not in self._state:
-            self.store.write_file(self.run_id, name, b"")
-            self._state[rel] = (0, ino, mtime)
-        return sent
-
-    def _rewrite(self, path: Path, rel: str, name: str, ino: int, mtime: int) -> int:
-        data = path.read_bytes()
-        self.store.write_file(self.run_id, name, data)
-        self._state[rel] = (len(data), ino, mtime)
-        return len(data)
-
-    def upload_all(self) -> list[str]:
-        """Write every file once (for ``./outputs`` at the end); returns the stored names."""
-        names = []
-        if not self.root.is_dir():
-            return names
-        for path in sorted(self.root.rglob("*")):
-            if path.is_file():
-                name = f"{self.prefix}/{path.relative_to(self.root).as_posix()}"
-                self.store.write_file(self.run_id, name, path.read_bytes())
-                names.append(name)
-        return names
 
 
 class _Output:
@@ -252,9 +149,9 @@ class Agent:
         self.run_id = run_id
         self.workspace_env = workspace_env
         self.phase = RunStatus.STARTING
-        self.heartbeat_s = setting("EXPBOARD_HEARTBEAT_S")
-        self.sync_s = setting("EXPBOARD_LOG_SYNC_S")
-        self.grace_s = setting("EXPBOARD_CANCEL_GRACE_S")
+        self.heartbeat_s: float = settings.get("heartbeat_s")
+        self.sync_s: float = settings.get("log_sync_s")
+        self.grace_s: float = settings.get("cancel_grace_s")
         self.cancel = threading.Event()
         self.cancel_reason = "canceled by request"
         self._stop = threading.Event()
@@ -331,7 +228,7 @@ class Agent:
             beat.join(timeout=5)
             import shutil
 
-            if not os.environ.get("EXPBOARD_KEEP_WORKDIR"):
+            if not settings.get("keep_workdir"):
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _start_script(self, config: dict[str, Any]) -> None:
@@ -351,7 +248,7 @@ class Agent:
         env.pop(ENV_AGENT_LOG, None)
         env.update(config.get("environment") or {})
         env.update(self.workspace_env)
-        env["EXPBOARD_RUN_ID"] = self.run_id
+        env[settings.by_env("EXPBOARD_RUN_ID").env] = self.run_id
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
             argv,
@@ -390,7 +287,7 @@ class Agent:
     def _supervise(self, config: dict[str, Any]) -> RunStatus:
         assert self.proc is not None and self.workdir is not None
         readers = [self.output.reader(self.proc.stdout, False), self.output.reader(self.proc.stderr, True)]
-        logs = DirSync(self.store, self.run_id, self.workdir / "logs", "logs")
+        logs = FolderUpload(self.store, self.run_id, self.workdir / "logs", "logs")
         rec = self._update([RunStatus.STARTING], status=RunStatus.RUNNING, start_time=time.time())
         if rec.status == RunStatus.RUNNING:
             self.phase = RunStatus.RUNNING
@@ -425,7 +322,7 @@ class Agent:
         script = str(config["script"])
         try:
             self._sync(logs)
-            outputs = DirSync(self.store, self.run_id, self.workdir / "outputs", "outputs").upload_all()
+            outputs = FolderUpload(self.store, self.run_id, self.workdir / "outputs", "outputs").upload_all()
             if outputs:
                 self.note(f"uploaded {len(outputs)} files of ./outputs")
         except Exception as exc:
@@ -440,7 +337,7 @@ class Agent:
             return self._finish(RunStatus.FAILED, error)
         return self._finish(RunStatus.COMPLETED, None)
 
-    def _sync(self, logs: DirSync) -> None:
+    def _sync(self, logs: FolderUpload) -> None:
         try:
             self._flush_driver_log()
             logs.sync()
@@ -474,9 +371,7 @@ class Agent:
 
 
 def _open_store() -> tuple[Store, dict[str, str]]:
-    from ..workspace import ENV_WORKSPACE, Workspace
-
-    folder = os.environ.get(ENV_WORKSPACE)
+    folder = settings.get("workspace")
     ws = Workspace(folder) if folder and os.path.isdir(folder) else Workspace()
     return ws.store, ws.env()
 
@@ -511,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
         raise
     store.close()
-    own_log = os.environ.get(ENV_AGENT_LOG)
+    own_log = settings.get("agent_log")
     if own_log:
         try:
             if os.path.getsize(own_log) == 0:

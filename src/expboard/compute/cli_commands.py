@@ -16,12 +16,6 @@ from ..errors import ValidationError
 __all__ = ["register"]
 
 
-def _workspace(args: argparse.Namespace) -> Any:
-    from ..workspace import Workspace
-
-    return Workspace.from_config(getattr(args, "workspace", None))
-
-
 _SUBMIT_OPTIONS = {"--experiment": "experiment", "-e": "experiment", "--source": "source", "--target": "target"}
 
 
@@ -57,12 +51,13 @@ def _split_submit_args(args: argparse.Namespace) -> list[str]:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
+    from ..workspace import Workspace
     from .config import ScriptRunConfig
 
     args.args = _split_submit_args(args)
     if not args.experiment:
         raise ValidationError("expboard submit needs --experiment NAME")
-    ws = _workspace(args)
+    ws = Workspace.from_config()
     config = ScriptRunConfig(args.source, args.script, args.args, compute_target=args.target)
     tags = dict(t.split("=", 1) if "=" in t else (t, "") for t in args.tag or [])
     run = Experiment(ws, args.experiment).submit(config, tags=tags)
@@ -81,8 +76,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_cancel(args: argparse.Namespace) -> int:
-    ws = _workspace(args)
-    run = ws.get_run(args.run_id)
+    from ..run import Run
+    from ..workspace import Workspace
+
+    ws = Workspace.from_config()
+    run = Run.get(ws, args.run_id)
     before = run.get_status()
     if before.is_terminal:
         print(f"run {run.id} has already ended ({before.value})")
@@ -97,19 +95,23 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_logs(args: argparse.Namespace) -> int:
-    from ..logs import DRIVER_LOG, iter_log
+    from ..run import Run
+    from ..transfer import DRIVER_LOG, iter_log
+    from ..workspace import Workspace
 
-    ws = _workspace(args)
-    run = ws.get_run(args.run_id)
+    ws = Workspace.from_config()
+    run = Run.get(ws, args.run_id)
     name = args.file or DRIVER_LOG
-    for text in iter_log(run, follow=args.follow, name=name):
+    for text in iter_log(run.store, run.id, name, has_ended=run.has_ended if args.follow else None):
         sys.stdout.write(text)
         sys.stdout.flush()
     return 0
 
 
 def cmd_compute_list(args: argparse.Namespace) -> int:
-    ws = _workspace(args)
+    from ..workspace import Workspace
+
+    ws = Workspace.from_config()
     statuses = [t.get_status() for t in ws.compute_targets.list()]
     if args.json:
         print(json.dumps([s.serialize() for s in statuses], indent=2))

@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from ..errors import PayloadTooLargeError, ValidationError
 
 __all__ = [
@@ -35,8 +36,7 @@ __all__ = [
 ]
 
 SNAPSHOT_FILE = "snapshot.zip"
-ENV_SNAPSHOT_MAX_MB = "EXPBOARD_SNAPSHOT_MAX_MB"
-DEFAULT_SNAPSHOT_MAX_MB = 300.0
+ENV_SNAPSHOT_MAX_MB = settings.by_env("EXPBOARD_SNAPSHOT_MAX_MB").env
 ALWAYS_IGNORED = (".git/", ".expboard/", "__pycache__/", "/logs/", "/outputs/")
 
 
@@ -44,13 +44,7 @@ def snapshot_limit_bytes(max_bytes: int | None = None) -> int:
     """The size limit: the argument, else ``EXPBOARD_SNAPSHOT_MAX_MB``, else 300 MB."""
     if max_bytes is not None:
         return int(max_bytes)
-    raw = os.environ.get(ENV_SNAPSHOT_MAX_MB)
-    if raw:
-        try:
-            return int(float(raw) * 1024 * 1024)
-        except ValueError:
-            raise ValidationError(f"{ENV_SNAPSHOT_MAX_MB}={raw!r} is not a number of megabytes") from None
-    return int(DEFAULT_SNAPSHOT_MAX_MB * 1024 * 1024)
+    return int(settings.get("snapshot_max_mb") * 1024 * 1024)
 
 
 def _glob_to_regex(pattern: str) -> str:

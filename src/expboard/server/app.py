@@ -1,7 +1,7 @@
 """The tracking server's ASGI app: the whole :class:`~expboard.stores.base.Store` over a versioned REST API.
 
 Routes live under ``/api/v1``; the OpenAPI document is ``/api/v1/openapi.json`` (browsable at
-``/api/v1/docs``). Metric batches travel in the compact binary format of ``stores._chunks``
+``/api/v1/docs``). Metric batches travel in the compact binary format of ``stores.wire``
 (``application/x-expboard-metrics``); metric reads answer in it too, or as JSON with ``format=json``
 (non-finite floats as the strings ``"nan"``, ``"inf"``, ``"-inf"``). Every error is JSON,
 ``{"error": ClassName, "message": ...}``, with the HTTP status of its class, so the HTTP client raises the
@@ -27,8 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ExpboardError, ValidationError
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from ..stores._chunks import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from ..stores.base import UNSET, MetricChunk, Store
+from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from .auth import AuthMiddleware, SizeLimitMiddleware
 
 __all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
@@ -255,7 +255,7 @@ def create_app(
             "requestBody": {
                 "required": True,
                 "content": {WIRE_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-                "description": "A metric batch in the binary format of expboard.stores._chunks.encode_batch; "
+                "description": "A metric batch in the binary format of expboard.stores.wire.encode_batch; "
                 "a batch id seen before makes the request a no-op (safe retries).",
             }
         },

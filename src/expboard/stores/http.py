@@ -41,8 +41,8 @@ from urllib.parse import quote, urlencode, urlparse
 from ..errors import ConflictError, ExpboardError, StoreUnavailableError, ValidationError, error_class
 from ..names import check_metric_name
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from ._chunks import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 from .base import UNSET, MetricChunk, Store
+from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 

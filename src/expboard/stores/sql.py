@@ -6,7 +6,7 @@ one writer connection per process (``BEGIN IMMEDIATE``, busy timeout) so several
 one workspace at once; reads use per-thread connections.
 
 Metric points are stored as chunks: one row per metric per logged batch, its columns packed as arrays
-(see ``_chunks``), which is what makes a million points per second possible.
+(see :mod:`.wire`), which is what makes a million points per second possible.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import numpy as np
 from ..errors import ConflictError, NotFoundError, StoreUnavailableError, ValidationError
 from ..names import check_experiment_name, check_key, check_metric_name
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from ._chunks import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 from .base import UNSET, MetricChunk, Store
 from .files import LocalFiles
+from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 
 __all__ = ["MIGRATIONS", "SqlStore", "downsample", "sqlite_path_from_uri"]
 

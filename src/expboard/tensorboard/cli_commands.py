@@ -12,26 +12,26 @@ import argparse
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 __all__ = ["register"]
 
 
-def _workspace(args: argparse.Namespace) -> Any:
+def _selected_runs(run_ids: list[str], experiment: str | None) -> list[Run]:
+    from ..experiment import Experiment
+    from ..run import Run
     from ..workspace import Workspace
 
-    return Workspace.from_config(getattr(args, "workspace", None))
-
-
-def _selected_runs(ws: Any, run_ids: list[str], experiment: str | None) -> list[Any]:
-    from ..experiment import Experiment
-
-    runs = [ws.get_run(run_id) for run_id in run_ids]
+    ws = Workspace.from_config()
+    runs = [Run.get(ws, run_id) for run_id in run_ids]
     if experiment:
         ws.store.get_experiment(experiment)  # NotFoundError for a typo instead of an empty experiment
-        runs += list(Experiment(ws, experiment, _create=False).get_runs())
+        runs += list(Run.list(Experiment.get(ws, experiment)))
     return runs
 
 
@@ -40,8 +40,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if bool(args.run_id) == bool(args.experiment):
         raise ValidationError("give a RUN_ID or --experiment NAME (one of them)")
-    ws = _workspace(args)
-    runs = _selected_runs(ws, [args.run_id] if args.run_id else [], args.experiment)
+    runs = _selected_runs([args.run_id] if args.run_id else [], args.experiment)
     if not runs:
         print(f"experiment {args.experiment!r} has no runs; nothing exported")
         return 0
@@ -56,9 +55,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     from .launcher import Tensorboard
 
-    runs: list[Any] = []
+    runs: list[Run] = []
     if args.run_ids or args.experiment:
-        runs = _selected_runs(_workspace(args), args.run_ids, args.experiment)
+        runs = _selected_runs(args.run_ids, args.experiment)
         if not runs:
             raise ValidationError(f"experiment {args.experiment!r} has no runs")
     elif not args.logdir:

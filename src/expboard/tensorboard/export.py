@@ -39,12 +39,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import ValidationError
+from ..experiment import Experiment
 from ..records import MetricKind, MetricSeries, RunRecord, RunStatus
+from ..run import Run
 from ..tfevents import (
     EventFileWriter,
     HParam,
@@ -56,11 +58,7 @@ from ..tfevents import (
 )
 from ._convert import SeriesConverter
 
-if TYPE_CHECKING:
-    from ..experiment import Experiment
-    from ..run import Run
-
-__all__ = ["ExportResult", "export_to_tensorboard", "run_folder_name"]
+__all__ = ["ExportResult", "export_to_tensorboard", "run_folder_name", "runs_of"]
 
 HPARAMS_SUFFIX = ".expboard-hparams"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -88,21 +86,18 @@ def run_folder_name(record: RunRecord) -> str:
     return f"{name}_{short_id(record.run_id)}"
 
 
-def _runs_of(run_data: Any) -> list[Run]:
-    from ..experiment import Experiment
-    from ..run import Run
-
+def runs_of(run_data: Any, caller: str = "export_to_tensorboard") -> list[Run]:
+    """The runs meant by ``run_data``: a Run, a list of runs or an Experiment (its runs)."""
     if isinstance(run_data, Run):
         return [run_data]
     if isinstance(run_data, Experiment):
         return list(run_data.get_runs())
     if isinstance(run_data, Iterable) and not isinstance(run_data, (str, bytes)):
         runs = list(run_data)
-        bad = [r for r in runs if not isinstance(r, Run)]
-        if not bad:
+        if all(isinstance(r, Run) for r in runs):
             return runs
     raise ValidationError(
-        f"export_to_tensorboard takes a Run, a list of runs or an Experiment, got {type(run_data).__name__}"
+        f"{caller} takes a Run, a list of runs or an Experiment, got {type(run_data).__name__}; e.g. {caller}([run])"
     )
 
 
@@ -234,7 +229,7 @@ def export_to_tensorboard(
         hparams = [h for h in hparams.split(",") if h]
     root = Path(logdir)
     root.mkdir(parents=True, exist_ok=True)
-    top = _runs_of(run_data)
+    top = runs_of(run_data)
 
     # plan: folders, series and sessions for every run (metrics are read once, here)
     planned: list[_Planned] = []
@@ -242,11 +237,11 @@ def export_to_tensorboard(
     has_children = False
     while todo:
         run, parent_dir, depth = todo.pop(0)
-        record = run._refresh()
+        record = run.refresh()
         folder = _prepare_folder(parent_dir, record)
         planned.append(_Planned(run, record, folder, run.get_metric_series(), session=depth > 0))
         if recursive:
-            children = sorted(run.get_children(), key=lambda r: (r._record.created, r.id))
+            children = sorted(run.get_children(), key=lambda r: (r.record.created, r.id))
             has_children = has_children or bool(children)
             todo.extend((c, folder, depth + 1) for c in children)
     if not has_children and len(top) > 1:
@@ -289,7 +284,7 @@ def export_to_tensorboard(
             hp = session_hparams.get(p.record.run_id)
             if not p.series and hp is None:
                 continue
-            store, run_id = p.run._store, p.run.id
+            store, run_id = p.run.store, p.run.id
             with EventFileWriter(p.folder, flush_secs=0) as writer:
                 conv = SeriesConverter(writer, lambda name, s=store, r=run_id: s.read_file(r, name), sort_steps=True)
                 if hp is not None:

@@ -31,9 +31,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ExpboardError, ValidationError
+from .export import runs_of
 from .sync import LiveSync
 
 if TYPE_CHECKING:
@@ -67,22 +68,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _runs_of(runs: Any) -> list[Run]:
-    from ..experiment import Experiment
-    from ..run import Run
-
-    if runs is None:
-        return []
-    if isinstance(runs, Run):
-        return [runs]
-    if isinstance(runs, Experiment):
-        return list(runs.get_runs())
-    items = list(runs)
-    if any(not isinstance(r, Run) for r in items):
-        raise ValidationError("Tensorboard takes a list of runs (or an Experiment), e.g. Tensorboard([run])")
-    return items
-
-
 class Tensorboard:
     """A TensorBoard over runs' ``logs/`` files and metrics, kept live while the runs are active.
 
@@ -106,7 +91,7 @@ class Tensorboard:
     ) -> None:
         if not 0 <= int(port) <= 0xFFFF:
             raise ValidationError(f"port must be between 0 and 65535, got {port}")
-        self.runs = _runs_of(runs)
+        self.runs = runs_of(runs, "Tensorboard") if runs is not None else []
         self.requested_local_root = Path(local_root) if local_root is not None else None
         self.requested_port = int(port)
         self.load_fast = load_fast
@@ -220,7 +205,7 @@ class Tensorboard:
         if not self.runs:
             return
         assert self.local_root is not None
-        store = self.runs[0]._store
+        store = self.runs[0].store
         self.sync = LiveSync(store, [r.id for r in self.runs], self.local_root, interval=self.poll_interval)
         self.sync.sync_once()  # the data is there before TensorBoard's first load
         self.sync.start()

@@ -2,10 +2,11 @@
 
 For each run (and each of its child runs, found as they appear) in ``local_root/<run folder>/``:
 
-- :class:`FileMirror` copies the run's ``logs/`` files (what a submitted script writes under ``./logs``), only
-  the bytes appended since the last poll. A file that was replaced or truncated (smaller than what was
-  copied, or its first bytes changed) is copied again from the start, under a new local name
-  (``<name>.r<N>``) so that TensorBoard, which keeps files open and reads on from its offset, sees a new file.
+- :class:`~expboard.transfer.FolderDownload` copies the run's ``logs/`` files (what a submitted script
+  writes under ``./logs``), only the bytes appended since the last poll. A file that was replaced or
+  truncated (smaller than what was copied, or its first bytes changed) is copied again from the start, under
+  a new local name (``<name>.r<N>``) so that TensorBoard, which keeps files open and reads on from its
+  offset, sees a new file.
 - :class:`MetricSync` writes the metrics logged with ``run.log`` & co. as event files in
   ``<run folder>/run_history/`` (its own folder: never two writers in one TensorBoard run), only the points
   that are new since the last poll.
@@ -23,11 +24,9 @@ missed live; TensorBoard's Rust loader would drop the later points for them anyw
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,110 +34,15 @@ import numpy as np
 from ..records import RunRecord, RunStatus
 from ..stores.base import Store
 from ..tfevents import EventFileWriter
+from ..transfer import FolderDownload
 from ._convert import SeriesConverter
 from .export import run_folder_name
 
-__all__ = ["FileMirror", "LiveSync", "MetricSync", "RunSync"]
+__all__ = ["LiveSync", "MetricSync", "RunSync"]
 
 logger = logging.getLogger(__name__)
 
-LOGS_PREFIX = "logs/"
 RUN_HISTORY_DIR = "run_history"
-_HEAD = 512  # bytes of each file's start kept as a hash, to notice a replaced file
-_CHUNK = 8 << 20
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
-@dataclass
-class _FileState:
-    local: Path
-    base: str = ""  # the local name before any re-copy
-    generation: int = 0
-    offset: int = 0  # bytes copied
-    head: bytes = b""  # first min(offset, _HEAD) bytes as copied
-    size: int = -1  # size and modified time at the last complete copy
-    modified: float = -1.0
-
-
-class FileMirror:
-    """Mirrors a run's ``logs/`` files into ``dest`` (relative paths kept), appending only new bytes."""
-
-    def __init__(self, store: Store, run_id: str, dest: Path, prefix: str = LOGS_PREFIX) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.dest = dest
-        self.prefix = prefix
-        self.files: dict[str, _FileState] = {}
-        self.bytes_copied = 0
-        self.recopies = 0
-
-    def _local_path(self, name: str) -> Path | None:
-        rel = name[len(self.prefix) :]
-        parts = [p for p in rel.split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
-            return None
-        return self.dest.joinpath(*parts)
-
-    def poll(self) -> int:
-        """Copy what is new; returns the number of bytes copied."""
-        infos = self.store.list_files(self.run_id, self.prefix)
-        copied = 0
-        seen = set()
-        for info in infos:
-            seen.add(info.name)
-            state = self.files.get(info.name)
-            if state is None:
-                local = self._local_path(info.name)
-                if local is None:
-                    continue
-                state = self.files[info.name] = _FileState(local, local.name)
-                if local.exists():  # left over from an earlier mirror into the same folder
-                    local.unlink()
-            elif info.size == state.size and info.modified == state.modified:
-                continue
-            elif self._replaced(info.name, info.size, state):
-                self._restart(state)
-            copied += self._copy(info.name, info.size, info.modified, state)
-        for name in [n for n in self.files if n not in seen]:  # deleted in the store
-            self.files.pop(name).local.unlink(missing_ok=True)
-        self.bytes_copied += copied
-        return copied
-
-    def _replaced(self, name: str, size: int, state: _FileState) -> bool:
-        if size < state.offset:
-            return True
-        if not state.head:
-            return False
-        head = self.store.read_file(self.run_id, name, 0, len(state.head))
-        return _digest(head) != _digest(state.head)
-
-    def _restart(self, state: _FileState) -> None:
-        state.local.unlink(missing_ok=True)
-        if "tfevents" in state.local.name:
-            state.generation += 1
-            state.local = state.local.with_name(f"{state.base}.r{state.generation}")
-        state.offset, state.head, state.size, state.modified = 0, b"", -1, -1.0
-        self.recopies += 1
-
-    def _copy(self, name: str, size: int, modified: float, state: _FileState) -> int:
-        copied = 0
-        state.local.parent.mkdir(parents=True, exist_ok=True)
-        with open(state.local, "ab") as out:
-            while state.offset < size:
-                chunk = self.store.read_file(self.run_id, name, state.offset, min(_CHUNK, size - state.offset))
-                if not chunk:
-                    break
-                out.write(chunk)
-                if len(state.head) < _HEAD:
-                    state.head += chunk[: _HEAD - len(state.head)]
-                state.offset += len(chunk)
-                copied += len(chunk)
-        if state.offset >= size:
-            state.size, state.modified = size, modified
-        return copied
 
 
 class MetricSync:
@@ -205,7 +109,7 @@ class RunSync:
         self.store = store
         self.record = record
         self.folder = folder
-        self.files = FileMirror(store, record.run_id, folder)
+        self.files = FolderDownload(store, record.run_id, folder)
         self.metrics = MetricSync(store, record.run_id, folder / RUN_HISTORY_DIR)
         self.done = False
 

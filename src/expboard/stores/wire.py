@@ -21,6 +21,7 @@ __all__ = [
     "decode_values",
     "encode_batch",
     "encode_values",
+    "json_default",
     "pack_f8",
     "pack_i8",
     "unpack_f8",
@@ -46,12 +47,14 @@ def unpack_f8(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8").astype(np.float64)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default`` for metric values: numpy scalars and arrays (and torch-like tensors)
+    become plain numbers and lists; anything else is a TypeError."""
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, np.ndarray) or hasattr(obj, "tolist"):
         return obj.tolist()
-    raise TypeError(f"cannot store a value of type {type(obj).__name__}")
+    raise TypeError(f"values of type {type(obj).__name__} cannot be stored")
 
 
 def encode_values(values: Sequence[Any] | np.ndarray) -> tuple[str, bytes]:
@@ -72,7 +75,7 @@ def encode_values(values: Sequence[Any] | np.ndarray) -> tuple[str, bytes]:
         return "i8", np.array(values, dtype="<i8").tobytes()
     if types == {bool}:
         return "b1", np.array(values, dtype=np.uint8).tobytes()
-    return "json", json.dumps(list(values), default=_json_default, allow_nan=True).encode()
+    return "json", json.dumps(list(values), default=json_default, allow_nan=True).encode()
 
 
 def decode_values(dtype: str, blob: bytes) -> np.ndarray | list[Any]:

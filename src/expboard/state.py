@@ -1,0 +1,125 @@
+"""What one process holds for all its runs: the one metric buffer of each store, the hooks that run at
+interpreter exit (and on SIGTERM), and the interactive runs it started, finished at exit if left running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from . import settings
+from .buffer import MetricBuffer
+from .records import RunStatus
+from .stores import Store
+
+__all__ = [
+    "buffer_for",
+    "disown",
+    "flush_all",
+    "on_exit",
+    "own",
+    "release",
+    "terminated_by_signal",
+]
+
+_buffers: dict[int, MetricBuffer] = {}  # by id(store); the buffer holds its store, so the id stays taken
+_registry_lock = threading.Lock()
+_exit_hooks: list[Callable[[], None]] = []
+_owned: dict[str, Callable[[RunStatus], None]] = {}
+_handlers_installed = False
+_terminated = False
+
+
+def buffer_for(store: Store) -> MetricBuffer:
+    """The one buffer of a store in this process."""
+    with _registry_lock:
+        buf = _buffers.get(id(store))
+        if buf is None or buf.store is not store:
+            buf = _buffers[id(store)] = MetricBuffer(store, heartbeat_s=settings.get("heartbeat_s"))
+            _install_exit_handlers()
+        return buf
+
+
+def release(store: Store) -> None:
+    """Write what is pending for ``store``, stop its thread and forget its buffer (before closing the store)."""
+    with _registry_lock:
+        buf = _buffers.pop(id(store), None)
+    if buf is not None and buf.store is store:
+        buf.close()
+
+
+def flush_all() -> None:
+    """Write every pending point of every store in this process."""
+    errors = []
+    for buf in list(_buffers.values()):
+        try:
+            buf.flush()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def on_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook()`` at interpreter exit, after metrics are written and owned runs finished."""
+    _exit_hooks.append(hook)
+
+
+def own(run_id: str, finish: Callable[[RunStatus], None]) -> None:
+    """A run this process started: ``finish(status)`` ends it at exit if it is still running then."""
+    _owned[run_id] = finish
+
+
+def disown(run_id: str) -> None:
+    _owned.pop(run_id, None)
+
+
+def terminated_by_signal() -> bool:
+    """Whether this process is exiting because of SIGTERM."""
+    return _terminated
+
+
+def _at_exit() -> None:
+    for buf in list(_buffers.values()):
+        try:
+            buf.close()
+        except Exception as exc:
+            print(f"expboard: could not write logged metrics at exit: {exc}", file=sys.stderr)
+    # Interactive runs left Running at interpreter exit are completed (Canceled after SIGTERM).
+    status = RunStatus.CANCELED if _terminated else RunStatus.COMPLETED
+    for finish in list(_owned.values()):
+        try:
+            finish(status)
+        except Exception:
+            pass
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception as exc:
+            print(f"expboard: {exc}", file=sys.stderr)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    _terminated = True
+    # Unwind the main thread like an exit: `with` blocks close, atexit flushes every buffer.
+    raise SystemExit(128 + signum)
+
+
+def _install_exit_handlers() -> None:
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread() and os.name == "posix":
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main interpreter
+            pass
