@@ -16,7 +16,7 @@ from .workspace import Workspace
 
 __all__ = ["ENV_RUN_ID", "offline_run", "submitted_run_id"]
 
-ENV_RUN_ID = settings.by_env("EXPBOARD_RUN_ID").env
+ENV_RUN_ID = settings.env("run_id")
 
 R = TypeVar("R")
 

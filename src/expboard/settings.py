@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["SETTINGS", "Setting", "by_env", "get", "markdown_table"]
+__all__ = ["SETTINGS", "Setting", "by_env", "by_name", "env", "get", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,16 @@ def get(name: str, value: Any = None, config: Mapping[str, Any] | None = None) -
     if config is not None and config.get(name) is not None:
         return _convert(setting, config[name], f"{name} in config.json")
     return setting.default
+
+
+def env(name: str) -> str:
+    """The environment variable of setting ``name`` (for handing a value to a child process)."""
+    return _BY_NAME[name].env
+
+
+def by_name(name: str) -> Setting:
+    """The row of setting ``name``."""
+    return _BY_NAME[name]
 
 
 def by_env(env: str) -> Setting:

@@ -28,10 +28,10 @@ __all__ = [
 
 CONFIG_DIR = ".expboard"
 CONFIG_FILE = "config.json"
-ENV_TRACKING_URI = settings.by_env("EXPBOARD_TRACKING_URI").env
-ENV_ARTIFACT_ROOT = settings.by_env("EXPBOARD_ARTIFACT_ROOT").env
-ENV_TOKEN = settings.by_env("EXPBOARD_TOKEN").env
-ENV_WORKSPACE = settings.by_env("EXPBOARD_WORKSPACE").env
+ENV_TRACKING_URI = settings.env("tracking_uri")
+ENV_ARTIFACT_ROOT = settings.env("artifact_root")
+ENV_TOKEN = settings.env("token")
+ENV_WORKSPACE = settings.env("workspace")
 
 DEFAULT_CONFIG = {"tracking_uri": "sqlite:///expboard.db", "artifact_root": "artifacts"}
 

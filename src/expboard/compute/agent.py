@@ -71,13 +71,13 @@ __all__ = [
 
 AGENT_LOG = "system_logs/agent.log"
 RUNCONFIG_FILE = "runconfig.json"
-ENV_AGENT_LOG = settings.by_env("EXPBOARD_AGENT_LOG").env  # the agent's own stdout/stderr (removed if empty)
+ENV_AGENT_LOG = settings.env("agent_log")  # the agent's own stdout/stderr (removed if empty)
 
 _NOT_TERMINAL = [s for s in RunStatus if s not in TERMINAL_STATUSES]
 
 
 # The rows of the settings table the agent reads.
-SETTINGS = tuple(settings.by_env(e) for e in ("EXPBOARD_HEARTBEAT_S", "EXPBOARD_LOG_SYNC_S", "EXPBOARD_CANCEL_GRACE_S"))
+SETTINGS = tuple(settings.by_name(n) for n in ("heartbeat_s", "log_sync_s", "cancel_grace_s", "keep_workdir"))
 
 
 def agent_command(run_id: str, python: str | None = None) -> list[str]:
@@ -248,7 +248,7 @@ class Agent:
         env.pop(ENV_AGENT_LOG, None)
         env.update(config.get("environment") or {})
         env.update(self.workspace_env)
-        env[settings.by_env("EXPBOARD_RUN_ID").env] = self.run_id
+        env[settings.env("run_id")] = self.run_id
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
             argv,

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 SNAPSHOT_FILE = "snapshot.zip"
-ENV_SNAPSHOT_MAX_MB = settings.by_env("EXPBOARD_SNAPSHOT_MAX_MB").env
+ENV_SNAPSHOT_MAX_MB = settings.env("snapshot_max_mb")
 ALWAYS_IGNORED = (".git/", ".expboard/", "__pycache__/", "/logs/", "/outputs/")
 
 

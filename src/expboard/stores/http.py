@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
+from .. import settings
 from ..errors import ConflictError, ExpboardError, StoreUnavailableError, ValidationError, error_class
 from ..names import check_metric_name
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
@@ -46,8 +47,7 @@ from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
 
-TOKEN_ENV = "EXPBOARD_TOKEN"
-SPOOL_ENV = "EXPBOARD_SPOOL_DIR"
+TOKEN_ENV = settings.env("token")
 API = "/api/v1"
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _MAX_IDLE = 16
@@ -69,8 +69,9 @@ class _Response:
 
 
 def _default_spool_root() -> Path:
-    if os.environ.get(SPOOL_ENV):
-        return Path(os.environ[SPOOL_ENV])
+    folder = settings.get("spool_dir")
+    if folder:
+        return Path(folder)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "expboard" / "spool"
 
@@ -118,7 +119,7 @@ class HttpStore(Store):
         self.url = url.rstrip("/")
         self._scheme, self._host, self._port = parsed.scheme, parsed.hostname, parsed.port
         self._base_path = parsed.path.rstrip("/")
-        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        token = token if token is not None else settings.get("token")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
         self.retry_for = retry_for
