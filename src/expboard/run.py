@@ -7,6 +7,7 @@ hooks) lives in :mod:`.state`, and where ``Run.get_context()`` finds its run in 
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import secrets
@@ -368,7 +369,7 @@ class Run:
     def _metrics_dict(self, name: str | None) -> dict[str, Any]:
         return {s.name: metric_value(s) for s in self._store.get_metrics(self.id, name=name)}
 
-    def get_metric_series(self, name: str | None = None) -> list[MetricSeries]:
+    def get_metric_series(self, name: str | None = None) -> builtins.list[MetricSeries]:
         """The raw series (steps, wall times, values, kind) as stored."""
         self.flush()
         return self._store.get_metrics(self.id, name=name)
@@ -506,9 +507,9 @@ class Run:
             self.experiment, display_name=name or f"child_{self._child_count}", parent=self, run_type="child"
         )
 
-    def get_children(self, recursive: bool = False) -> list[Run]:
+    def get_children(self, recursive: bool = False) -> builtins.list[Run]:
         """Child runs, newest first; with ``recursive``, every descendant."""
-        out: list[Run] = []
+        out: builtins.list[Run] = []
         todo = [self.id]
         while todo:
             parent = todo.pop(0)
@@ -561,11 +562,11 @@ class Run:
         ``path_or_stream`` is a path or a binary (or text) file object; large files travel in pieces."""
         transfer.upload(self._store, self.id, name, path_or_stream)
 
-    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
+    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> builtins.list[str]:
         """Store every file under folder ``path`` as ``name/<relative path>``; returns the stored names."""
         return transfer.upload_folder(self._store, self.id, name, path)
 
-    def get_file_names(self) -> list[str]:
+    def get_file_names(self) -> builtins.list[str]:
         return [f.name for f in self._store.list_files(self.id)]
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
@@ -578,7 +579,7 @@ class Run:
 
     def download_files(
         self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:
         """Copy every run file (under ``prefix``) into ``output_directory``, keeping relative paths."""
         out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
         # names are checked again: a remote store must not be able to write outside out_dir

@@ -44,7 +44,7 @@ _HEAD = 512  # bytes of each file's start kept as a hash, to notice a replaced f
 def upload(store: Store, run_id: str, name: str, source: str | os.PathLike[str] | IO[Any]) -> None:
     """Store a file (a path, or a binary or text file object) as run file ``name``, piece by piece."""
     name = check_file_name(name)
-    if hasattr(source, "read"):
+    if not isinstance(source, (str, os.PathLike)):
         _upload_stream(store, run_id, name, source)
         return
     p = Path(source)
@@ -199,7 +199,7 @@ class FolderUpload:
 
     def upload_all(self) -> list[str]:
         """Write every file once (for ``./outputs`` at the end); returns the stored names."""
-        names = []
+        names: list[str] = []
         if not self.root.is_dir():
             return names
         for path in sorted(self.root.rglob("*")):

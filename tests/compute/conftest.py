@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the test modules import compute_helpers
 
-from compute_helpers import alive  # noqa: E402
+from compute_helpers import alive
 
 from expboard import Run, Workspace
 

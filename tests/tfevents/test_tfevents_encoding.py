@@ -300,7 +300,7 @@ def pb_hparams_value(tag: str, plugin_data: plugin_data_pb2.HParamsPluginData) -
     return v.SerializeToString()
 
 
-def set_pb_value(target, v) -> None:  # noqa: ANN001
+def set_pb_value(target, v) -> None:
     if isinstance(v, bool):
         target.bool_value = v
     elif isinstance(v, int | float):

@@ -111,7 +111,7 @@ def _compare_with_peer(run: Path, n: int) -> None:
     assert len(imgs) == 1 and (imgs[0].height, imgs[0].width) == (4, 5)
 
 
-def _peer_write(cls, run: Path, n: int) -> None:  # noqa: ANN001
+def _peer_write(cls, run: Path, n: int) -> None:
     w = cls(str(run))
     for i in range(n):
         w.add_scalar("loss", i * 0.1, i)

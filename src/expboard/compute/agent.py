@@ -258,7 +258,7 @@ class Agent:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: cancel reaches its children too
-            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
         )
         self.note(f"started {' '.join(argv)} (pid {self.proc.pid})")
         try:

@@ -95,7 +95,7 @@ class ComputeTarget(ABC):
 
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any]) -> ComputeTarget:
-        return cls(name, **config)  # type: ignore[call-arg]
+        return cls(name, **config)
 
     def wait_for_completion(self, show_output: bool = False, **kwargs: Any) -> None:  # noqa: B027
         """Azure ML compute targets provision nodes here; targets that are always ready return at once."""

@@ -24,13 +24,9 @@ def open_store(
             raise ValidationError(f"a {scheme} tracking URI needs an artifact root folder for run files")
         return SqlStore(tracking_uri, artifact_root)
     if scheme in ("http", "https"):
-        try:
-            from .http import HttpStore  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ValidationError(
-                f"tracking URI {tracking_uri!r} needs the HTTP client store, which is not available yet"
-            ) from exc
-        return HttpStore(tracking_uri, token=token)  # type: ignore[no-any-return]
+        from .http import HttpStore
+
+        return HttpStore(tracking_uri, token=token)
     raise ValidationError(
         f"unsupported tracking URI {tracking_uri!r}: use sqlite:///path/expboard.db, postgresql://... "
         "or http(s)://host:port of an expboard server"

@@ -526,7 +526,8 @@ class SqlStore(Store):
     ) -> list[MetricSeries]:
         if max_points is not None and max_points < 1:
             raise ValidationError(f"max_points must be at least 1 (got {max_points})")
-        where, params = ["run_id = ?"], [run_id]
+        where: list[str] = ["run_id = ?"]
+        params: list[str | int] = [run_id]
         if name is not None:
             where.append("name = ?")
             params.append(name)

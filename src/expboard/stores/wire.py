@@ -39,11 +39,11 @@ def pack_f8(values: Any) -> bytes:
     return np.asarray(values, dtype="<f8").tobytes()
 
 
-def unpack_i8(blob: bytes) -> np.ndarray:
+def unpack_i8(blob: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(blob, dtype="<i8").astype(np.int64)
 
 
-def unpack_f8(blob: bytes) -> np.ndarray:
+def unpack_f8(blob: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8").astype(np.float64)
 
 
@@ -86,7 +86,8 @@ def decode_values(dtype: str, blob: bytes) -> np.ndarray | list[Any]:
     if dtype == "b1":
         return np.frombuffer(blob, dtype=np.uint8).astype(bool)
     if dtype == "json":
-        return json.loads(blob)
+        values: list[Any] = json.loads(blob)
+        return values
     raise ValueError(f"unknown value encoding {dtype!r}")
 
 
@@ -94,8 +95,9 @@ def concat_values(parts: list[np.ndarray | list[Any]]) -> np.ndarray | list[Any]
     """Join the value columns of several chunks, keeping an array when every part is one of one dtype."""
     if not parts:
         return np.zeros(0, dtype=np.float64)
-    if all(isinstance(p, np.ndarray) for p in parts) and len({p.dtype for p in parts}) == 1:  # type: ignore[union-attr]
-        return np.concatenate(parts)  # type: ignore[arg-type]
+    arrays = [p for p in parts if isinstance(p, np.ndarray)]
+    if len(arrays) == len(parts) and len({a.dtype for a in arrays}) == 1:
+        return np.concatenate(arrays)
     out: list[Any] = []
     for p in parts:
         out.extend(p.tolist() if isinstance(p, np.ndarray) else p)

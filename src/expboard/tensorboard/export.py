@@ -32,6 +32,7 @@ runs (also in a folder whose display-name part has changed since), so nothing is
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -47,6 +48,7 @@ from ..errors import ValidationError
 from ..experiment import Experiment
 from ..records import MetricKind, MetricSeries, RunRecord, RunStatus
 from ..run import Run
+from ..stores import Store
 from ..tfevents import (
     EventFileWriter,
     HParam,
@@ -99,6 +101,10 @@ def runs_of(run_data: Any, caller: str = "export_to_tensorboard") -> list[Run]:
     raise ValidationError(
         f"{caller} takes a Run, a list of runs or an Experiment, got {type(run_data).__name__}; e.g. {caller}([run])"
     )
+
+
+def _read_file(store: Store, run_id: str, name: str) -> bytes:
+    return store.read_file(run_id, name)
 
 
 def _is_event_file(name: str) -> bool:
@@ -281,21 +287,21 @@ def export_to_tensorboard(
     try:
         for p in planned:
             run_dirs[p.record.run_id] = p.folder
-            hp = session_hparams.get(p.record.run_id)
-            if not p.series and hp is None:
+            session_hp = session_hparams.get(p.record.run_id)
+            if not p.series and session_hp is None:
                 continue
             store, run_id = p.run.store, p.run.id
             with EventFileWriter(p.folder, flush_secs=0) as writer:
-                conv = SeriesConverter(writer, lambda name, s=store, r=run_id: s.read_file(r, name), sort_steps=True)
-                if hp is not None:
+                conv = SeriesConverter(writer, functools.partial(_read_file, store, run_id), sort_steps=True)
+                if session_hp is not None:
                     start = p.record.start_time or p.record.created
-                    writer.add_summary_value(hparams_session_start(hp, start_time=start), 0, start)
+                    writer.add_summary_value(hparams_session_start(session_hp, start_time=start), 0, start)
                 for s in p.series:
                     n = conv.write(s)
                     written += n
                     if bar is not None:
                         bar.update(n)
-                if hp is not None and p.record.status.is_terminal:
+                if session_hp is not None and p.record.status.is_terminal:
                     end = p.record.end_time or time.time()
                     writer.add_summary_value(hparams_session_end(_session_status(p.record.status), end), 0, end)
     finally:

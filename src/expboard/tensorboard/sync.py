@@ -193,7 +193,7 @@ class LiveSync:
                 continue
             try:
                 self.sync_once()
-            except Exception as exc:  # noqa: BLE001 - a store hiccup must not end live syncing
+            except Exception as exc:
                 self.errors += 1
                 self.last_error = exc
                 logger.warning("TensorBoard sync failed (retrying in %.1f s): %s", self.interval, exc)
