@@ -46,7 +46,8 @@ def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
 def mask_array(crc: np.ndarray) -> np.ndarray:
     """Vectorized :func:`mask` over a uint32 array."""
     c = crc.astype(np.uint32, copy=False)
-    return ((c >> np.uint32(15)) | (c << np.uint32(17))) + np.uint32(MASK_DELTA)
+    masked: np.ndarray = ((c >> np.uint32(15)) | (c << np.uint32(17))) + np.uint32(MASK_DELTA)
+    return masked
 
 
 @lru_cache(maxsize=65536)

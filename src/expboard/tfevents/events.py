@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def _str(buf: bytes, a: int, b: int) -> str:
         raise DecodeError("invalid UTF-8 in a string field") from exc
 
 
-def _packed(buf: bytes, wt: int, a: int, b: int, fmt: str, size: int) -> tuple:
+def _packed(buf: bytes, wt: int, a: int, b: int, fmt: str, size: int) -> tuple[Any, ...]:
     if wt == LEN:
         if (b - a) % size:
             raise DecodeError("packed field length is not a multiple of its element size")
@@ -175,7 +176,7 @@ def _packed_varints(buf: bytes, wt: int, a: int, b: int) -> list[int]:
 
 def _decode_tensor(buf: bytes, a: int, b: int) -> TensorValue:
     dtype, shape, content = 0, [], b""
-    lists: dict[str, list] = {
+    lists: dict[str, list[Any]] = {
         "float_val": [],
         "double_val": [],
         "int_val": [],
@@ -212,7 +213,7 @@ def _decode_tensor(buf: bytes, a: int, b: int) -> TensorValue:
 
 
 def _decode_value(buf: bytes, a: int, b: int) -> SummaryValue:
-    kw: dict = {"tag": ""}
+    kw: dict[str, Any] = {"tag": ""}
     for f, wt, x, y in iter_fields(buf, a, b):
         if f == 1 and wt == LEN:
             kw["tag"] = _str(buf, x, y)
@@ -221,12 +222,12 @@ def _decode_value(buf: bytes, a: int, b: int) -> SummaryValue:
         elif f == 8 and wt == LEN:
             kw["tensor"] = _decode_tensor(buf, x, y)
         elif f == 4 and wt == LEN:
-            img = {1: 0, 2: 0, 3: 0, 4: b""}
+            img: dict[int, Any] = {1: 0, 2: 0, 3: 0, 4: b""}
             for f2, wt2, x2, y2 in iter_fields(buf, x, y):
                 img[f2] = bytes(buf[x2:y2]) if wt2 == LEN else x2
             kw["image"] = ImageValue(img[1], img[2], img[3], img[4])
         elif f == 5 and wt == LEN:
-            h: dict = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: (), 7: ()}
+            h: dict[int, Any] = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: (), 7: ()}
             for f2, wt2, x2, y2 in iter_fields(buf, x, y):
                 if f2 in (1, 2, 3, 4, 5) and wt2 == FIXED64:
                     h[f2] = _D.unpack_from(buf, x2)[0]
@@ -255,7 +256,7 @@ def _decode_value(buf: bytes, a: int, b: int) -> SummaryValue:
 
 def decode_event(payload: bytes, offset: int = -1) -> Event:
     """Decode one serialized Event. Raises :class:`~expboard.tfevents._proto.DecodeError` on bad bytes."""
-    kw: dict = {"offset": offset}
+    kw: dict[str, Any] = {"offset": offset}
     other: list[int] = []
     for f, wt, x, y in iter_fields(payload):
         if f == 1 and wt == FIXED64:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -291,8 +291,9 @@ class _Collector:
 
     def __init__(self, only_tag: str | None) -> None:
         self.only = only_tag
-        self.parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
-        self.tensor_parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        # (sequence numbers, steps, wall times, values) per tag; sequence numbers may be a _Progression
+        self.parts: dict[str, list[tuple[Any, ...]]] = {}
+        self.tensor_parts: dict[str, list[tuple[Any, ...]]] = {}
         self.plugin: dict[str, tuple[int, str]] = {}  # tag -> (first seq with metadata, plugin name)
         self.names: dict[bytes, str] = {}  # tag bytes -> decoded tag, decoded once
         self.errors: list[tuple[int, str]] = []
@@ -307,7 +308,13 @@ class _Collector:
         return name
 
     def add(
-        self, tag: str, tensor: bool, seq: np.ndarray, steps: np.ndarray, walls: np.ndarray, vals: np.ndarray
+        self,
+        tag: str,
+        tensor: bool,
+        seq: np.ndarray | _Progression,
+        steps: np.ndarray,
+        walls: np.ndarray,
+        vals: np.ndarray,
     ) -> None:
         if self.only is not None and tag != self.only or not len(seq):
             return
@@ -359,7 +366,15 @@ class _Progression:
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int | slice | np.ndarray) -> int | np.ndarray | _Progression:
+    @overload
+    def __getitem__(self, i: int | np.integer[Any]) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> _Progression: ...
+    @overload
+    def __getitem__(self, i: np.ndarray) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice | np.ndarray) -> _Progression | np.ndarray: ...
+    def __getitem__(self, i: int | np.integer[Any] | slice | np.ndarray) -> int | np.ndarray | _Progression:
         if isinstance(i, slice):
             lo, hi, st = i.indices(self.n)
             return _Progression(self.start + lo * self.step, self.step * st, len(range(lo, hi, st)))
@@ -395,9 +410,10 @@ class _Chunk(NamedTuple):
 
     def column(self, dtype: str, col: int, m: int | None = None) -> np.ndarray:
         """One field of every row (``col`` counts from the record start) as a strided view, no copy."""
-        return np.ndarray(
+        view: np.ndarray = np.ndarray(
             (self.k if m is None else m,), dtype=dtype, buffer=self.buf, offset=self.base + col, strides=(self.stride,)
         )
+        return view
 
     def payload(self, r: int) -> bytes:
         at = self.base + r * self.stride + 12
@@ -526,7 +542,7 @@ def _cover(a: int, b: int) -> list[tuple[str, int]]:
 
 
 def _all_equal(fields: list[np.ndarray], other: list[np.ndarray] | list[int]) -> np.ndarray:
-    eq = fields[0] == other[0]
+    eq: np.ndarray = fields[0] == other[0]
     for f, o in zip(fields[1:], other[1:], strict=True):
         eq &= f == o
     return eq
@@ -562,7 +578,7 @@ def _tag_groups(fields: list[np.ndarray], m: int) -> tuple[list[tuple[int, slice
 def _pair_table(distance: int) -> np.ndarray:
     """CRC32C contribution of a little-endian uint16 whose first byte is followed by ``distance`` bytes."""
     lo, hi = _byte_table(distance), _byte_table(distance - 1)
-    out = (hi[:, None] ^ lo[None, :]).reshape(-1)
+    out: np.ndarray = (hi[:, None] ^ lo[None, :]).reshape(-1)
     out.setflags(write=False)
     return out
 
@@ -581,7 +597,9 @@ def _zeroed(p0: bytes, varying: tuple[tuple[int, int], ...]) -> bytes:
 
 
 @lru_cache(maxsize=1024)
-def _template(tmpl: bytes, varying: tuple[tuple[int, int], ...], skip: tuple[int, int]) -> tuple[int, list]:
+def _template(
+    tmpl: bytes, varying: tuple[tuple[int, int], ...], skip: tuple[int, int]
+) -> tuple[int, list[tuple[str, int, Any]]]:
     """CRC32C of a payload whose varying spans are zeroed, and the fields every row must share with it
     (outside the varying spans and ``skip``, the tag) as ``(dtype, offset, value)``."""
     fixed = [True] * len(tmpl)
