@@ -11,6 +11,7 @@ from typing import Any
 
 from .compute.cli_commands import register as register_compute_commands
 from .errors import ExpboardError
+from .records import RunRecord
 from .server.serve import register as register_server_commands
 from .tensorboard.cli_commands import register as register_tensorboard_commands
 from .workspace import Workspace
@@ -52,18 +53,22 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_json(r: Any) -> dict[str, Any]:
-    return {
-        "run_id": r.run_id,
-        "experiment": r.experiment,
-        "display_name": r.display_name,
-        "parent_id": r.parent_id,
-        "status": r.status.value,
-        "start_time": r.start_time,
-        "end_time": r.end_time,
-        "tags": r.tags,
-        "properties": r.properties,
-    }
+_LISTED = (  # the fields `expboard runs list --json` shows
+    "run_id",
+    "experiment",
+    "display_name",
+    "parent_id",
+    "status",
+    "start_time",
+    "end_time",
+    "tags",
+    "properties",
+)
+
+
+def _record_json(r: RunRecord) -> dict[str, Any]:
+    data = r.to_json()
+    return {k: data[k] for k in _LISTED}
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:

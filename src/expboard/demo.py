@@ -1,10 +1,11 @@
-"""``expboard demo``: the seed's two TensorBoard workflows, live, in a demo workspace, with nothing but the install.
+"""``expboard demo``: both TensorBoard workflows of Azure ML's how-to "Visualize experiment runs and metrics with
+TensorBoard", live, in a demo workspace, with nothing but the install.
 
-(b) Option 1: ``sample_projects/tensorboard-demo/train.py`` (a small neural network on scikit-learn's digits,
+(b) Script logs: ``sample_projects/tensorboard-demo/train.py`` (a small neural network on scikit-learn's digits,
     writing TensorBoard files under ``./logs`` with expboard's SummaryWriter) is submitted to the ``local``
     compute target; TensorBoard mirrors the run's ``logs/`` while it trains.
-(a) Option 2: a Ridge regression on scikit-learn's diabetes set, one child run per alpha in 0.0 .. 1.0 logging
-    ``alpha`` and ``mse``, exported with ``export_to_tensorboard`` (HParams sessions).
+(a) Exported run history: a Ridge regression on scikit-learn's diabetes set, one child run per alpha in
+    0.0 .. 1.0 logging ``alpha`` and ``mse``, exported with ``export_to_tensorboard`` (HParams sessions).
 
 Both appear in one TensorBoard, whose ``local_root`` (``<workdir>/tensorboard``) holds the export and the
 live mirror. The demo prints the URL and keeps TensorBoard up until Ctrl-C (``--no-wait``: it stops
@@ -27,11 +28,12 @@ __all__ = ["TRAIN_SCRIPT", "run_demo"]
 DEMO_EPOCHS = 20
 DEMO_EPOCH_SECONDS = 0.5
 
-# The training script of Option 1, the same as examples/sample_projects/tensorboard-demo/train.py (a test
-# keeps them equal); written into the demo's project folder and submitted from there.
+# The training script that writes TensorBoard files itself, the same as
+# examples/sample_projects/tensorboard-demo/train.py (a test keeps them equal); written into the demo's
+# project folder and submitted from there.
 TRAIN_SCRIPT = r'''"""Train a small neural network on scikit-learn's digits and write TensorBoard files under --log_dir.
 
-Submitted to a compute target with expboard (Option 1), everything written under ./logs is streamed into
+Submitted to a compute target with expboard, everything written under ./logs is streamed into
 the run while it trains, so TensorBoard shows it live. It runs by hand too: python train.py
 """
 
@@ -115,8 +117,8 @@ def _require_sklearn() -> None:
         ) from None
 
 
-def option2_export(ws: Any, logdir: Path) -> Any:
-    """The seed's Option 2: a Ridge sweep as child runs, exported to TensorBoard. Returns the root run."""
+def export_sweep(ws: Any, logdir: Path) -> Any:
+    """A Ridge sweep as child runs, exported to TensorBoard. Returns the root run."""
     import numpy as np
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import Ridge
@@ -133,7 +135,7 @@ def option2_export(ws: Any, logdir: Path) -> Any:
     x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
     data = {"train": {"x": x_train, "y": y_train}, "test": {"x": x_test, "y": y_test}}
     alphas = [round(a, 1) for a in np.linspace(0.0, 1.0, 11)]
-    for alpha in tqdm(alphas, desc="Option 2: Ridge alphas", file=sys.stdout):
+    for alpha in tqdm(alphas, desc="Ridge alphas", file=sys.stdout):
         with root_run.child_run("alpha" + str(alpha)) as run:
             reg = Ridge(alpha=alpha)
             reg.fit(data["train"]["x"], data["train"]["y"])
@@ -184,7 +186,7 @@ def run_demo(
     tb = None
     started = time.monotonic()
     try:
-        # Option 1: a script that writes TensorBoard files under ./logs, on the local compute target
+        # A script that writes TensorBoard files under ./logs, on the local compute target
         config = ScriptRunConfig(
             source_directory=exp_dir,
             script="train.py",
@@ -192,17 +194,17 @@ def run_demo(
             compute_target="local",
         )
         run = Experiment(ws, "tensorboard-demo").submit(config)
-        _say(f"Option 1: submitted {exp_dir / 'train.py'} as run {run.id} (status {run.get_status().value})")
+        _say(f"Submitted {exp_dir / 'train.py'} as run {run.id} (status {run.get_status().value})")
 
         tb = Tensorboard([run], local_root=tb_root, port=port)
         url = tb.start()
         _say(f"TensorBoard at {url}  (showing {tb_root}; scalars appear while the run trains)")
 
-        # Option 2: run history only, exported to TensorBoard files in the same TensorBoard's folder
-        root_run = option2_export(ws, tb_root / "export-to-tensorboard")
-        _say(f"Option 2: {len(root_run.get_children())} child runs of {root_run.id} exported to {tb_root}")
+        # Run history only, exported to TensorBoard files in the same TensorBoard's folder
+        root_run = export_sweep(ws, tb_root / "export-to-tensorboard")
+        _say(f"Exported {len(root_run.get_children())} child runs of {root_run.id} exported to {tb_root}")
 
-        _say("Option 1: the training run's driver log:")
+        _say("The training run's driver log:")
         details = run.wait_for_completion(show_output=True, raise_on_error=False)
         if details["status"] != "Completed":
             message = (details.get("error") or {}).get("message", "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -80,6 +82,17 @@ class RunRecord:
     error: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON data (the tracking server's wire shape; ``status`` as its string)."""
+        out = dataclasses.asdict(self)
+        out["status"] = self.status.value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """The record from :meth:`to_json`'s shape."""
+        return cls(**{**data, "status": RunStatus(data["status"])})
 
 
 @dataclass(frozen=True)

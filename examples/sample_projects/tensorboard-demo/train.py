@@ -1,6 +1,6 @@
 """Train a small neural network on scikit-learn's digits and write TensorBoard files under --log_dir.
 
-Submitted to a compute target with expboard (Option 1), everything written under ./logs is streamed into
+Submitted to a compute target with expboard, everything written under ./logs is streamed into
 the run while it trains, so TensorBoard shows it live. It runs by hand too: python train.py
 """
 

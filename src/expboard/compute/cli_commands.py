@@ -168,10 +168,10 @@ def register(sub: Any, runs_sub: Any) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="both TensorBoard workflows of the seed, live, in a demo workspace",
-        description="Option 2: a Ridge regression sweep logged as child runs and exported to TensorBoard. "
-        "Option 1: a training script submitted to the local target writing TensorBoard files under ./logs, "
-        "shown live. Both in one TensorBoard; Ctrl-C stops everything.",
+        help="both TensorBoard workflows (exported run history, live script logs) in a demo workspace",
+        description="A Ridge regression sweep logged as child runs and exported to TensorBoard, and a training "
+        "script submitted to the local target writing TensorBoard files under ./logs, shown live. Both in one "
+        "TensorBoard; Ctrl-C stops everything.",
     )
     p.add_argument("--workdir", help="folder for the demo workspace (default: ./expboard-demo)")
     p.add_argument("--port", type=int, default=6006, help="TensorBoard port (0 picks a free one; default 6006)")

@@ -12,7 +12,6 @@ same class again.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -87,13 +86,11 @@ class ErrorModel(BaseModel):
 
 
 def run_to_json(run: RunRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(run)
-    out["status"] = run.status.value
-    return out
+    return run.to_json()
 
 
 def run_from_json(data: dict[str, Any]) -> RunRecord:
-    return RunRecord(**{**data, "status": RunStatus(data["status"])})
+    return RunRecord.from_json(data)
 
 
 def series_to_json(s: MetricSeries) -> dict[str, Any]:

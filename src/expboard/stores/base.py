@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+from ..records import ExperimentRecord, FileInfo, MetricSeries, RunRecord, RunStatus
 
 __all__ = ["MetricChunk", "Store", "UNSET"]
 
@@ -24,19 +23,8 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-@dataclass(frozen=True)
-class MetricChunk:
-    """Points of one metric of one run, logged together. ``values`` as in :class:`MetricSeries`."""
-
-    run_id: str
-    name: str
-    kind: MetricKind
-    steps: Any  # int64 array-like
-    wall_times: Any  # float64 array-like
-    values: Any  # numpy array or list
-
-    def __len__(self) -> int:
-        return len(self.steps)
+# Points of one metric of one run logged together: the same fields as a stored series, so one class.
+MetricChunk = MetricSeries
 
 
 class Store(ABC):

@@ -238,10 +238,10 @@ class HttpStore(Store):
     # --- runs ------------------------------------------------------------------------------------------
     @staticmethod
     def _run(data: dict[str, Any]) -> RunRecord:
-        return RunRecord(**{**data, "status": RunStatus(data["status"])})
+        return RunRecord.from_json(data)
 
     def create_run(self, run: RunRecord) -> RunRecord:
-        payload = {**run.__dict__, "status": run.status.value}
+        payload = run.to_json()
         retried: list[bool] = []
         try:
             resp = self._request(

@@ -21,7 +21,7 @@ bool or string) chosen by ``hparams``:
 
 - ``hparams=["alpha", ...]``: exactly these metrics;
 - ``hparams=None`` (default): the single-valued metrics whose name and value appear together in the run's
-  display name, e.g. ``alpha`` = 0.1 in a child run named ``alpha0.1`` or ``alpha=0.1`` (the seed's naming);
+  display name, e.g. ``alpha`` = 0.1 in a child run named ``alpha0.1`` or ``alpha=0.1`` (as in Azure ML's how-to);
 - ``hparams=[]``: none (tags and properties only).
 
 The session's metrics are all its other numeric scalar series (the dashboard shows their last value).
