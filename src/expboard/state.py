@@ -27,7 +27,7 @@ __all__ = [
     "terminated_by_signal",
 ]
 
-_buffers: dict[int, MetricBuffer] = {}  # by id(store); the buffer holds its store, so the id stays taken
+_buffers: dict[Store, MetricBuffer] = {}  # by the store object itself (stores compare by identity)
 _registry_lock = threading.Lock()
 _exit_hooks: list[Callable[[], None]] = []
 _owned: dict[str, Callable[[RunStatus], None]] = {}
@@ -38,9 +38,9 @@ _terminated = False
 def buffer_for(store: Store) -> MetricBuffer:
     """The one buffer of a store in this process."""
     with _registry_lock:
-        buf = _buffers.get(id(store))
-        if buf is None or buf.store is not store:
-            buf = _buffers[id(store)] = MetricBuffer(store, heartbeat_s=settings.get("heartbeat_s"))
+        buf = _buffers.get(store)
+        if buf is None:
+            buf = _buffers[store] = MetricBuffer(store, heartbeat_s=settings.get("heartbeat_s"))
             _install_exit_handlers()
         return buf
 
@@ -48,8 +48,8 @@ def buffer_for(store: Store) -> MetricBuffer:
 def release(store: Store) -> None:
     """Write what is pending for ``store``, stop its thread and forget its buffer (before closing the store)."""
     with _registry_lock:
-        buf = _buffers.pop(id(store), None)
-    if buf is not None and buf.store is store:
+        buf = _buffers.pop(store, None)
+    if buf is not None:
         buf.close()
 
 
