@@ -5,6 +5,7 @@
 >>> run = Experiment(ws, "demo").start_logging()       # doctest: +SKIP
 """
 
+# Importing compute plugs Experiment.submit and Workspace.compute_targets in (see expboard.plugins).
 from .compute import Estimator, ScriptRunConfig
 from .errors import (
     AuthError,
