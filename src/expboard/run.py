@@ -441,7 +441,7 @@ class Run:
             self._finish(RunStatus.CANCELED)
 
     def wait_for_completion(
-        self, show_output: bool = False, raise_on_error: bool = True, timeout: float | None = None
+        self, show_output: bool = False, *, raise_on_error: bool = True, timeout: float | None = None
     ) -> dict[str, Any]:
         """Wait until the run ends; with ``show_output`` stream its driver log. Raises RunFailedError when it
         failed or stopped responding (unless ``raise_on_error=False``). Returns :meth:`get_details`.
