@@ -80,3 +80,27 @@ def test_get_run_and_experiments(ws: Workspace) -> None:
     assert Run.get(ws, run.id).display_name == "first"
     assert {e.name for e in Experiment.list(ws)} == {"e1"}
     assert [e.name for e in Experiment.list(ws)] == ["e1"]
+
+
+def test_run_list_spans_experiments_and_filters(ws: Workspace) -> None:
+    a = Experiment(ws, "list-a").start_logging(tags={"sweep": "1"})
+    child = a.child_run("c")
+    b = Experiment(ws, "list-b").start_logging()
+    b.complete()
+    assert [r.id for r in Run.list(ws)] == [b.id, a.id]  # newest first, top-level only
+    assert {r.id for r in Run.list(ws, include_children=True)} == {a.id, b.id, child.id}
+    assert [r.id for r in Run.list(ws, tags="sweep")] == [a.id]
+    assert [r.id for r in Run.list(ws, status="Completed")] == [b.id]
+    assert [r.experiment.name for r in Run.list(Experiment.get(ws, "list-a"), include_children=True)] == [
+        "list-a",
+        "list-a",
+    ]
+    child.complete()
+    a.complete()
+
+
+def test_compute_targets_come_from_the_registered_plugin(ws: Workspace) -> None:
+    from expboard.compute import ComputeTargets
+
+    assert isinstance(ws.compute_targets, ComputeTargets)
+    assert ws.compute_targets is ws.compute_targets
