@@ -14,6 +14,7 @@ import codecs
 import hashlib
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "LOGS_PREFIX",
     "PIECE_BYTES",
     "FolderDownload",
+    "FolderMirror",
     "FolderUpload",
     "download",
     "iter_log",
@@ -131,16 +133,31 @@ def iter_log(
             time.sleep(poll_interval)
 
 
-class FolderUpload:
+class FolderMirror(ABC):
+    """A local folder and the run files under ``prefix`` kept alike by polling, in one direction:
+    :meth:`poll` moves what changed since the last call and returns the number of bytes it moved."""
+
+    def __init__(self, store: Store, run_id: str, folder: Path, prefix: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.folder = folder
+        self.prefix = prefix
+
+    @abstractmethod
+    def poll(self) -> int: ...
+
+
+class FolderUpload(FolderMirror):
     """Mirror a local folder into run files ``<prefix>/<relative path>``, uploading only what changed:
     appended bytes with ``append_file``; a file replaced, truncated or rewritten in place as a whole."""
 
     def __init__(self, store: Store, run_id: str, root: Path, prefix: str) -> None:
-        self.store = store
-        self.run_id = run_id
+        super().__init__(store, run_id, root, prefix.rstrip("/"))
         self.root = root
-        self.prefix = prefix.rstrip("/")
         self._state: dict[str, tuple[int, int, int]] = {}  # rel -> (uploaded size, inode, mtime_ns)
+
+    def poll(self) -> int:
+        return self.sync()
 
     def sync(self) -> int:
         """Upload what changed since the last call; returns the number of bytes sent."""
@@ -225,17 +242,15 @@ class _FileState:
     modified: float = -1.0
 
 
-class FolderDownload:
+class FolderDownload(FolderMirror):
     """Mirror run files ``<prefix>...`` (a run's ``logs/`` by default) into folder ``dest``, relative paths
     kept, copying only the bytes appended since the last poll. A file replaced or truncated in the store is
     copied again from the start; an event file under a new local name (``<name>.r<N>``), so that TensorBoard,
     which keeps files open and reads on from its offset, sees a new file."""
 
     def __init__(self, store: Store, run_id: str, dest: Path, prefix: str = LOGS_PREFIX) -> None:
-        self.store = store
-        self.run_id = run_id
+        super().__init__(store, run_id, dest, prefix)
         self.dest = dest
-        self.prefix = prefix
         self.files: dict[str, _FileState] = {}
         self.bytes_copied = 0
         self.recopies = 0
