@@ -98,8 +98,7 @@ class MetricBuffer:
             s.values.append(value)
             s.count += 1
             self.pending += 1
-            pending = self.pending
-        if pending >= self.flush_threshold:
+        if self.pending >= self.flush_threshold:  # read unlocked: at worst one point late
             self._added()
 
     def extend(self, s: Series, values: Sequence[Any], steps: Sequence[int] | None = None) -> None:
