@@ -61,7 +61,7 @@ def run_python():  # type: ignore[no-untyped-def]
     return _run_python
 
 
-# --- tracking server fixtures (issue 6) -------------------------------------------------------------------
+# --- tracking server fixtures ---------------------------------------------------------------------------
 # local_postgres: one real PostgreSQL for the session (fails loudly if it cannot start; EXPBOARD_TEST_SKIP_POSTGRES=1
 # skips instead). tracking_uri: None, or with EXPBOARD_TEST_TRACKING=http | http-postgresql the URL of a fresh
 # tracking server process for the test, so the client API tests can run against the server unchanged.

@@ -1,4 +1,5 @@
-"""``expboard demo --no-wait``: both workflows of the seed in one live TensorBoard, everything stopped after."""
+"""``expboard demo --no-wait``: both TensorBoard workflows (exported history, live script logs) in one
+TensorBoard, everything stopped after."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Helpers for the TensorBoard tests: the seed's Option 2 sweep, and helpers to read event files back with
-TensorBoard's own Python loader."""
+"""Helpers for the TensorBoard tests: the Ridge sweep of Azure ML's TensorBoard how-to, and helpers to read
+event files back with TensorBoard's own Python loader."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def ridge_mse() -> dict[float, float]:
 
 
 def make_sweep(ws: Workspace, name: str = "export-to-tensorboard") -> Run:
-    """The seed's Option 2: a root run with one child run per alpha, each logging alpha and mse once."""
+    """The how-to's export workflow: a root run with one child run per alpha, each logging alpha and mse once."""
     exp = Experiment(ws, name)
     root_run = exp.start_logging()
     for alpha, mse in ridge_mse().items():

@@ -1,4 +1,5 @@
-"""The seed's Option 2 code, with only its imports and workspace set-up changed."""
+"""The export workflow's code from Azure ML's how-to "Visualize experiment runs and metrics with
+TensorBoard", with only its imports and workspace set-up changed."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _expected(data: dict, alphas: list[float]) -> dict[float, float]:  # type: i
 
 
 def test_seed_option2_as_written(ws: Workspace, data: dict) -> None:  # type: ignore[type-arg]
-    """The seed logs alpha and mse on root_run inside each child run's block."""
+    """The how-to logs alpha and mse on root_run inside each child run's block."""
     from sklearn.linear_model import Ridge
     from sklearn.metrics import mean_squared_error
     from tqdm import tqdm
@@ -39,7 +40,7 @@ def test_seed_option2_as_written(ws: Workspace, data: dict) -> None:  # type: ig
     root_run = exp.start_logging()
     alphas = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     for alpha in tqdm(alphas, disable=True):
-        with root_run.child_run("alpha" + str(alpha)) as run:  # noqa: F841 (as in the seed)
+        with root_run.child_run("alpha" + str(alpha)) as run:  # noqa: F841 (as in the how-to)
             reg = Ridge(alpha=alpha)
             reg.fit(data["train"]["x"], data["train"]["y"])
             preds = reg.predict(data["test"]["x"])
