@@ -5,6 +5,7 @@ so the HTTP client can raise the same class again.
     ├── ConfigError (500)              no or broken workspace configuration
     ├── ValidationError (400)          a bad name, value, file path or argument
     ├── AuthError (401)                missing or wrong token
+    │   └── ForbiddenError (403)       a valid token whose scope does not allow the request
     ├── NotFoundError (404)            no such experiment, run or file
     ├── ConflictError (409)            a property overwritten, a file appended at the wrong offset
     ├── PayloadTooLargeError (413)     a request or snapshot over its size limit
@@ -19,6 +20,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ExpboardError",
+    "ForbiddenError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RunFailedError",
@@ -44,6 +46,10 @@ class ValidationError(ExpboardError, ValueError):
 
 class AuthError(ExpboardError):
     status_code = 401
+
+
+class ForbiddenError(AuthError):
+    status_code = 403
 
 
 class NotFoundError(ExpboardError, KeyError):

@@ -43,8 +43,8 @@ _ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.N
 
 
 def new_run_id(experiment: str) -> str:
-    """Readable and unique across processes: ``<experiment>_<unix seconds>_<8 hex digits>``."""
-    return f"{experiment}_{int(time.time())}_{secrets.token_hex(4)}"
+    """Readable and unique across processes: ``<experiment (first 200 characters)>_<unix seconds>_<8 hex digits>``."""
+    return f"{experiment[:200]}_{int(time.time())}_{secrets.token_hex(4)}"  # within the 255 of a run id
 
 
 class Run:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,11 +25,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ExpboardError, ValidationError
+from ..errors import ConflictError, ExpboardError, ForbiddenError, ValidationError
+from ..names import MAX_RUN_ID_LENGTH, check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from ..stores.base import UNSET, MetricChunk, Store
 from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
-from .auth import AuthMiddleware, SizeLimitMiddleware
+from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
 
 __all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
 
@@ -36,6 +38,8 @@ API_PREFIX = "/api/v1"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 _log = logging.getLogger("expboard.server")
 T = TypeVar("T")
+_INT64_MAX = 2**63 - 1
+_RUN_ID_SCHEMA: dict[str, Any] = {"pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", "maxLength": MAX_RUN_ID_LENGTH}
 
 
 # --- wire models (OpenAPI) ----------------------------------------------------------------------------
@@ -45,7 +49,8 @@ class ExperimentModel(BaseModel):
 
 
 class RunModel(BaseModel):
-    run_id: str = Field(min_length=1, max_length=300, pattern=r"^[A-Za-z0-9_.\-]+$")
+    # checked by expboard.names.check_run_id (the same check on every route and store); the schema documents it
+    run_id: str = Field(min_length=1, json_schema_extra=_RUN_ID_SCHEMA)
     experiment: str
     status: RunStatus
     created: float
@@ -80,6 +85,11 @@ class FileInfoModel(BaseModel):
     modified: float
 
 
+class WhoAmIModel(BaseModel):
+    name: str = Field(description="the token's name in the token file ('anonymous' when auth is off)")
+    scope: str = Field(description="read, write or admin")
+
+
 class ErrorModel(BaseModel):
     error: str = Field(description="the expboard error class, e.g. NotFoundError")
     message: str
@@ -110,6 +120,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, desc in [
         (400, "invalid input"),
         (401, "missing or invalid bearer token"),
+        (403, "the token's scope does not allow this request"),
         (404, "not found"),
         (409, "conflict"),
         (413, "request body too large"),
@@ -120,10 +131,13 @@ _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 def create_app(
-    store: Store, tokens: list[str] | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    store: Store,
+    tokens: list[str] | list[Token] | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> Any:
-    """The ASGI app serving ``store``. With ``tokens``, every route but health and the API docs needs one
-    as a bearer token. Bodies over ``max_request_bytes`` get 413."""
+    """The ASGI app serving ``store``. With ``tokens`` (bare strings are write tokens), every route but
+    health and the API docs needs one as a bearer token, and the token's scope decides what it may do.
+    Bodies over ``max_request_bytes`` get 413."""
     from .. import __version__ as version
 
     api = FastAPI(
@@ -150,6 +164,11 @@ def create_app(
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, ExpboardError):  # e.g. a JSON body over the size limit, seen while parsing it
+            return await _expboard_error(request, cause)
+        if isinstance(cause, RecursionError):
+            return await _expboard_error(request, ValidationError("JSON nested too deeply"))
         name = (
             "NotFoundError"
             if exc.status_code == 404
@@ -162,6 +181,19 @@ def create_app(
             status_code=exc.status_code,
         )
 
+    @api.exception_handler(IsADirectoryError)
+    @api.exception_handler(NotADirectoryError)
+    @api.exception_handler(FileExistsError)
+    async def _name_taken(request: Request, exc: OSError) -> JSONResponse:
+        # a file where a folder is (or the reverse): the request's name is in the way, not the server broken
+        return await _expboard_error(
+            request,
+            ConflictError(
+                f"{request.url.path}: a file and a folder cannot have the same name in a run ({exc.strerror}); "
+                "choose another name"
+            ),
+        )
+
     @api.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("unexpected error in %s %s", request.method, request.url.path)
@@ -172,8 +204,23 @@ def create_app(
     # --- health ---------------------------------------------------------------------------------------
     @api.get(f"{API_PREFIX}/health", tags=["server"])
     async def health() -> dict[str, str]:
-        """Liveness: answers without a token."""
-        return {"status": "ok", "version": str(version)}
+        """Liveness: answers without a token. ``max_request_bytes`` is the largest request body accepted, so
+        clients can split what they send to fit."""
+        return {"status": "ok", "version": str(version), "max_request_bytes": str(max_request_bytes)}
+
+    @api.get(f"{API_PREFIX}/whoami", tags=["server"], response_model=WhoAmIModel)
+    async def whoami(request: Request) -> Any:
+        """The name and scope of the token this request carries."""
+        token: Token = request.scope[TOKEN_SCOPE_KEY]
+        return {"name": token.name, "scope": token.scope}
+
+    @api.get(f"{API_PREFIX}/tokens", tags=["server"], response_model=list[WhoAmIModel])
+    async def list_tokens(request: Request) -> Any:
+        """The names and scopes of the accepted tokens (never the tokens themselves); admin tokens only."""
+        token: Token = request.scope[TOKEN_SCOPE_KEY]
+        if token.scope != "admin":
+            raise ForbiddenError(f"token {token.name!r} has scope {token.scope!r}; listing tokens needs an admin token")
+        return [{"name": t.name, "scope": t.scope} for t in auth.tokens]
 
     # --- experiments ----------------------------------------------------------------------------------
     def exp_json(e: ExperimentRecord) -> dict[str, Any]:
@@ -214,16 +261,19 @@ def create_app(
     @api.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunModel)
     async def get_run(run_id: str) -> Any:
         """A run's details: status, times, error, tags and properties."""
+        check_run_id(run_id)
         return run_to_json(await call(store.get_run, run_id))
 
     @api.get(f"{API_PREFIX}/runs/{{run_id}}/children", tags=["runs"], response_model=list[RunModel])
     async def get_children(run_id: str) -> Any:
+        check_run_id(run_id)
         await call(store.get_run, run_id)
         return [run_to_json(r) for r in await call(store.list_runs, None, run_id, None)]
 
     @api.patch(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunModel)
     async def update_run(run_id: str, update: RunUpdateModel) -> Any:
         """Change status, times, error or display name; see ``only_if_status`` for compare-and-set."""
+        check_run_id(run_id)
         fields: dict[str, Any] = {k: getattr(update, k) for k in update.model_fields_set if k != "only_if_status"}
         if "status" in fields and fields["status"] is None:
             raise ValidationError("status cannot be null")
@@ -234,12 +284,14 @@ def create_app(
     @api.patch(f"{API_PREFIX}/runs/{{run_id}}/tags", tags=["runs"], status_code=204)
     async def set_tags(run_id: str, tags: dict[str, str | None]) -> Response:
         """Set tags; ``null`` removes one."""
+        check_run_id(run_id)
         await call(store.set_tags, run_id, tags)
         return Response(status_code=204)
 
     @api.post(f"{API_PREFIX}/runs/{{run_id}}/properties", tags=["runs"], status_code=204)
     async def add_properties(run_id: str, properties: dict[str, str]) -> Response:
         """Add properties; changing an existing one is a 409."""
+        check_run_id(run_id)
         await call(store.add_properties, run_id, properties)
         return Response(status_code=204)
 
@@ -266,8 +318,17 @@ def create_app(
                 MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
                 for p in parts
             ]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValidationError(f"malformed metric batch: {exc}") from exc
+        except RecursionError:
+            raise ValidationError("malformed metric batch: its JSON is nested too deeply") from None
+        except Exception as exc:  # untrusted bytes: whatever fails to parse is the sender's mistake
+            raise ValidationError(f"malformed metric batch: {type(exc).__name__}: {exc}") from exc
+        for chunk in chunks:
+            check_run_id(chunk.run_id)
+            if not isinstance(chunk.values, (list, np.ndarray)):  # a JSON column must be a list of points
+                raise ValidationError(
+                    f"malformed metric batch: metric {chunk.name!r} has values of type {type(chunk.values).__name__}, "
+                    "not a list"
+                )
         await call(store.log_metrics, chunks, batch_id)
         return Response(status_code=204)
 
@@ -290,6 +351,7 @@ def create_app(
         format: str = Query("binary", pattern="^(binary|json)$"),
     ) -> Response:
         """A run's metrics in logging order, optionally one metric, a step range, downsampled."""
+        check_run_id(run_id)
         series = await call(store.get_metrics, run_id, name, min_step, max_step, max_points)
         if format == "json":
             return JSONResponse({"series": [series_to_json(s) for s in series]})
@@ -301,6 +363,7 @@ def create_app(
 
     @api.get(f"{API_PREFIX}/runs/{{run_id}}/files", tags=["files"], response_model=list[FileInfoModel])
     async def list_files(run_id: str, prefix: str = "") -> Any:
+        check_run_id(run_id)
         return [info_json(i) for i in await call(store.list_files, run_id, prefix)]
 
     binary_body = {
@@ -318,6 +381,8 @@ def create_app(
     )
     async def write_file(run_id: str, name: str, request: Request) -> Any:
         """Create or replace a file of the run with the request body."""
+        check_run_id(run_id)
+        name = check_file_name(name, may_be_folder=False)
         data = await request.body()
         return info_json(await call(store.write_file, run_id, name, data))
 
@@ -331,9 +396,11 @@ def create_app(
         run_id: str,
         name: str,
         request: Request,
-        offset: int = Query(..., ge=0, description="must equal the file's size"),
+        offset: int = Query(..., ge=0, le=_INT64_MAX, description="must equal the file's size"),
     ) -> Any:
         """Append the body at ``offset`` (safe to retry: the same bytes again at a covered offset is a no-op)."""
+        check_run_id(run_id)
+        name = check_file_name(name, may_be_folder=False)
         data = await request.body()
         return info_json(await call(store.append_file, run_id, name, data, offset))
 
@@ -343,9 +410,15 @@ def create_app(
         responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a byte range"}},
     )
     async def read_file(
-        run_id: str, name: str, request: Request, offset: int = Query(0, ge=0), length: int | None = Query(None, ge=0)
+        run_id: str,
+        name: str,
+        request: Request,
+        offset: int = Query(0, ge=0, le=_INT64_MAX),
+        length: int | None = Query(None, ge=0, le=_INT64_MAX),
     ) -> Response:
         """Download a file; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length."""
+        check_run_id(run_id)
+        name = check_file_name(name)
         range_header = request.headers.get("range")
         status = 200
         if range_header is not None:
@@ -356,6 +429,8 @@ def create_app(
             length = int(m.group(2)) - offset + 1 if m.group(2) else None
             if length is not None and length < 0:
                 raise ValidationError(f"invalid Range {range_header!r}")
+            if offset > _INT64_MAX or (length is not None and length > _INT64_MAX):
+                raise ValidationError(f"invalid Range {range_header!r}: positions go up to {_INT64_MAX}")
             status = 206
         data = await call(store.read_file, run_id, name, offset, length)
         headers = {"accept-ranges": "bytes"}
@@ -364,7 +439,8 @@ def create_app(
         return Response(data, status_code=status, media_type="application/octet-stream", headers=headers)
 
     open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]
-    app: Any = AuthMiddleware(api, tokens or [], open_paths)
+    auth = AuthMiddleware(api, tokens or [], open_paths)
+    app: Any = auth
     app = SizeLimitMiddleware(app, max_request_bytes)
     app.api = api  # for tests and embedding: the FastAPI app inside the middleware
     return app

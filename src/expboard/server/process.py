@@ -25,7 +25,8 @@ _READY = "expboard server listening on "
 
 class ServerProcess:
     """``python -m expboard.server`` on a free port; :meth:`stop` ends it, :meth:`restart` brings it back
-    on the same port. ``tokens`` are passed through ``EXPBOARD_SERVER_TOKENS``."""
+    on the same port. ``tokens`` are passed through ``EXPBOARD_SERVER_TOKENS``, ``auth_token_file`` as
+    ``--auth-token-file``."""
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class ServerProcess:
         port: int = 0,
         max_request_mb: float | None = None,
         env: dict[str, str] | None = None,
+        auth_token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.backend_store_uri = backend_store_uri
         self.artifacts_root = Path(artifacts_root)
@@ -42,6 +44,7 @@ class ServerProcess:
         self.port = port
         self.max_request_mb = max_request_mb
         self.env = env
+        self.auth_token_file = auth_token_file
         self.process: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=200)
         self._reader: threading.Thread | None = None
@@ -62,6 +65,8 @@ class ServerProcess:
             "--port",
             str(self.port),
         ]
+        if self.auth_token_file is not None:
+            args += ["--auth-token-file", str(self.auth_token_file)]
         if self.max_request_mb is not None:
             args += ["--max-request-mb", str(self.max_request_mb)]
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}

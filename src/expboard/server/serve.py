@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import socket
 import sys
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
     p.add_argument(
         "--auth-token-file",
-        help="file with accepted bearer tokens, one a line (also: EXPBOARD_SERVER_TOKENS=tok1,tok2)",
+        help="file of accepted bearer tokens, one a line as 'NAME SCOPE TOKEN' (scope read, write or admin) or a "
+        "bare TOKEN (scope write); also EXPBOARD_SERVER_TOKENS=tok1,name:read:tok2",
     )
     p.add_argument("--max-request-mb", type=float, default=64, help="largest request body in MiB (default 64)")
 
@@ -80,7 +82,7 @@ def serve(
             f"the tracking server needs its web stack ({exc.name}): pip install 'expboard[server]'"
         ) from exc
     from ..stores.sql import SqlStore
-    from .auth import load_tokens
+    from .auth import http_protocol_options, load_tokens
 
     tokens = load_tokens(auth_token_file)
     if not _is_loopback(host) and not tokens:
@@ -105,11 +107,24 @@ def serve(
             "lifespan": "off",
             "timeout_keep_alive": 60,
             "server_header": False,
+            **http_protocol_options(),
         }
+        _log_to_stderr()
         server = uvicorn.Server(uvicorn.Config(app, **config))
         server.run(sockets=[sock])
     finally:
         store.close()
+
+
+def _log_to_stderr() -> None:
+    """The server's own log (unexpected errors, and the audit log of who wrote what) goes to stderr."""
+    logger = logging.getLogger("expboard.server")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def cmd_server(args: argparse.Namespace) -> int:

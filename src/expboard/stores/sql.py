@@ -26,7 +26,15 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailableError, ValidationError
-from ..names import check_experiment_name, check_key, check_metric_name
+from ..names import (
+    check_experiment_name,
+    check_file_name,
+    check_key,
+    check_metric_name,
+    check_run_id,
+    check_text,
+    check_time,
+)
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import UNSET, MetricChunk, Store
 from .files import LocalFiles
@@ -78,6 +86,52 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAX_ERROR_BYTES = 1024 * 1024
+
+
+def _check_times(**times: Any) -> None:
+    for what, value in times.items():
+        if value is not None and value is not UNSET:
+            check_time(value, what)
+
+
+def _error_json(error: Any) -> str:
+    """A run's error as JSON text: an object of JSON values (finite numbers), at most 1 MiB."""
+    if not isinstance(error, dict):
+        raise ValidationError(f"a run's error must be a JSON object such as {{'message': '...'}}, got {error!r:.80}")
+    try:
+        text = json.dumps(error, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(
+            f"a run's error must hold JSON values (finite numbers, text, lists, objects): {exc}"
+        ) from None
+    if not _utf8_ok(text) or len(text) > _MAX_ERROR_BYTES:
+        raise ValidationError(f"a run's error must be valid UTF-8 and at most {_MAX_ERROR_BYTES} bytes as JSON")
+    return text
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_values(chunk: MetricChunk) -> None:
+    values = chunk.values
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__"):
+        raise ValidationError(
+            f"metric {chunk.name!r} of run {chunk.run_id!r}: values must be a list or an array of points, "
+            f"got a {type(values).__name__}"
+        )
+
+
+def _clamp_step(step: int | None) -> int | None:
+    return None if step is None else max(_INT64_MIN, min(_INT64_MAX, int(step)))
+
 
 _RUN_COLUMNS = (
     "run_id, experiment, parent_id, display_name, run_type, target, status, created, "
@@ -286,6 +340,22 @@ class SqlStore(Store):
 
     # --- runs ------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> RunRecord:
+        check_run_id(run.run_id)
+        if run.parent_id is not None:
+            check_run_id(run.parent_id)
+        _check_times(created=run.created, start_time=run.start_time, end_time=run.end_time, heartbeat=run.heartbeat)
+        if run.created is None:
+            raise ValidationError("created must be a time in seconds since 1970 (UTC)")
+        check_text(run.display_name, "display name")
+        check_text(run.run_type, "run type")
+        check_text(run.target, "compute target")
+        error = _error_json(run.error) if run.error is not None else None
+        for key, value in run.tags.items():
+            check_key(key, "tag")
+            check_text(value, f"value of tag {key!r}")
+        for key, value in run.properties.items():
+            check_key(key, "property")
+            check_text(value, f"value of property {key!r}")
         self.get_experiment(run.experiment)
         if run.parent_id is not None:
             self.get_run(run.parent_id)
@@ -306,7 +376,7 @@ class SqlStore(Store):
                         run.start_time,
                         run.end_time,
                         run.heartbeat,
-                        json.dumps(run.error) if run.error is not None else None,
+                        error,
                     ),
                 )
                 self._put_map(conn, "tags", run.run_id, run.tags)
@@ -364,6 +434,7 @@ class SqlStore(Store):
         return out
 
     def get_run(self, run_id: str) -> RunRecord:
+        check_run_id(run_id)
         rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise NotFoundError(f"no run with id {run_id!r}; list runs with `expboard runs list`")
@@ -382,6 +453,7 @@ class SqlStore(Store):
         if parent_id is None:
             where.append("parent_id IS NULL")
         elif parent_id is not UNSET:
+            check_run_id(parent_id)
             where.append("parent_id = ?")
             params.append(parent_id)
         if statuses:
@@ -403,6 +475,10 @@ class SqlStore(Store):
         display_name: str | Any = UNSET,
         only_if_status: Sequence[RunStatus] | None = None,
     ) -> RunRecord:
+        check_run_id(run_id)
+        _check_times(start_time=start_time, end_time=end_time, heartbeat=heartbeat)
+        if display_name is not UNSET:
+            check_text(display_name, "display name")
         sets: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -410,7 +486,7 @@ class SqlStore(Store):
             ("start_time", start_time),
             ("end_time", end_time),
             ("heartbeat", heartbeat),
-            ("error", json.dumps(error) if error not in (UNSET, None) else error),
+            ("error", _error_json(error) if error is not UNSET and error is not None else error),
             ("display_name", display_name),
         ):
             if value is not UNSET:
@@ -427,6 +503,10 @@ class SqlStore(Store):
         return self.get_run(run_id)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> None:
+        for key, value in tags.items():
+            check_key(key, "tag")
+            if value is not None:
+                check_text(str(value), f"value of tag {key!r}")
         self.get_run(run_id)
         with self._write() as conn:
             for key, value in tags.items():
@@ -437,6 +517,9 @@ class SqlStore(Store):
                     self._put_map(conn, "tags", run_id, {key: str(value)})
 
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        for key, value in properties.items():
+            check_key(key, "property")
+            check_text(str(value), f"value of property {key!r}")
         self.get_run(run_id)
         with self._write() as conn:
             for key, value in properties.items():
@@ -458,28 +541,26 @@ class SqlStore(Store):
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
         rows = []
         for chunk in chunks:
+            check_run_id(chunk.run_id)
             check_metric_name(chunk.name)
+            _check_values(chunk)
             n = len(chunk.steps)
             if n == 0:
                 continue
             if len(chunk.wall_times) != n or len(chunk.values) != n:
                 raise ValidationError(f"metric {chunk.name!r}: steps, wall times and values differ in length")
-            steps = np.asarray(chunk.steps, dtype=np.int64)
-            dtype, vals = encode_values(chunk.values)
-            rows.append(
-                (
-                    chunk.run_id,
-                    chunk.name,
-                    MetricKind(chunk.kind).value,
-                    n,
-                    int(steps.min()),
-                    int(steps.max()),
-                    dtype,
-                    pack_i8(steps),
-                    pack_f8(chunk.wall_times),
-                    vals,
-                )
-            )
+            try:
+                kind = MetricKind(chunk.kind).value
+                steps = np.asarray(chunk.steps, dtype=np.int64)
+                times = pack_f8(chunk.wall_times)
+                dtype, vals = encode_values(chunk.values)
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                raise ValidationError(
+                    f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
+                    "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
+                ) from exc
+            step_range = (int(steps.min()), int(steps.max()))
+            rows.append((chunk.run_id, chunk.name, kind, n, *step_range, dtype, pack_i8(steps), times, vals))
         if not rows and batch_id is None:
             return
         try:
@@ -526,8 +607,10 @@ class SqlStore(Store):
     ) -> list[MetricSeries]:
         if max_points is not None and max_points < 1:
             raise ValidationError(f"max_points must be at least 1 (got {max_points})")
+        check_run_id(run_id)
+        min_step, max_step = _clamp_step(min_step), _clamp_step(max_step)  # beyond int64 nothing is stored
         where: list[str] = ["run_id = ?"]
-        params: list[str | int] = [run_id]
+        params: list[Any] = [run_id]
         if name is not None:
             where.append("name = ?")
             params.append(name)
@@ -567,17 +650,26 @@ class SqlStore(Store):
 
     # --- files -----------------------------------------------------------------------------------
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
+        name = check_file_name(name, may_be_folder=False)  # stored and answered as normalized: a//b is a/b
         self.get_run(run_id)
         return self.files.write(run_id, name, data)
 
     def append_file(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
+        name = check_file_name(name, may_be_folder=False)
+        if not 0 <= offset <= _INT64_MAX:
+            raise ValidationError(f"offset must be from 0 to {_INT64_MAX}, got {offset}")
         self.get_run(run_id)
         return self.files.append(run_id, name, data, offset)
 
     def read_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        check_run_id(run_id)
+        name = check_file_name(name)
+        if not 0 <= offset <= _INT64_MAX or (length is not None and not 0 <= length <= _INT64_MAX):
+            raise ValidationError(f"offset and length must be from 0 to {_INT64_MAX}")
         return self.files.read(run_id, name, offset, length)
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
+        check_run_id(run_id)
         return self.files.list(run_id, prefix)
 
 
