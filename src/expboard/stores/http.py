@@ -7,16 +7,28 @@ Delivery of metric batches:
 
 - every batch carries a batch id (one is made when the caller gives none); the server stores a batch id
   once, so a batch sent again after a lost answer is never stored twice;
-- connection errors and 5xx answers are retried with exponential back-off;
+- transient failures (connection refused or reset, timeouts, 408, 429, 502, 503, 504) are retried with
+  exponential back-off; a 500 is retried ``server_error_tries`` times (3) for the same batch, then it is
+  permanent, like every 4xx: never retried;
 - when the server stays unreachable, batches go to a spool folder on disk (bounded by ``spool_max_bytes``)
   and a background thread sends them, in order, once it answers again; while anything is spooled, new
   batches queue behind it so points stay in logging order;
+- batches are cut to fit the server's body limit (it says it in ``/health``); a batch the server refuses
+  for good is cut into its metrics, so every metric the server takes is stored, and each refused one goes
+  to the quarantine folder next to the spool (``<spool>/quarantine``: the batch as sent and a ``.json`` with
+  the server's answer), reported once by a warning on the ``expboard.stores.http`` logger naming run,
+  metric, batch and reason, and never sent again by itself (:meth:`HttpStore.resend_quarantined` does);
+  the spool never stalls behind it. Refused on a direct call, the error is also raised to the caller (and
+  a retry of that batch id is a no-op, as on the server);
 - :meth:`HttpStore.flush` waits for the spool to drain and raises ``StoreUnavailableError`` saying what is
-  still pending; :meth:`HttpStore.close` does the same after releasing its thread and connections. What is
-  left stays on disk and is sent by the next ``HttpStore`` for the same server once this process has ended.
+  still pending, also without a timeout when the server keeps answering with transient errors for
+  ``retry_for`` seconds; :meth:`HttpStore.close` does the same after releasing its thread and connections.
+  What is left stays on disk and is sent by the next ``HttpStore`` for the same server once this process
+  has ended.
 
 Every other call is retried the same way (they are all idempotent) and then raises
-``StoreUnavailableError``. Errors from the server are raised again with the class the server raised.
+``StoreUnavailableError`` (or the server's error after ``server_error_tries`` answers of 500). Errors from
+the server are raised again with the class the server raised.
 
 >>> store = HttpStore("http://127.0.0.1:5000", token="...")  # doctest: +SKIP
 """
@@ -26,12 +38,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import random
 import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +53,15 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
 from .. import settings
-from ..errors import ConflictError, ExpboardError, StoreUnavailableError, ValidationError, error_class
-from ..names import check_metric_name
+from ..errors import (
+    ConflictError,
+    ExpboardError,
+    PayloadTooLargeError,
+    StoreUnavailableError,
+    ValidationError,
+    error_class,
+)
+from ..names import check_metric_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import UNSET, MetricChunk, Store
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
@@ -49,13 +70,35 @@ __all__ = ["TOKEN_ENV", "HttpStore"]
 
 TOKEN_ENV = settings.env("token")
 API = "/api/v1"
-_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
+_AUTH_STATUSES = frozenset({401, 403})  # the token, not the data: raised, never quarantined by a direct call
 _MAX_IDLE = 16
+_MAX_BATCH_ID = 200  # what the server accepts
 _CONNECTION_ERRORS = (OSError, http.client.HTTPException)  # refused, reset, timed out, broken pipe, bad status
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
+_log = logging.getLogger(__name__)
 
 
 class _Retryable(Exception):
-    """A failure worth retrying: no connection, or a 5xx answer."""
+    """A transient failure: no connection, a timeout, or 408/429/502/503/504."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered  # the server answered (a 5xx), rather than not at all
+
+
+class _Refused(Exception):
+    """The server answered with an error that sending the same request again will not change (4xx, 500)."""
+
+    def __init__(self, status: int, cls: type[ExpboardError], message: str) -> None:
+        super().__init__(f"{cls.__name__}: {message}")
+        self.status, self.cls, self.message = status, cls, message
+
+
+def _derive(batch_id: str, suffix: str) -> str:
+    """The id of a piece of batch ``batch_id``: the same piece of the same batch always gets the same id."""
+    out = f"{batch_id}{suffix}"
+    return out if len(out) <= _MAX_BATCH_ID else "h" + hashlib.sha256(out.encode()).hexdigest()
 
 
 @dataclass
@@ -112,6 +155,7 @@ class HttpStore(Store):
         spool_max_bytes: int = 512 * 1024 * 1024,
         max_request_bytes: int = 8 * 1024 * 1024,
         close_timeout: float = 30.0,
+        server_error_tries: int = 3,
     ) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -126,6 +170,9 @@ class HttpStore(Store):
         self.metrics_retry_for = metrics_retry_for
         self.max_request_bytes = max_request_bytes
         self.close_timeout = close_timeout
+        self.server_error_tries = max(1, server_error_tries)
+        self._server_limit: int | None = None  # the server's body limit, from /health
+        self._server_limit_checked = -1e9
         self._idle: list[http.client.HTTPConnection] = []  # keep-alive connections not in use
         self._conn_lock = threading.Lock()
         weakref.finalize(self, _close_all, self._idle, self._conn_lock)  # a store never closed leaks no socket
@@ -139,8 +186,11 @@ class HttpStore(Store):
         self._spooled: list[Path] = []  # oldest first
         self._spooled_bytes = 0
         self._seq = 0
-        self._rejected: list[str] = []  # spooled batches the server refused (4xx), reported by flush()
-        self._rejected_class: type[ExpboardError] = ExpboardError
+        self.quarantine_dir = self._spool_base / "quarantine"
+        self._handled: OrderedDict[str, None] = OrderedDict()  # batch ids refused and reported: retries are no-ops
+        self._server_errors: dict[Path, int] = {}  # spooled batch -> 500 answers so far
+        self._last_progress = time.monotonic()  # the sender delivered or quarantined a batch
+        self._answering_badly = False  # the sender's last try got a transient error answer (not silence)
         self._sender: threading.Thread | None = None
         self._stop = threading.Event()
         self._adopt_orphans()
@@ -161,7 +211,7 @@ class HttpStore(Store):
         conn.close()
 
     def _once(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> _Response:
-        """One request; raises _Retryable for connection errors and 5xx, the server's error class for 4xx."""
+        """One request; raises _Retryable for transient failures, _Refused for the other error answers."""
         conn = self._acquire()
         try:
             conn.request(method, self._base_path + path, body=body, headers={**self._headers, **headers})
@@ -182,9 +232,9 @@ class HttpStore(Store):
             cls, message = error_class(str(payload["error"])), str(payload["message"])
         except (ValueError, KeyError, TypeError):
             cls, message = ExpboardError, f"HTTP {resp.status} from {self.url}: {data[:200]!r}"
-        if resp.status in _RETRY_STATUSES:
-            raise _Retryable(f"{cls.__name__}: {message}")
-        raise cls(message)
+        if resp.status in _TRANSIENT_STATUSES:
+            raise _Retryable(f"HTTP {resp.status}: {cls.__name__}: {message}", answered=True)
+        raise _Refused(resp.status, cls, message)
 
     def _request(
         self,
@@ -200,11 +250,24 @@ class HttpStore(Store):
             raise StoreUnavailableError("the store is closed")
         retry_for = self.retry_for if retry_for is None else retry_for
         deadline = time.monotonic() + retry_for
-        delay, attempt = 0.05, 0
+        delay, attempt, server_errors = 0.05, 0, 0
         while True:
             attempt += 1
             try:
                 return self._once(method, path, body, headers or {})
+            except _Refused as exc:
+                if exc.status < 500:
+                    raise exc.cls(exc.message) from None
+                server_errors += 1  # a 500: maybe a passing fault, maybe this request; a few tries tell
+                if server_errors >= self.server_error_tries:
+                    raise exc.cls(
+                        f"{exc.message} (the tracking server {self.url} answered {exc.status} "
+                        f"{server_errors} times for this request)"
+                    ) from None
+                if retried is not None:
+                    retried.append(True)
+                time.sleep(delay * (0.75 + random.random() / 2))
+                delay = min(delay * 2, 2.0)
             except _Retryable as exc:
                 if retried is not None:
                     retried.append(True)
@@ -241,6 +304,7 @@ class HttpStore(Store):
         return RunRecord.from_json(data)
 
     def create_run(self, run: RunRecord) -> RunRecord:
+        check_run_id(run.run_id)
         payload = run.to_json()
         retried: list[bool] = []
         try:
@@ -313,33 +377,93 @@ class HttpStore(Store):
         self._json("POST", f"{API}/runs/{quote(run_id, safe='')}/properties", payload)
 
     # --- metrics ---------------------------------------------------------------------------------------
-    def _encode_parts(self, chunks: Sequence[MetricChunk], batch_id: str) -> list[bytes]:
-        """The batch as request bodies within ``max_request_bytes``; pieces get ids derived from the batch's."""
-        body = encode_batch(chunks, batch_id)
-        if len(body) <= self.max_request_bytes or sum(len(c) for c in chunks) <= 1:
-            return [body]
-        pieces: list[list[MetricChunk]] = []
-        for chunk in chunks:  # split by rows: about max_request_bytes / 2 per piece
-            per_point = max(1, len(encode_batch([chunk])) // max(1, len(chunk)))
-            step = max(1, self.max_request_bytes // 2 // per_point)
-            for start in range(0, len(chunk), step):
-                rows = slice(start, start + step)
-                pieces.append(
-                    [
-                        MetricChunk(
-                            chunk.run_id,
-                            chunk.name,
-                            chunk.kind,
-                            chunk.steps[rows],
-                            chunk.wall_times[rows],
-                            chunk.values[rows],
-                        )
-                    ]
+    def _limit(self) -> int:
+        """The largest body to send: ours, or the server's if it says a smaller one (asked once a minute
+        until it answers)."""
+        now = time.monotonic()
+        if self._server_limit is None and now - self._server_limit_checked > 60:
+            self._server_limit_checked = now
+            try:
+                limit = self._once("GET", f"{API}/health", None, {}).json().get("max_request_bytes")
+                self._server_limit = int(limit) if limit is not None else 0
+            except (_Retryable, _Refused, ValueError, TypeError, AttributeError):
+                pass
+        return min(self.max_request_bytes, self._server_limit or self.max_request_bytes)
+
+    def _encode_parts(
+        self, chunks: Sequence[MetricChunk], batch_id: str, limit: int
+    ) -> tuple[list[bytes], list[tuple[MetricChunk, ExpboardError]]]:
+        """The batch as request bodies within ``limit`` bytes, pieces with ids derived from the batch's (the
+        same batch always gives the same pieces); and the chunks that cannot be sent, with why."""
+        try:
+            body = encode_batch(chunks, batch_id)
+        except _ENCODE_ERRORS:
+            body = None
+        if body is not None and len(body) <= limit:
+            return [body], []
+        refused: list[tuple[MetricChunk, ExpboardError]] = []
+        sized: list[tuple[MetricChunk, int]] = []
+        for chunk in chunks:
+            try:
+                sized.append((chunk, len(encode_batch([chunk]))))
+            except _ENCODE_ERRORS as exc:
+                refused.append(
+                    (
+                        chunk,
+                        ValidationError(
+                            f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be sent: {exc} (steps must be "
+                            "integers within int64, values int, float, bool, str, None or JSON objects)"
+                        ),
+                    )
                 )
-        return [encode_batch(p, f"{batch_id}#{i}") for i, p in enumerate(pieces)]
+        groups: list[list[MetricChunk]] = []
+        size = 0
+        for chunk, n in sized:  # whole metrics together while they fit in half the limit
+            if n > limit // 2:
+                rows = max(1, len(chunk) * (limit // 2) // n)
+                groups += [[_rows(chunk, slice(i, i + rows))] for i in range(0, len(chunk), rows)]
+                size = limit
+            elif groups and size + n <= limit // 2:
+                groups[-1].append(chunk)
+                size += n
+            else:
+                groups.append([chunk])
+                size = n
+        bodies: list[bytes] = []
+        for i, group in enumerate(groups):
+            self._fit(group, _derive(batch_id, f"#{i}"), limit, bodies, refused)
+        return bodies, refused
+
+    def _fit(
+        self,
+        group: list[MetricChunk],
+        batch_id: str,
+        limit: int,
+        bodies: list[bytes],
+        refused: list[tuple[MetricChunk, ExpboardError]],
+    ) -> None:
+        body = encode_batch(group, batch_id)
+        if len(body) <= limit:
+            bodies.append(body)
+        elif len(group) == 1 and len(group[0]) == 1:
+            (chunk,) = group
+            refused.append(
+                (
+                    chunk,
+                    PayloadTooLargeError(
+                        f"a point of metric {chunk.name!r} of run {chunk.run_id!r} takes {len(body)} bytes, more "
+                        f"than the tracking server takes in one request ({limit} bytes); log smaller values, "
+                        "store large ones as a file (run.upload_file), or raise expboard server --max-request-mb"
+                    ),
+                )
+            )
+        else:
+            for j, half in enumerate(_halves(group)):
+                self._fit(half, _derive(batch_id, f"~{j}"), limit, bodies, refused)
 
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
         for chunk in chunks:  # refuse here what the server would refuse, before anything is spooled
+            check_run_id(chunk.run_id)
             check_metric_name(chunk.name)
             if not len(chunk.wall_times) == len(chunk.values) == len(chunk.steps):
                 raise ValidationError(f"metric {chunk.name!r}: steps, wall times and values differ in length")
@@ -349,26 +473,153 @@ class HttpStore(Store):
             return
         if self._closed:
             raise StoreUnavailableError("the store is closed")
-        bodies = self._encode_parts(chunks, batch_id or uuid.uuid4().hex)
-        for i, body in enumerate(bodies):
+        batch_id = batch_id or uuid.uuid4().hex
+        if batch_id in self._handled:  # refused and reported before: like a batch id the server has seen
+            return
+        bodies, local = self._encode_parts(chunks, batch_id, self._limit())
+        errors: list[ExpboardError] = []
+        for chunk, error in local:
+            errors.append(error)
+            self._quarantine(_encode_or_none(chunk, batch_id), [chunk], None, error)
+        queue = deque(bodies)
+        while queue:
+            body = queue.popleft()
             with self._spool_lock:
                 queued = bool(self._spooled)
             if queued:  # keep logging order: behind what is already waiting
-                self._spool(bodies[i:])
-                return
+                self._spool([body, *queue])
+                break
             try:
-                self._request(
-                    "POST",
-                    f"{API}/metric-batches",
-                    body,
-                    {"Content-Type": WIRE_CONTENT_TYPE},
-                    retry_for=self.metrics_retry_for,
-                )
+                self._post_batch(body)
             except StoreUnavailableError:
                 if self._closed:
                     raise
-                self._spool(bodies[i:])
+                self._spool([body, *queue])
+                break
+            except _Refused as exc:
+                if exc.status in _AUTH_STATUSES:
+                    raise exc.cls(exc.message) from None
+                pieces = _split(body, exc.status)
+                if pieces:  # find which metrics it refuses; send the others
+                    queue.extendleft(reversed(pieces))
+                    continue
+                errors.append(self._quarantine(body, None, exc.status, exc.cls(exc.message)))
+        if errors:
+            self._handled[batch_id] = None
+            while len(self._handled) > 10_000:
+                self._handled.popitem(last=False)
+            first = errors[0]
+            raise type(first)(
+                f"{first} ({len(errors)} refused part(s) of batch {batch_id} kept in {self.quarantine_dir}; "
+                "everything else in the batch is stored)"
+            )
+
+    def _post_batch(self, body: bytes) -> None:
+        """Send one metric batch: transient failures retried for ``metrics_retry_for`` (then
+        StoreUnavailableError), a 500 up to ``server_error_tries`` times; _Refused when it is refused for good."""
+        deadline = time.monotonic() + self.metrics_retry_for
+        delay, attempt, server_errors = 0.05, 0, 0
+        while True:
+            attempt += 1
+            try:
+                self._once("POST", f"{API}/metric-batches", body, {"Content-Type": WIRE_CONTENT_TYPE})
                 return
+            except _Refused as exc:
+                if exc.status < 500:
+                    raise
+                server_errors += 1
+                if server_errors >= self.server_error_tries:
+                    raise
+            except _Retryable as exc:
+                if attempt == 1:  # a stale keep-alive connection: retry at once
+                    continue
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailableError(
+                        f"tracking server {self.url} unreachable for {self.metrics_retry_for:g} s: {exc}"
+                    ) from None
+            time.sleep(delay * (0.75 + random.random() / 2))
+            delay = min(delay * 2, 2.0)
+
+    def _quarantine(
+        self, body: bytes | None, chunks: Sequence[MetricChunk] | None, status: int | None, error: ExpboardError
+    ) -> ExpboardError:
+        """Keep a refused batch in the quarantine folder with the reason, and warn once."""
+        batch_id: str | None = None
+        metrics: list[dict[str, Any]] = []
+        if body is not None:
+            try:
+                batch_id, parts = decode_batch(body)
+                metrics = [{"run_id": p["run_id"], "name": p["name"], "points": len(p["steps"])} for p in parts]
+            except (ValueError, KeyError, TypeError):
+                pass
+        if chunks is not None:
+            metrics = [{"run_id": c.run_id, "name": c.name, "points": len(c)} for c in chunks]
+        kept = "not kept (it cannot be encoded)"
+        if body is not None and len(body) <= self.spool_max_bytes:
+            try:
+                self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+                stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                record = {
+                    "server": self.url,
+                    "batch_id": batch_id,
+                    "status": status,
+                    "error": type(error).__name__,
+                    "message": str(error),
+                    "metrics": metrics,
+                    "time": time.time(),
+                }
+                (self.quarantine_dir / f"{stem}.json").write_text(json.dumps(record, indent=1))
+                (self.quarantine_dir / f"{stem}.batch").write_bytes(body)
+                kept = f"kept in {self.quarantine_dir / stem}.batch"
+            except OSError as exc:
+                kept = f"not kept ({exc})"
+        named = ", ".join(f"{m['name']!r} of run {m['run_id']!r}" for m in metrics[:5]) or "?"
+        answer = f"answered {status}" if status is not None else "was not sent"
+        _log.warning(
+            "expboard: metric batch %s refused (%s): metric %s: %s: %s; %s and not retried",
+            batch_id,
+            answer,
+            named,
+            type(error).__name__,
+            error,
+            kept,
+        )
+        return error
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """What is in the quarantine folder: per refused batch, the server's answer and its metrics."""
+        out = []
+        for path in sorted(self.quarantine_dir.glob("*.json")):
+            try:
+                out.append({**json.loads(path.read_text()), "path": str(path.with_suffix(".batch"))})
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def resend_quarantined(self) -> tuple[int, int]:
+        """Send the quarantined batches again (after the server or the data was fixed); returns how many
+        were stored and how many are still refused (those stay, with the new answer)."""
+        stored = refused = 0
+        for path in sorted(self.quarantine_dir.glob("*.batch")):
+            meta = path.with_suffix(".json")
+            try:
+                body = path.read_bytes()
+                self._post_batch(body)
+            except _Refused as exc:
+                refused += 1
+                try:
+                    record = json.loads(meta.read_text())
+                    record.update(status=exc.status, error=exc.cls.__name__, message=exc.message, time=time.time())
+                    meta.write_text(json.dumps(record, indent=1))
+                except (OSError, ValueError):
+                    pass
+                continue
+            except OSError:
+                continue
+            path.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+            stored += 1
+        return stored, refused
 
     def get_metrics(
         self,
@@ -430,26 +681,66 @@ class HttpStore(Store):
             with self._spool_lock:
                 if not self._spooled:
                     self._sender = None
+                    self._spool_lock.notify_all()
                     return
                 path = self._spooled[0]
-            body = path.read_bytes()
+            try:
+                body = path.read_bytes()
+            except OSError:  # gone (removed by hand): nothing to send
+                self._done_spooled(path, 0)
+                continue
             try:
                 self._once("POST", f"{API}/metric-batches", body, {"Content-Type": WIRE_CONTENT_TYPE})
-            except _Retryable:
+            except _Retryable as exc:
+                self._answering_badly = exc.answered
                 self._stop.wait(delay * (0.75 + random.random() / 2))
                 delay = min(delay * 2, 2.0)
                 continue
-            except ExpboardError as exc:  # refused (4xx): sending it again cannot help
-                with self._spool_lock:
-                    self._rejected.append(f"{path.name}: {type(exc).__name__}: {exc}")
-                    if len(self._rejected) == 1:
-                        self._rejected_class = type(exc)
+            except _Refused as exc:
+                if exc.status >= 500:
+                    count = self._server_errors[path] = self._server_errors.get(path, 0) + 1
+                    if count < self.server_error_tries:
+                        self._answering_badly = True
+                        self._stop.wait(delay * (0.75 + random.random() / 2))
+                        delay = min(delay * 2, 2.0)
+                        continue
+                pieces = [] if exc.status in _AUTH_STATUSES else _split(body, exc.status)
+                if pieces:
+                    self._replace_spooled(path, pieces)
+                    continue
+                self._quarantine(body, None, exc.status, exc.cls(exc.message))
             delay = 0.05
-            with self._spool_lock:
+            self._done_spooled(path, len(body))
+
+    def _done_spooled(self, path: Path, size: int) -> None:
+        with self._spool_lock:
+            if self._spooled and self._spooled[0] == path:
                 self._spooled.pop(0)
-                self._spooled_bytes -= len(body)
-                path.unlink(missing_ok=True)
-                self._spool_lock.notify_all()
+                self._spooled_bytes -= size
+            self._server_errors.pop(path, None)
+            path.unlink(missing_ok=True)
+            self._last_progress = time.monotonic()
+            self._answering_badly = False
+            self._spool_lock.notify_all()
+
+    def _replace_spooled(self, path: Path, pieces: list[bytes]) -> None:
+        """Put the pieces of a refused spooled batch in its place, in order (file names sort the same way)."""
+        with self._spool_lock:
+            new = []
+            for k, piece in enumerate(pieces):
+                target = path.with_name(f"{path.stem}.{k:03d}.batch")
+                tmp = target.with_suffix(".tmp")
+                with open(tmp, "wb") as f:
+                    f.write(piece)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
+                new.append(target)
+            if self._spooled and self._spooled[0] == path:
+                self._spooled[0:1] = new
+                self._spooled_bytes += sum(map(len, pieces)) - path.stat().st_size
+            self._server_errors.pop(path, None)
+            path.unlink(missing_ok=True)
 
     def _adopt_orphans(self) -> None:
         """Take over batches spooled for this server by processes that have ended, to send them."""
@@ -487,15 +778,27 @@ class HttpStore(Store):
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every spooled metric batch is delivered; ``timeout=None`` waits as long as it takes."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        stalled = False
         with self._spool_lock:
             while self._spooled and (self._sender is not None and self._sender.is_alive()):
-                left = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                left = None if deadline is None else deadline - now
                 if left is not None and left <= 0:
                     break
-                self._spool_lock.wait(left if left is None else min(left, 1.0))
-            rejected, self._rejected = self._rejected, []
+                if self._answering_badly and now - max(start, self._last_progress) > self.retry_for:
+                    stalled = True  # the server answers, but with errors: do not wait forever
+                    break
+                self._spool_lock.wait(1.0 if left is None else min(left, 1.0))
             waiting = bool(self._spooled)
+        if waiting and stalled:
+            batches, points = self.pending()
+            raise StoreUnavailableError(
+                f"{batches} metric batch(es) with {points} points are not yet delivered: the tracking server "
+                f"{self.url} has answered with transient errors for {self.retry_for:g} s; they are kept in "
+                f"{self.spool_dir} and will be sent when it recovers, by this process or the next one"
+            )
         if waiting:
             batches, points = self.pending()
             raise StoreUnavailableError(
@@ -504,10 +807,6 @@ class HttpStore(Store):
                 "answers again, by this process or the next one that opens this store"
                 if timeout is not None
                 else f"{batches} metric batch(es) are not delivered to {self.url}"
-            )
-        if rejected:
-            raise self._rejected_class(
-                f"the tracking server refused {len(rejected)} spooled metric batch(es): " + "; ".join(rejected[:5])
             )
 
     # --- files -----------------------------------------------------------------------------------------
@@ -571,3 +870,43 @@ class HttpStore(Store):
 
     def __repr__(self) -> str:
         return f"HttpStore({self.url!r})"
+
+
+def _rows(chunk: MetricChunk, rows: slice) -> MetricChunk:
+    return MetricChunk(
+        chunk.run_id, chunk.name, chunk.kind, chunk.steps[rows], chunk.wall_times[rows], chunk.values[rows]
+    )
+
+
+def _halves(group: list[MetricChunk]) -> list[list[MetricChunk]]:
+    if len(group) > 1:
+        return [group[: len(group) // 2], group[len(group) // 2 :]]
+    (chunk,) = group
+    mid = len(chunk) // 2
+    return [[_rows(chunk, slice(0, mid))], [_rows(chunk, slice(mid, None))]]
+
+
+def _encode_or_none(chunk: MetricChunk, batch_id: str) -> bytes | None:
+    try:
+        return encode_batch([chunk], batch_id)
+    except _ENCODE_ERRORS:
+        return None
+
+
+def _split(body: bytes, status: int) -> list[bytes]:
+    """The pieces to try when the server refused ``body`` for good: its metrics one by one, or, when it was
+    too large (413), its rows in halves; [] when it is one metric that cannot be cut further."""
+    try:
+        batch_id, parts = decode_batch(body)
+    except ValueError:
+        return []
+    chunks = [
+        MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
+        for p in parts
+    ]
+    base = batch_id or uuid.uuid4().hex
+    if len(chunks) > 1:
+        return [encode_batch([c], _derive(base, f"/{i}")) for i, c in enumerate(chunks)]
+    if status == 413 and chunks and len(chunks[0]) > 1:
+        return [encode_batch(h, _derive(base, f"~{j}")) for j, h in enumerate(_halves(chunks))]
+    return []
