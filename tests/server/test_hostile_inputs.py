@@ -17,7 +17,7 @@ from server_http import TOKEN, Answer, raw_request
 
 from expboard.records import MetricKind, RunRecord, RunStatus
 from expboard.server.process import ServerProcess
-from expboard.stores._chunks import WIRE_CONTENT_TYPE, encode_batch
+from expboard.stores._chunks import WIRE_CONTENT_TYPE
 from expboard.stores.base import MetricChunk
 from expboard.stores.http import HttpStore
 
