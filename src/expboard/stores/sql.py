@@ -11,6 +11,7 @@ Metric points are stored as chunks: one row per metric per logged batch, its col
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -89,6 +90,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_ERROR_BYTES = 1024 * 1024
+_READ_PIECE = 64 * 1024 * 1024
 
 
 def _check_times(**times: Any) -> None:
@@ -666,7 +668,22 @@ class SqlStore(Store):
         name = check_file_name(name)
         if not 0 <= offset <= _INT64_MAX or (length is not None and not 0 <= length <= _INT64_MAX):
             raise ValidationError(f"offset and length must be from 0 to {_INT64_MAX}")
-        return self.files.read(run_id, name, offset, length)
+        try:
+            if length is None or length <= _READ_PIECE:
+                return self.files.read(run_id, name, offset, length)
+            # a large length asks for up to that much, not for that much memory: read in pieces until the end
+            parts: list[bytes] = []
+            while length > 0:
+                part = self.files.read(run_id, name, offset, min(length, _READ_PIECE))
+                parts.append(part)
+                offset, length = offset + len(part), length - len(part)
+                if len(part) < _READ_PIECE:
+                    break
+            return b"".join(parts)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # an offset past what any file system holds: past the end
+                return b""
+            raise
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         check_run_id(run_id)
