@@ -10,9 +10,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..records import ExperimentRecord, FileInfo, MetricSeries, RunRecord, RunStatus
+from ..errors import ValidationError
+from ..names import check_metric_name, check_run_id
+from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 
-__all__ = ["MetricChunk", "Store", "UNSET"]
+__all__ = ["MetricChunk", "Store", "UNSET", "check_chunk"]
 
 
 class _Unset:
@@ -25,6 +27,28 @@ UNSET: Any = _Unset()
 
 # Points of one metric of one run logged together: the same fields as a stored series, so one class.
 MetricChunk = MetricSeries
+
+
+def check_chunk(chunk: MetricChunk) -> None:
+    """What every store refuses in a chunk before storing or sending anything: a bad run id or metric name,
+    values that are not a column of points (a string or a dict would be stored letter by letter or key by
+    key), columns of different lengths, an unknown kind."""
+    check_run_id(chunk.run_id)
+    check_metric_name(chunk.name)
+    values = chunk.values
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__"):
+        raise ValidationError(
+            f"metric {chunk.name!r} of run {chunk.run_id!r}: values must be a list or an array of points, "
+            f"got a {type(values).__name__}"
+        )
+    if not len(chunk.steps) == len(chunk.wall_times) == len(values):
+        raise ValidationError(f"metric {chunk.name!r}: steps, wall times and values differ in length")
+    try:
+        MetricKind(chunk.kind)
+    except ValueError:
+        raise ValidationError(
+            f"metric {chunk.name!r}: unknown kind {chunk.kind!r}; use one of {', '.join(k.value for k in MetricKind)}"
+        ) from None
 
 
 class Store(ABC):

@@ -61,9 +61,9 @@ from ..errors import (
     ValidationError,
     error_class,
 )
-from ..names import check_metric_name, check_run_id
+from ..names import check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store
+from .base import UNSET, MetricChunk, Store, check_chunk
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
@@ -93,6 +93,11 @@ class _Refused(Exception):
     def __init__(self, status: int, cls: type[ExpboardError], message: str) -> None:
         super().__init__(f"{cls.__name__}: {message}")
         self.status, self.cls, self.message = status, cls, message
+
+
+def _rid(run_id: str) -> str:
+    """A run id as a URL path segment, checked as every store checks it."""
+    return quote(check_run_id(run_id), safe="")
 
 
 def _derive(batch_id: str, suffix: str) -> str:
@@ -322,7 +327,7 @@ class HttpStore(Store):
         return self._run(resp.json())
 
     def get_run(self, run_id: str) -> RunRecord:
-        return self._run(self._json("GET", f"{API}/runs/{quote(run_id, safe='')}"))
+        return self._run(self._json("GET", f"{API}/runs/{_rid(run_id)}"))
 
     def list_runs(
         self,
@@ -366,15 +371,15 @@ class HttpStore(Store):
             payload["status"] = RunStatus(status).value
         if only_if_status:
             payload["only_if_status"] = [RunStatus(s).value for s in only_if_status]
-        return self._run(self._json("PATCH", f"{API}/runs/{quote(run_id, safe='')}", payload))
+        return self._run(self._json("PATCH", f"{API}/runs/{_rid(run_id)}", payload))
 
     def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> None:
         payload = {k: (None if v is None else str(v)) for k, v in tags.items()}
-        self._json("PATCH", f"{API}/runs/{quote(run_id, safe='')}/tags", payload)
+        self._json("PATCH", f"{API}/runs/{_rid(run_id)}/tags", payload)
 
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         payload = {k: str(v) for k, v in properties.items()}
-        self._json("POST", f"{API}/runs/{quote(run_id, safe='')}/properties", payload)
+        self._json("POST", f"{API}/runs/{_rid(run_id)}/properties", payload)
 
     # --- metrics ---------------------------------------------------------------------------------------
     def _limit(self) -> int:
@@ -463,11 +468,7 @@ class HttpStore(Store):
 
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
         for chunk in chunks:  # refuse here what the server would refuse, before anything is spooled
-            check_run_id(chunk.run_id)
-            check_metric_name(chunk.name)
-            if not len(chunk.wall_times) == len(chunk.values) == len(chunk.steps):
-                raise ValidationError(f"metric {chunk.name!r}: steps, wall times and values differ in length")
-            MetricKind(chunk.kind)
+            check_chunk(chunk)
         chunks = [c for c in chunks if len(c)]
         if not chunks and batch_id is None:
             return
@@ -480,7 +481,7 @@ class HttpStore(Store):
         errors: list[ExpboardError] = []
         for chunk, error in local:
             errors.append(error)
-            self._quarantine(_encode_or_none(chunk, batch_id), [chunk], None, error)
+            self._quarantine(_encode_or_none(chunk, batch_id), [chunk], None, error, batch_id)
         queue = deque(bodies)
         while queue:
             body = queue.popleft()
@@ -541,10 +542,14 @@ class HttpStore(Store):
             delay = min(delay * 2, 2.0)
 
     def _quarantine(
-        self, body: bytes | None, chunks: Sequence[MetricChunk] | None, status: int | None, error: ExpboardError
+        self,
+        body: bytes | None,
+        chunks: Sequence[MetricChunk] | None,
+        status: int | None,
+        error: ExpboardError,
+        batch_id: str | None = None,
     ) -> ExpboardError:
         """Keep a refused batch in the quarantine folder with the reason, and warn once."""
-        batch_id: str | None = None
         metrics: list[dict[str, Any]] = []
         if body is not None:
             try:
@@ -638,7 +643,7 @@ class HttpStore(Store):
                 if v is not None
             }
         )
-        path = f"{API}/runs/{quote(run_id, safe='')}/metrics" + (f"?{query}" if query else "")
+        path = f"{API}/runs/{_rid(run_id)}/metrics" + (f"?{query}" if query else "")
         _, parts = decode_batch(self._request("GET", path, headers={"Accept": WIRE_CONTENT_TYPE}).body)
         return [
             MetricSeries(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
@@ -811,7 +816,8 @@ class HttpStore(Store):
 
     # --- files -----------------------------------------------------------------------------------------
     def _file_path(self, run_id: str, name: str) -> str:
-        return f"{API}/runs/{quote(run_id, safe='')}/files/{quote(name, safe='/')}"
+        check_file_name(name)  # refused here as the server would; sent as given (the server normalizes)
+        return f"{API}/runs/{_rid(run_id)}/files/{quote(name, safe='/')}"
 
     def _info(self, data: dict[str, Any]) -> FileInfo:
         return FileInfo(name=data["name"], size=int(data["size"]), modified=float(data["modified"]))
@@ -842,7 +848,7 @@ class HttpStore(Store):
         return self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"}).body
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
-        return [self._info(i) for i in self._json("GET", f"{API}/runs/{quote(run_id, safe='')}/files", prefix=prefix)]
+        return [self._info(i) for i in self._json("GET", f"{API}/runs/{_rid(run_id)}/files", prefix=prefix)]
 
     # --- life cycle ------------------------------------------------------------------------------------
     def close(self, timeout: float | None = None) -> None:

@@ -31,13 +31,12 @@ from ..names import (
     check_experiment_name,
     check_file_name,
     check_key,
-    check_metric_name,
     check_run_id,
     check_text,
     check_time,
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store
+from .base import UNSET, MetricChunk, Store, check_chunk
 from .files import LocalFiles
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 
@@ -120,15 +119,6 @@ def _utf8_ok(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _check_values(chunk: MetricChunk) -> None:
-    values = chunk.values
-    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__"):
-        raise ValidationError(
-            f"metric {chunk.name!r} of run {chunk.run_id!r}: values must be a list or an array of points, "
-            f"got a {type(values).__name__}"
-        )
 
 
 def _clamp_step(step: int | None) -> int | None:
@@ -543,14 +533,10 @@ class SqlStore(Store):
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
         rows = []
         for chunk in chunks:
-            check_run_id(chunk.run_id)
-            check_metric_name(chunk.name)
-            _check_values(chunk)
+            check_chunk(chunk)
             n = len(chunk.steps)
             if n == 0:
                 continue
-            if len(chunk.wall_times) != n or len(chunk.values) != n:
-                raise ValidationError(f"metric {chunk.name!r}: steps, wall times and values differ in length")
             try:
                 kind = MetricKind(chunk.kind).value
                 steps = np.asarray(chunk.steps, dtype=np.int64)
