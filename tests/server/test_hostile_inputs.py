@@ -236,3 +236,23 @@ def test_unauthenticated_clients_cannot_send_megabytes_of_headers(server: Server
     # normal requests with a token are unaffected
     assert raw_request(server.url, "GET", "/api/v1/experiments").status == 200
     assert raw_request(server.url, "GET", "/api/v1/experiments", headers={"X-Long": "b" * 8000}).status == 200
+
+
+def test_unauthenticated_clients_cannot_send_a_large_body(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"PUT /api/v1/experiments/x HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n")
+        sent, answer = 0, b""
+        try:
+            while sent < 100 * 1024 * 1024:
+                sock.sendall(b"z" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert sent < 32 * 1024 * 1024, f"the server read {sent} bytes of an unauthenticated body"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]

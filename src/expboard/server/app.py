@@ -203,10 +203,10 @@ def create_app(
 
     # --- health ---------------------------------------------------------------------------------------
     @api.get(f"{API_PREFIX}/health", tags=["server"])
-    async def health() -> dict[str, str]:
+    async def health() -> dict[str, Any]:
         """Liveness: answers without a token. ``max_request_bytes`` is the largest request body accepted, so
         clients can split what they send to fit."""
-        return {"status": "ok", "version": str(version), "max_request_bytes": str(max_request_bytes)}
+        return {"status": "ok", "version": str(version), "max_request_bytes": max_request_bytes}
 
     @api.get(f"{API_PREFIX}/whoami", tags=["server"], response_model=WhoAmIModel)
     async def whoami(request: Request) -> Any:
@@ -439,8 +439,8 @@ def create_app(
         return Response(data, status_code=status, media_type="application/octet-stream", headers=headers)
 
     open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]
-    auth = AuthMiddleware(api, tokens or [], open_paths)
+    # auth first: a client without a valid token gets its 401 before the server reads any of its body
+    auth = AuthMiddleware(SizeLimitMiddleware(api, max_request_bytes), tokens or [], open_paths)
     app: Any = auth
-    app = SizeLimitMiddleware(app, max_request_bytes)
     app.api = api  # for tests and embedding: the FastAPI app inside the middleware
     return app

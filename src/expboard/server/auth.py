@@ -173,7 +173,8 @@ class AuthMiddleware:
             await send_error(
                 send,
                 AuthError(f"{message}: send 'Authorization: Bearer <token>' (the client reads EXPBOARD_TOKEN)"),
-                [(b"www-authenticate", b'Bearer realm="expboard"')],
+                # closed after the 401: a client without a token does not get to send a body on this connection
+                [(b"www-authenticate", b'Bearer realm="expboard"'), (b"connection", b"close")],
             )
             return
         scope[TOKEN_SCOPE_KEY] = token
