@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("snapshot_max_mb", "EXPBOARD_SNAPSHOT_MAX_MB", 300.0, "size limit of a submitted source folder's snapshot", "MB", "float"),  # noqa: E501
     S("agent_log", "EXPBOARD_AGENT_LOG", None, "file a compute target sends the run agent's own output to (set by the target)"),  # noqa: E501
     S("spool_dir", "EXPBOARD_SPOOL_DIR", None, "where a client keeps metrics a tracking server has not taken yet (default: ~/.cache/expboard/spool)"),  # noqa: E501
-    S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated"),
+    S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated TOKEN (scope write) or NAME:SCOPE:TOKEN"),  # noqa: E501
     S("pg_bindir", "EXPBOARD_PG_BINDIR", None, "folder holding PostgreSQL's initdb and postgres for a development database"),  # noqa: E501
     S("pg_user", "EXPBOARD_PG_USER", "nobody", "unprivileged user a development PostgreSQL runs as when started by root"),  # noqa: E501
 )

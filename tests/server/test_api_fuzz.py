@@ -26,9 +26,9 @@ from server_http import TOKEN, raw_request  # noqa: E402
 
 from expboard.records import MetricKind, RunRecord, RunStatus  # noqa: E402
 from expboard.server.process import ServerProcess  # noqa: E402
-from expboard.stores._chunks import WIRE_CONTENT_TYPE  # noqa: E402
 from expboard.stores.base import MetricChunk  # noqa: E402
 from expboard.stores.http import HttpStore  # noqa: E402
+from expboard.stores.wire import WIRE_CONTENT_TYPE  # noqa: E402
 
 FUZZ_RUN = "fuzz-run"
 

@@ -17,9 +17,9 @@ from server_http import TOKEN, Answer, raw_request
 
 from expboard.records import MetricKind, RunRecord, RunStatus
 from expboard.server.process import ServerProcess
-from expboard.stores._chunks import WIRE_CONTENT_TYPE
 from expboard.stores.base import MetricChunk
 from expboard.stores.http import HttpStore
+from expboard.stores.wire import WIRE_CONTENT_TYPE
 
 JSON = {"Content-Type": "application/json"}
 
