@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from .errors import AuthError, ExpboardError
 from .records import MetricKind, RunStatus
 from .stores import MetricChunk, Store
 
-__all__ = ["FLUSH_INTERVAL_S", "FLUSH_THRESHOLD", "MAX_PENDING", "MetricBuffer", "Series"]
+__all__ = ["FLUSH_INTERVAL_S", "FLUSH_THRESHOLD", "MAX_PENDING", "MetricBuffer", "Series", "is_permanent"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,15 @@ MAX_PENDING = 2_000_000  # points held before the logging thread writes them its
 HEARTBEAT_S = 5.0  # the default of the heartbeat_s setting
 
 _time = time.time
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True if retrying the write that raised ``exc`` can never succeed: the store refused the data itself
+    (a 4xx error such as a value it cannot hold), as opposed to being locked, down or unreachable."""
+    if isinstance(exc, ExpboardError):
+        return 400 <= exc.status_code < 500 and not isinstance(exc, AuthError)
+    # Raised while encoding a value: no retry changes the value.
+    return isinstance(exc, (TypeError, ValueError, OverflowError, RecursionError))
 
 
 class Series:
@@ -72,6 +82,9 @@ class MetricBuffer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._failed_chunks: list[tuple[list[MetricChunk], str]] = []
+        # (run id, metric, points, reason) of every chunk the store refused for good; reported once per metric
+        self.refused: list[tuple[str, str, int, str]] = []
+        self._reported: set[tuple[str, str]] = set()
         self.live_runs: set[str] = set()  # Running runs of this process: their heartbeat is kept fresh
         self._last_heartbeat = 0.0
 
@@ -186,20 +199,53 @@ class MetricBuffer:
             self._failed_chunks = []
             for i, (chunks, batch_id) in enumerate(retry):
                 try:
-                    self.store.log_metrics(chunks, batch_id=batch_id)
-                except BaseException:
-                    self._failed_chunks = retry[i:]
+                    self._write(chunks, batch_id)
+                except BaseException:  # _write kept the unwritten part of this batch; the later ones follow
+                    self._failed_chunks += retry[i + 1 :]
                     raise
         chunks = self._take()
         if not chunks:
             return
-        batch_id = uuid.uuid4().hex
+        self._write(chunks, uuid.uuid4().hex)  # on a transient failure _write keeps the chunks for a retry
+        self._error = None
+
+    def _write(self, chunks: list[MetricChunk], batch_id: str) -> None:
+        """Write one batch. A permanent refusal (a value the store can never hold) is isolated to the chunks
+        that cause it: each chunk is then written on its own, the refused ones are reported and dropped, and
+        every other chunk is stored. A transient failure keeps what is unwritten for the next attempt."""
         try:
             self.store.log_metrics(chunks, batch_id=batch_id)
-        except BaseException:
-            self._failed_chunks.append((chunks, batch_id))
-            raise
-        self._error = None
+            return
+        except BaseException as exc:
+            if not is_permanent(exc):
+                self._failed_chunks.append((chunks, batch_id))
+                raise
+            if len(chunks) == 1:
+                self._refuse(chunks[0], exc)
+                return
+        for i, chunk in enumerate(chunks):
+            part_id = f"{batch_id}.{i}"  # stable, so a retried part is still stored once
+            try:
+                self.store.log_metrics([chunk], batch_id=part_id)
+            except BaseException as exc:
+                if not is_permanent(exc):
+                    self._failed_chunks.extend(([c], f"{batch_id}.{j}") for j, c in enumerate(chunks) if j >= i)
+                    raise
+                self._refuse(chunk, exc)
+
+    def _refuse(self, chunk: MetricChunk, exc: BaseException) -> None:
+        """Drop a chunk the store refused for good, and say so once per run and metric."""
+        key = (chunk.run_id, chunk.name)
+        self.refused.append((chunk.run_id, chunk.name, len(chunk.steps), str(exc)))
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(
+                "expboard: the store refused %d point(s) of metric %r of run %s and they were dropped: %s",
+                len(chunk.steps),
+                chunk.name,
+                chunk.run_id,
+                exc,
+            )
 
     def write_direct(self, s: Series, steps: Any, times: Any, values: Any) -> None:
         """Write arrays of points of series ``s`` now, after everything logged before them."""

@@ -28,7 +28,16 @@ from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
 from .state import flush_all
 from .stores import UNSET, Store
-from .values import coerce_step, coerce_value, error_dict, iso_time, json_value, metric_value
+from .values import (
+    check_step_range,
+    check_text,
+    coerce_step,
+    coerce_value,
+    error_dict,
+    iso_time,
+    json_value,
+    metric_value,
+)
 from .workspace import Workspace
 
 __all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
@@ -234,8 +243,11 @@ class Run:
             value = coerce_value(name, value)
         elif tv is int and not -_INT64 <= value < _INT64:
             value = float(value)
-        if step is not None and type(step) is not int:
-            step = coerce_step(step)
+        if step is not None:
+            if type(step) is not int:
+                step = coerce_step(step)
+            elif not -_INT64 <= step < _INT64:
+                check_step_range(step)
         s = self._series_cache.get(name)
         if s is None:
             s = self._series(name, _SCALAR)
@@ -265,9 +277,14 @@ class Run:
             step_arr = np.asarray(steps)
             if step_arr.shape != (n,) or step_arr.dtype.kind not in "iu":
                 raise ValidationError(f"metric {name!r}: steps must be {n} integers")
+            if step_arr.dtype.kind == "u" and n and int(step_arr.max()) >= _INT64:
+                check_step_range(int(step_arr.max()))
+            step_arr = step_arr.astype(np.int64, copy=False)
         times = np.full(n, _time()) if wall_times is None else np.asarray(wall_times, dtype=np.float64)
         if times.shape != (n,):
             raise ValidationError(f"metric {name!r}: wall_times must be {n} numbers")
+        if wall_times is not None and n and not np.isfinite(times).all():
+            raise ValidationError(f"metric {name!r}: wall_times must be finite unix times (no NaN or infinity)")
         self._buf.write_direct(s, step_arr, times, vals)
 
     def log_list(self, name: str, value: Sequence[Any]) -> None:
@@ -540,7 +557,7 @@ class Run:
         self.set_tags({key: "" if value is None else value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._store.set_tags(self.id, {check_key(k): str(v) for k, v in tags.items()})
+        self._store.set_tags(self.id, {check_key(k): check_text(f"tag {k!r}", str(v)) for k, v in tags.items()})
 
     def remove_tags(self, keys: Sequence[str]) -> None:
         self._store.set_tags(self.id, {k: None for k in keys})

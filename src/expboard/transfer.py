@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import logging
 import os
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ __all__ = [
     "FolderMirror",
     "FolderUpload",
     "download",
+    "iter_files",
     "iter_log",
     "upload",
     "upload_folder",
@@ -41,6 +44,62 @@ PIECE_BYTES = 8 * 1024 * 1024  # files travel in pieces of this size, both ways
 DRIVER_LOG = "system_logs/driver.log"  # a submitted script's stdout and stderr
 LOGS_PREFIX = "logs/"  # what a submitted script writes under ./logs (TensorBoard files)
 _HEAD = 512  # bytes of each file's start kept as a hash, to notice a replaced file
+
+log = logging.getLogger(__name__)
+
+
+def iter_files(root: Path, warned: set[str] | None = None) -> Iterator[tuple[Path, str]]:
+    """The regular files under folder ``root`` as ``(path, relative posix name)``, sorted by name.
+
+    Symbolic links are followed only when their target stays inside ``root`` (as ``rsync --safe-links``
+    does); a link that leaves the folder is skipped with a warning, so nothing outside it is ever
+    uploaded. Links to folders are not followed (no loops, no file stored twice), and pipes, sockets and
+    devices are skipped (reading a pipe would block). ``warned`` collects the links already warned about,
+    so a folder polled again and again warns once per link."""
+    real_root = os.path.realpath(root)
+    warned = set() if warned is None else warned
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        kept = []
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                if not _inside(os.path.realpath(full), real_root):
+                    _warn_outside(full, root, warned)
+                continue
+            kept.append(d)
+        dirnames[:] = kept
+        for fn in filenames:
+            full = os.path.join(dirpath, fn)
+            try:
+                if os.path.islink(full) and not _inside(os.path.realpath(full), real_root):
+                    _warn_outside(full, root, warned)
+                    continue
+                if not stat.S_ISREG(os.stat(full).st_mode):
+                    continue
+            except OSError:  # removed while we looked, or a dangling link
+                continue
+            path = Path(full)
+            found.append((path, path.relative_to(root).as_posix()))
+    found.sort(key=lambda item: item[1])
+    return iter(found)
+
+
+def _inside(path: str, real_root: str) -> bool:
+    return path == real_root or path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _warn_outside(link: str, root: Path, warned: set[str]) -> None:
+    if link in warned:
+        return
+    warned.add(link)
+    log.warning(
+        "expboard: skipped %s: it is a symbolic link to %s, outside %s; copy the file into the folder "
+        "to store it with the run",
+        link,
+        os.path.realpath(link),
+        root,
+    )
 
 
 def upload(store: Store, run_id: str, name: str, source: str | os.PathLike[str] | IO[Any]) -> None:
@@ -73,11 +132,10 @@ def upload_folder(store: Store, run_id: str, name: str, path: str | os.PathLike[
         raise ValidationError(f"cannot upload {root}: no such folder")
     prefix = check_file_name(name)
     stored = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            target = f"{prefix}/{p.relative_to(root).as_posix()}"
-            upload(store, run_id, target, p)
-            stored.append(target)
+    for p, rel in iter_files(root):
+        target = f"{prefix}/{rel}"
+        upload(store, run_id, target, p)
+        stored.append(target)
     return stored
 
 
@@ -155,6 +213,7 @@ class FolderUpload(FolderMirror):
         super().__init__(store, run_id, root, prefix.rstrip("/"))
         self.root = root
         self._state: dict[str, tuple[int, int, int]] = {}  # rel -> (uploaded size, inode, mtime_ns)
+        self._warned: set[str] = set()  # links outside the folder, warned about once
 
     def poll(self) -> int:
         return self.sync()
@@ -164,15 +223,11 @@ class FolderUpload(FolderMirror):
         if not self.root.is_dir():
             return 0
         sent = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for fn in filenames:
-                path = Path(dirpath) / fn
-                rel = path.relative_to(self.root).as_posix()
-                try:
-                    sent += self._sync_file(path, rel)
-                except FileNotFoundError:  # removed while we looked
-                    continue
+        for path, rel in iter_files(self.root, self._warned):
+            try:
+                sent += self._sync_file(path, rel)
+            except FileNotFoundError:  # removed while we looked
+                continue
         return sent
 
     def _sync_file(self, path: Path, rel: str) -> int:
@@ -219,11 +274,10 @@ class FolderUpload(FolderMirror):
         names: list[str] = []
         if not self.root.is_dir():
             return names
-        for path in sorted(self.root.rglob("*")):
-            if path.is_file():
-                name = f"{self.prefix}/{path.relative_to(self.root).as_posix()}"
-                self.store.write_file(self.run_id, name, path.read_bytes())
-                names.append(name)
+        for path, rel in iter_files(self.root, self._warned):
+            name = f"{self.prefix}/{rel}"
+            upload(self.store, self.run_id, name, path)  # in pieces: an output may be larger than memory
+            names.append(name)
         return names
 
 

@@ -17,21 +17,64 @@ from .errors import ValidationError
 from .records import MetricKind, MetricSeries
 from .stores.wire import json_default
 
-__all__ = ["coerce_step", "coerce_value", "error_dict", "iso_time", "json_value", "metric_value"]
+__all__ = [
+    "MAX_TEXT_BYTES",
+    "check_step_range",
+    "check_text",
+    "coerce_step",
+    "coerce_value",
+    "error_dict",
+    "iso_time",
+    "json_value",
+    "metric_value",
+]
 
 _INT64 = 2**63
+MAX_TEXT_BYTES = 1 << 20  # one logged string; longer text belongs in a run file
+_SCALAR_KINDS = frozenset("biufU")  # numpy dtype kinds that hold a loggable scalar
+
+
+def check_text(what: str, value: str) -> str:
+    """``value`` if it can be stored as text: valid Unicode (UTF-8 encodable) and at most MAX_TEXT_BYTES;
+    else a ValidationError that starts with ``what`` (such as ``metric 'loss'``)."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{what}: the string value is not valid Unicode text (it holds a lone surrogate such as "
+            "'\\ud800', often from bytes decoded with errors='surrogateescape'); log text that encodes as UTF-8"
+        ) from None
+    if size > MAX_TEXT_BYTES:
+        raise ValidationError(
+            f"{what}: a string value of {size} bytes is over the limit of {MAX_TEXT_BYTES} bytes; "
+            "store long text as a file with run.upload_file(name, path)"
+        )
+    return value
 
 
 def coerce_value(name: str, value: Any) -> Any:
     """A loggable scalar from ``value``, or a ValidationError that says what to use instead."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float)):
         if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
             return float(value)
         return value
+    if isinstance(value, str):
+        return check_text(f"metric {name!r}", str(value))
     if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return value.item()
+        if value.dtype.kind not in _SCALAR_KINDS:
+            raise ValidationError(
+                f"metric {name!r}: cannot log a numpy {value.dtype} value; log an int, float, bool or str "
+                "(for a time, log it as a number such as a unix timestamp or as an ISO string)"
+            )
+        return coerce_value(name, value.item())
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # torch / jax 0-d tensors
-        return value.item()
+        item = value.item()
+        if item is not None and not isinstance(item, (bool, int, float)):
+            raise ValidationError(
+                f"metric {name!r}: cannot log a {type(value).__name__} holding a {type(item).__name__}; "
+                "log an int, float, bool or str"
+            )
+        return coerce_value(name, item)
     if isinstance(value, (list, tuple, np.ndarray)):
         raise ValidationError(
             f"metric {name!r}: run.log() takes one value, got a {type(value).__name__}; "
@@ -49,21 +92,33 @@ def coerce_value(name: str, value: Any) -> Any:
 
 
 def coerce_step(step: Any) -> int:
-    """An integer step (numpy integers included), or a ValidationError."""
+    """An integer step (numpy integers included) within the 64-bit range, or a ValidationError."""
     if isinstance(step, bool):
         raise ValidationError(f"step must be an integer, got {step!r}")
     try:
-        return int(step.__index__())
+        value = int(step.__index__())
     except (AttributeError, TypeError):
         raise ValidationError(f"step must be an integer, got {type(step).__name__} {step!r}") from None
+    return check_step_range(value)
+
+
+def check_step_range(step: int) -> int:
+    """``step`` if it fits a signed 64-bit integer (as TensorBoard's steps do), else a ValidationError."""
+    if not -_INT64 <= step < _INT64:
+        raise ValidationError(
+            f"step {step} is outside the 64-bit integer range (-2**63 to 2**63 - 1); use a smaller step"
+        )
+    return step
 
 
 def json_value(value: Any, what: str) -> Any:
     """``value`` as plain JSON data (numpy values converted), or a ValidationError naming ``what``."""
     try:
-        return json.loads(json.dumps(value, default=json_default, allow_nan=True))
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(value, default=json_default, allow_nan=True, ensure_ascii=False)
+        text.encode("utf-8")  # a lone surrogate cannot be stored as text by every database
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{what}: {exc}; use numbers, strings, booleans, None, lists and dicts") from None
+    return json.loads(text)
 
 
 def metric_value(series: MetricSeries) -> Any:

@@ -138,7 +138,7 @@ class Dialect:
     types = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "real": "REAL"}
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
     operational_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
-    data_errors: tuple[type[BaseException], ...] = ()  # values the database cannot hold
+    data_errors: tuple[type[BaseException], ...] = (sqlite3.DataError,)  # values the database cannot hold
 
     def __init__(self, uri: str) -> None:
         self.path = sqlite_path_from_uri(uri)
@@ -261,7 +261,7 @@ class SqlStore(Store):
                 raise StoreUnavailableError(f"{self.dialect} is not available for writing: {exc}") from exc
             try:
                 yield conn
-            except self.dialect.data_errors as exc:
+            except self.dialect.data_errors + (UnicodeEncodeError,) as exc:
                 conn.execute("ROLLBACK")
                 raise ValidationError(f"{self.dialect} cannot store this value: {exc}") from exc
             except BaseException:
