@@ -30,7 +30,6 @@ from .state import flush_all
 from .stores import UNSET, Store
 from .values import (
     check_step_range,
-    check_text,
     coerce_step,
     coerce_value,
     error_dict,
@@ -557,7 +556,7 @@ class Run:
         self.set_tags({key: "" if value is None else value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._store.set_tags(self.id, {check_key(k): check_text(f"tag {k!r}", str(v)) for k, v in tags.items()})
+        self._store.set_tags(self.id, {check_key(k): str(v) for k, v in tags.items()})
 
     def remove_tags(self, keys: Sequence[str]) -> None:
         self._store.set_tags(self.id, {k: None for k in keys})

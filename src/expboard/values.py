@@ -20,7 +20,6 @@ from .stores.wire import json_default
 __all__ = [
     "MAX_TEXT_BYTES",
     "check_step_range",
-    "check_text",
     "coerce_step",
     "coerce_value",
     "error_dict",
@@ -34,7 +33,7 @@ MAX_TEXT_BYTES = 1 << 20  # one logged string; longer text belongs in a run file
 _SCALAR_KINDS = frozenset("biufU")  # numpy dtype kinds that hold a loggable scalar
 
 
-def check_text(what: str, value: str) -> str:
+def _metric_text(what: str, value: str) -> str:
     """``value`` if it can be stored as text: valid Unicode (UTF-8 encodable) and at most MAX_TEXT_BYTES;
     else a ValidationError that starts with ``what`` (such as ``metric 'loss'``)."""
     try:
@@ -59,7 +58,7 @@ def coerce_value(name: str, value: Any) -> Any:
             return float(value)
         return value
     if isinstance(value, str):
-        return check_text(f"metric {name!r}", str(value))
+        return _metric_text(f"metric {name!r}", str(value))
     if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
         if value.dtype.kind not in _SCALAR_KINDS:
             raise ValidationError(
