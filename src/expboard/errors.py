@@ -10,6 +10,7 @@ so the HTTP client can raise the same class again.
     ├── ConflictError (409)            a property overwritten, a file appended at the wrong offset
     ├── PayloadTooLargeError (413)     a request or snapshot over its size limit
     ├── StoreUnavailableError (503)    the store cannot be reached (server down, database locked)
+    ├── ComputeUnavailableError (503)  a compute target (a Ray cluster) cannot be reached
     └── RunFailedError (500)           wait_for_completion() on a run that ended Failed
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "ComputeUnavailableError",
     "ConfigError",
     "ConflictError",
     "ExpboardError",
@@ -68,6 +70,10 @@ class PayloadTooLargeError(ExpboardError):
 
 
 class StoreUnavailableError(ExpboardError):
+    status_code = 503
+
+
+class ComputeUnavailableError(ExpboardError):
     status_code = 503
 
 

@@ -27,16 +27,28 @@ from ..experiment import Experiment
 from ..records import RunStatus
 from ..run import Run
 from .agent import DRIVER_LOG, RUNCONFIG_FILE, reap_unresponsive
-from .config import Estimator, ScriptRunConfig
+from .config import Estimator, MpiConfiguration, PyTorchConfiguration, ScriptRunConfig
+from .ray import RayCompute  # registers the "Ray" target type; imports no Ray (that happens on the cluster)
 from .snapshot import SNAPSHOT_FILE, build_snapshot
-from .targets import ComputeTarget, ComputeTargets, LocalTarget, TargetStatus, register_target_type
+from .targets import (
+    AttachConfiguration,
+    ComputeTarget,
+    ComputeTargets,
+    LocalTarget,
+    TargetStatus,
+    register_target_type,
+)
 
 __all__ = [
     "DRIVER_LOG",
+    "AttachConfiguration",
     "ComputeTarget",
     "ComputeTargets",
     "Estimator",
     "LocalTarget",
+    "MpiConfiguration",
+    "PyTorchConfiguration",
+    "RayCompute",
     "ScriptRunConfig",
     "TargetStatus",
     "reap_unresponsive",

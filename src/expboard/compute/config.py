@@ -9,7 +9,27 @@ from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["Estimator", "ScriptRunConfig"]
+__all__ = ["Estimator", "MpiConfiguration", "PyTorchConfiguration", "ScriptRunConfig"]
+
+
+class PyTorchConfiguration:
+    """A run on ``node_count`` nodes, one process per node, with the environment ``torch.distributed``
+    reads (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK), as Azure ML's class of that name.
+    Compute targets that have one node (``local``) refuse ``node_count`` above 1."""
+
+    def __init__(self, node_count: int = 1, process_count: int | None = None) -> None:
+        if not isinstance(node_count, int) or node_count < 1:
+            raise ValidationError(f"node_count must be a whole number of nodes, 1 or more, not {node_count!r}")
+        if process_count not in (None, node_count):
+            raise ValidationError("one process per node: leave process_count out or set it to node_count")
+        self.node_count = node_count
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(node_count={self.node_count})"
+
+
+class MpiConfiguration(PyTorchConfiguration):
+    """Azure ML's name for the same shape: ``node_count`` processes on distinct nodes."""
 
 
 class ScriptRunConfig:
@@ -38,7 +58,18 @@ class ScriptRunConfig:
         arguments: Sequence[Any] | None = None,
         compute_target: Any = "local",
         environment: Mapping[str, Any] | None = None,
+        distributed_job_config: PyTorchConfiguration | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
+        if distributed_job_config is not None and not isinstance(distributed_job_config, PyTorchConfiguration):
+            raise ValidationError("distributed_job_config must be a PyTorchConfiguration(node_count=N) or None")
+        if resources is not None and (
+            not isinstance(resources, Mapping)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in resources.values())
+        ):
+            raise ValidationError(
+                "resources must be a dict of amounts per process, like {'CPU': 2, 'GPU': 1, 'memory': 2e9}"
+            )
         if not script or not isinstance(script, str):
             raise ValidationError("script must be the path of a file inside source_directory, like 'train.py'")
         if isinstance(arguments, (str, bytes)):
@@ -52,6 +83,13 @@ class ScriptRunConfig:
         self.arguments: list[str] = [str(a) for a in (arguments or [])]
         self.compute_target = compute_target
         self.environment: dict[str, str] = {str(k): str(v) for k, v in (environment or {}).items()}
+        self.distributed_job_config = distributed_job_config
+        self.resources: dict[str, float] = {str(k): float(v) for k, v in (resources or {}).items()}
+
+    @property
+    def node_count(self) -> int:
+        """How many nodes the run gang-launches on (``distributed_job_config.node_count``, else 1)."""
+        return self.distributed_job_config.node_count if self.distributed_job_config is not None else 1
 
     @property
     def target_name(self) -> str:
@@ -67,6 +105,8 @@ class ScriptRunConfig:
             "environment": dict(self.environment),
             "source_directory": str(self.source_directory),
             "compute_target": self.target_name,
+            "node_count": self.node_count,
+            "resources": dict(self.resources),
         }
 
     def __repr__(self) -> str:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPUTE_FILE",
+    "AttachConfiguration",
     "ComputeTarget",
     "ComputeTargets",
     "LocalTarget",
@@ -97,6 +98,20 @@ class ComputeTarget(ABC):
     def from_config(cls, name: str, config: Mapping[str, Any]) -> ComputeTarget:
         return cls(name, **config)
 
+    @staticmethod
+    def attach(workspace: Workspace, name: str, attach_configuration: AttachConfiguration) -> ComputeTarget:
+        """Azure ML's way to attach existing compute by name:
+        ``ComputeTarget.attach(ws, "ray-cluster", RayCompute.attach_configuration(address=URL))``; the target
+        is saved in the workspace and found again in ``ws.compute_targets``."""
+        if not isinstance(attach_configuration, AttachConfiguration):
+            raise ValidationError(
+                f"ComputeTarget.attach takes an attach configuration (like RayCompute.attach_configuration(...)), "
+                f"not {type(attach_configuration).__name__}"
+            )
+        target = attach_configuration.create_target(name)
+        attached: ComputeTarget = workspace.compute_targets.attach(name, target)
+        return attached
+
     def wait_for_completion(self, show_output: bool = False, **kwargs: Any) -> None:  # noqa: B027
         """Azure ML compute targets provision nodes here; targets that are always ready return at once."""
 
@@ -108,6 +123,14 @@ class ComputeTarget(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class AttachConfiguration(ABC):
+    """What :meth:`ComputeTarget.attach` needs to make a target of some type (``RayCompute.attach_configuration``)."""
+
+    @abstractmethod
+    def create_target(self, name: str) -> ComputeTarget:
+        """The target, named ``name``, not yet attached."""
 
 
 def _gpu_count() -> int:
@@ -129,6 +152,11 @@ class LocalTarget(ComputeTarget):
         self.python = python
 
     def submit(self, run: Run, config: ScriptRunConfig) -> None:
+        if config.node_count > 1:
+            raise ValidationError(
+                f"compute target {self.name!r} is this one machine: node_count={config.node_count} needs a "
+                "cluster target (RayCompute)"
+            )
         env = dict(os.environ)
         env.update(run.workspace.env())
         env["PYTHONUNBUFFERED"] = "1"

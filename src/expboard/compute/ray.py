@@ -1,0 +1,499 @@
+"""Runs on a Ray cluster, through the Ray Jobs API (the cluster's dashboard address, ``http://HOST:8265``).
+
+>>> ComputeTarget.attach(ws, "ray-cluster", RayCompute.attach_configuration(address="http://head:8265"))  # doctest: +SKIP
+>>> ws.compute_targets["ray-cluster"].wait_for_completion(show_output=True)                                # doctest: +SKIP
+>>> Experiment(ws, "tb").submit(ScriptRunConfig("./project", "train.py", compute_target="ray-cluster"))    # doctest: +SKIP
+
+This side talks to the Jobs API's REST endpoints with the standard library only (no ``import ray``, fast);
+the cluster's Python needs expboard installed (``pip install 'expboard[ray]'`` on every node).
+
+How a run goes (see the README's "Runs on a Ray cluster"):
+
+- **One process** (``node_count=1``): if a node has the run's resources free now, a Ray job whose entrypoint
+  is the shared run agent, ``python -m expboard.compute RUN_ID``, with ``entrypoint_num_cpus`` /
+  ``_num_gpus`` / ``_memory`` / ``_resources`` set to the run's resources, and kept off the head node (a
+  label selector) while the cluster has other nodes. The agent unpacks the run's stored snapshot into a
+  fresh folder of its own (per run: Ray's ``working_dir`` would be shared between identical jobs), streams
+  the driver log and ``./logs`` into the run and stores ``./outputs``, exactly as on the local target.
+- **Waiting for resources, and several nodes**: a Ray job that needs no resources (it runs on the head),
+  ``python -m expboard.compute.ray_gang RUN_ID``, holds the run Queued with its heartbeat while a placement
+  group for the run waits for resources (as long as ``queue_timeout_s`` allows; Ray's own 15-minute limit
+  on PENDING jobs does not apply), then starts the agent on the reserved node(s) (see :mod:`.ray_gang`).
+- **Watching**: while the submitting process lives, a thread follows its runs' jobs: it keeps the heartbeat of
+  a run whose job Ray holds PENDING, stops the job (``stop_job``) of a run canceled while queued or whose
+  agent did not end it within the grace period, and ends Failed a run whose job ended without it (a node
+  lost, the agent killed: the run's heartbeat stops, it shows NotResponding, then Failed with Ray's reason).
+  :meth:`RayCompute.get_status` (and ``expboard compute show``) does the same for every active run of the
+  target, so a run never stays active for a job that is gone, whoever looks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shlex
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ComputeUnavailableError, ConfigError, ExpboardError, NotFoundError, ValidationError
+from ..liveness import ACTIVE_STATUSES, env_float
+from ..records import RunStatus
+from .targets import AttachConfiguration, ComputeTarget, TargetStatus, register_target_type
+
+if TYPE_CHECKING:
+    from ..run import Run
+    from ..stores import Store
+    from ..workspace import Workspace
+    from .config import ScriptRunConfig
+
+__all__ = [
+    "JOB_ID_PROPERTY",
+    "RAY_PLAN_ENV",
+    "RayAttachConfiguration",
+    "RayCompute",
+    "RayJobsClient",
+    "is_this_machine",
+]
+
+JOB_ID_PROPERTY = "expboard.ray_job_id"
+RAY_PLAN_ENV = "EXPBOARD_RAY_PLAN"  # JSON: what the queue/gang driver needs (resources, node count, python)
+_TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
+_NOT_TERMINAL_RUN = [s for s in RunStatus if not s.is_terminal]
+# Settings of the submitting process that travel with the run into the job (the agent reads them there).
+_NOT_SENT = ("EXPBOARD_RUN_ID", "EXPBOARD_AGENT_LOG", "EXPBOARD_WORKSPACE")
+
+
+class RayJobsClient:
+    """The Ray Jobs REST API at ``address`` (``http://HOST:8265``), with errors that say what to check."""
+
+    def __init__(self, address: str, timeout: float = 10.0) -> None:
+        address = address.strip().rstrip("/")
+        if "://" not in address:
+            address = "http://" + address
+        parsed = urllib.parse.urlsplit(address)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValidationError(
+                f"a Ray cluster address is the Jobs API (dashboard) URL, like http://HOST:8265, not {address!r}"
+            )
+        self.address = address
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.address + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode(errors="replace")[-2000:]
+            if exc.code == 404:
+                raise NotFoundError(f"Ray cluster {self.address}: {method} {path}: not found ({text.strip()})") from None
+            raise ComputeUnavailableError(
+                f"Ray cluster {self.address} answered {method} {path} with HTTP {exc.code}: {text.strip()}"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ComputeUnavailableError(
+                f"cannot reach the Ray cluster at {self.address} ({reason}): check that the head node runs "
+                "(`ray status` there), that the address is its dashboard / Jobs API URL (`ray start --head "
+                "--dashboard-host 0.0.0.0`, port 8265 unless --dashboard-port says otherwise) and that no "
+                "firewall is in between"
+            ) from None
+        return json.loads(raw) if raw else None
+
+    def version(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/api/version"))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node the cluster knows (ALIVE and DEAD), from the state API."""
+        data = self.request("GET", "/api/v0/nodes?limit=10000&detail=1")
+        return list(data["data"]["result"]["result"])
+
+    def usage_by_node(self) -> dict[str, dict[str, list[float]]]:
+        """``{node_id: {resource: [used, total]}}`` from the cluster status report."""
+        data = self.request("GET", "/api/cluster_status")
+        report = ((data.get("data") or {}).get("clusterStatus") or {}).get("loadMetricsReport") or {}
+        return dict(report.get("usageByNode") or {})
+
+    def submit_job(self, body: Mapping[str, Any]) -> str:
+        return str(self.request("POST", "/api/jobs/", dict(body), timeout=60)["submission_id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/jobs/{urllib.parse.quote(job_id)}"))
+
+    def stop_job(self, job_id: str) -> bool:
+        return bool(self.request("POST", f"/api/jobs/{urllib.parse.quote(job_id)}/stop", {}).get("stopped"))
+
+
+def is_this_machine(address: str) -> bool:
+    """Whether ``address`` (an IP address, as Ray reports its nodes') is one of this machine's: a loopback
+    address, or one a socket can bind to here."""
+    if _is_loopback(address):
+        return True
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((address, 0))
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RayAttachConfiguration(AttachConfiguration):
+    """What :meth:`RayCompute.attach_configuration` returns: the cluster's address and run defaults."""
+
+    def __init__(self, address: str, **options: Any) -> None:
+        RayJobsClient(address)  # validates the address
+        self.address = address
+        self.options = options
+
+    def create_target(self, name: str) -> RayCompute:
+        return RayCompute(name, self.address, **self.options)
+
+    def __repr__(self) -> str:
+        return f"RayAttachConfiguration(address={self.address!r})"
+
+
+class RayCompute(ComputeTarget):
+    """A Ray cluster, reached through its Jobs API.
+
+    ``address``: the dashboard / Jobs API URL (``http://HOST:8265``). ``python``: the interpreter on the
+    cluster's nodes that has expboard installed (default ``python``). ``resources``: what one process of a
+    run needs unless its :class:`ScriptRunConfig` says otherwise (Ray's names: ``CPU``, ``GPU``,
+    ``memory`` in bytes, and custom resources; default ``{"CPU": 1}``). ``run_on_head``: allow runs on the
+    head node while the cluster has other nodes (default False). ``queue_timeout_s``: how long a run may
+    wait Queued for resources before it ends Failed (default None: as long as it takes).
+    """
+
+    type = "Ray"
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        python: str = "python",
+        resources: Mapping[str, float] | None = None,
+        run_on_head: bool = False,
+        queue_timeout_s: float | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.client = RayJobsClient(address)
+        self.address = self.client.address
+        self.python = python
+        self.resources = {str(k): float(v) for k, v in (resources or {"CPU": 1}).items()}
+        self.run_on_head = run_on_head
+        self.queue_timeout_s = queue_timeout_s
+
+    @staticmethod
+    def attach_configuration(address: str, **options: Any) -> RayAttachConfiguration:
+        """For ``ComputeTarget.attach(ws, name, RayCompute.attach_configuration(address="http://HOST:8265"))``;
+        ``options`` are :class:`RayCompute`'s keyword arguments."""
+        return RayAttachConfiguration(address, **options)
+
+    def to_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"address": self.address, "python": self.python, "resources": self.resources}
+        if self.run_on_head:
+            config["run_on_head"] = True
+        if self.queue_timeout_s is not None:
+            config["queue_timeout_s"] = self.queue_timeout_s
+        return config
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> RayCompute:
+        return cls(name, **dict(config))
+
+    # --- the cluster ---------------------------------------------------------------------------------
+    def wait_for_completion(self, show_output: bool = False, timeout: float = 60.0, **kwargs: Any) -> None:
+        """Wait until the cluster answers (raises ComputeUnavailableError after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                version = self.client.version()
+                nodes = [n for n in self.client.nodes() if n.get("state") == "ALIVE"]
+                break
+            except ComputeUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        if show_output:
+            print(
+                f"Ray cluster {self.name!r} at {self.address}: Ray {version.get('ray_version', '?')}, "
+                f"{len(nodes)} node(s) alive"
+            )
+
+    def get_status(self) -> TargetStatus:
+        """Nodes alive and dead, CPUs, GPUs and memory (used and total), read from the cluster. Runs of
+        this target whose Ray job has ended without them are ended here (see the module's doc)."""
+        nodes = self.client.nodes()
+        usage = self.client.usage_by_node()
+        alive = [n for n in nodes if n.get("state") == "ALIVE"]
+
+        def total(key: str, which: int) -> float:
+            return sum(float((usage.get(str(n["node_id"])) or {}).get(key, [0.0, 0.0])[which]) for n in alive)
+
+        def node_total(n: dict[str, Any], key: str) -> float:
+            return float((n.get("resources_total") or {}).get(key, 0.0))
+
+        active = self._reconcile()
+        details = {
+            "address": self.address,
+            "nodesAlive": len(alive),
+            "nodesDead": len(nodes) - len(alive),
+            "cpusUsed": total("CPU", 0),
+            "gpusUsed": total("GPU", 0),
+            "memoryTotal": sum(node_total(n, "memory") for n in alive),
+            "memoryUsed": total("memory", 0),
+            "nodeList": [
+                {
+                    "nodeId": n.get("node_id"),
+                    "ip": n.get("node_ip"),
+                    "state": n.get("state"),
+                    "head": bool(n.get("is_head_node")),
+                    "resources": {k: v for k, v in (n.get("resources_total") or {}).items() if not k.startswith("node:")},
+                }
+                for n in nodes
+            ],
+        }
+        return TargetStatus(
+            name=self.name,
+            type=self.type,
+            state="Succeeded" if alive else "Unusable",
+            nodes=len(alive),
+            cpus=int(sum(node_total(n, "CPU") for n in alive)),
+            gpus=int(sum(node_total(n, "GPU") for n in alive)),
+            active_runs=active,
+            details=details,
+        )
+
+    # --- submit -------------------------------------------------------------------------------------
+    def run_resources(self, config: ScriptRunConfig) -> dict[str, float]:
+        """What one process of the run needs: the target's defaults, overridden by the run's."""
+        need = dict(self.resources)
+        need.update(getattr(config, "resources", None) or {})
+        return {k: v for k, v in need.items() if v > 0}
+
+    def _check_store(self, ws: Workspace, nodes: list[dict[str, Any]]) -> None:
+        uri = ws.tracking_uri
+        parsed = urllib.parse.urlsplit(uri)
+        if parsed.scheme in ("http", "https") and parsed.hostname and not _is_loopback(parsed.hostname):
+            return  # a tracking server the cluster can reach (if it cannot, the run fails with the reason)
+        elsewhere = sorted(
+            {str(n.get("node_ip")) for n in nodes if n.get("state") == "ALIVE" and not is_this_machine(str(n.get("node_ip")))}
+        )
+        if not elsewhere:
+            return  # every node is this machine: the same files and loopback addresses
+        what = "a tracking server on 127.0.0.1" if parsed.scheme in ("http", "https") else "this machine's files"
+        raise ConfigError(
+            f"the workspace's run history ({uri}) is {what}, but Ray cluster {self.name!r} ({self.address}) has "
+            f"nodes on other machines ({', '.join(elsewhere)}) that cannot open it. Use a tracking server they "
+            "can reach: `expboard server --host 0.0.0.0 --backend-store-uri postgresql://... --artifacts-root "
+            "DIR`, then set the workspace's tracking_uri to http://THIS_HOST:5000"
+        )
+
+    def _job_env(self, ws: Workspace, plan: Mapping[str, Any] | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k.startswith("EXPBOARD_") and k not in _NOT_SENT}
+        env.update(ws.env())
+        env["PYTHONUNBUFFERED"] = "1"
+        if plan is not None:
+            env[RAY_PLAN_ENV] = json.dumps(dict(plan))
+        return env
+
+    def _eligible(self, nodes: list[dict[str, Any]], node_count: int) -> tuple[list[dict[str, Any]], str | None]:
+        """The alive nodes a run may use, and the head's id when the run is kept off it: off the head unless
+        ``run_on_head`` or the other nodes are too few for the run's ``node_count``."""
+        alive = [n for n in nodes if n.get("state") == "ALIVE"]
+        head = next((str(n["node_id"]) for n in alive if n.get("is_head_node")), None)
+        others = [n for n in alive if not n.get("is_head_node")]
+        if self.run_on_head or len(others) < node_count:
+            return alive, None
+        return others, head
+
+    def submit(self, run: Run, config: ScriptRunConfig) -> None:
+        ws = run.workspace
+        nodes = self.client.nodes()
+        self._check_store(ws, nodes)
+        need = self.run_resources(config)
+        node_count = int(getattr(config, "node_count", 1))
+        eligible, avoid_head = self._eligible(nodes, node_count)
+        store = ws.store
+        store.update_run(run.id, heartbeat=time.time(), only_if_status=[RunStatus.QUEUED])
+        direct = node_count == 1 and self._fits_now(eligible, need)
+        if direct:
+            body = self._direct_job(run.id, ws, need, avoid_head)
+        else:
+            plan = {
+                "node_count": node_count,
+                "resources": need,
+                "python": self.python,
+                "avoid_node": avoid_head,
+                "queue_timeout_s": self.queue_timeout_s,
+            }
+            body = {
+                "entrypoint": shlex.join([self.python, "-m", "expboard.compute.ray_gang", run.id]),
+                "runtime_env": {"env_vars": self._job_env(ws, plan)},
+                "entrypoint_num_cpus": 0,
+                "metadata": {"expboard_run_id": run.id, "expboard_role": "queue"},
+            }
+        body["submission_id"] = f"expboard-{run.id}-{int(time.time() * 1000) % 100000000}"
+        job_id = self.client.submit_job(body)
+        store.add_properties(run.id, {JOB_ID_PROPERTY: job_id, "expboard.ray_address": self.address})
+        _watcher().watch(self, store, run.id, job_id)
+
+    def _direct_job(self, run_id: str, ws: Workspace, need: Mapping[str, float], avoid_head: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "entrypoint": shlex.join([self.python, "-m", "expboard.compute", run_id]),
+            "runtime_env": {"env_vars": self._job_env(ws, None)},
+            "entrypoint_num_cpus": need.get("CPU", 0),
+            "metadata": {"expboard_run_id": run_id, "expboard_role": "agent"},
+        }
+        if need.get("GPU"):
+            body["entrypoint_num_gpus"] = need["GPU"]
+        if need.get("memory"):
+            body["entrypoint_memory"] = int(need["memory"])
+        custom = {k: v for k, v in need.items() if k not in ("CPU", "GPU", "memory")}
+        if custom:
+            body["entrypoint_resources"] = custom
+        if avoid_head:
+            body["entrypoint_label_selector"] = {"ray.io/node-id": f"!{avoid_head}"}
+        return body
+
+    def _fits_now(self, eligible: list[dict[str, Any]], need: Mapping[str, float]) -> bool:
+        try:
+            usage = self.client.usage_by_node()
+        except (ComputeUnavailableError, KeyError, TypeError):
+            return False
+        for n in eligible:
+            node = usage.get(str(n["node_id"])) or {}
+            if all(float(node.get(k, [0.0, 0.0])[1]) - float(node.get(k, [0.0, 0.0])[0]) >= v for k, v in need.items()):
+                return True
+        return False
+
+    # --- keeping runs and jobs in step ----------------------------------------------------------------
+    def _reconcile(self) -> int:
+        """End the active runs of this target whose job is gone; returns how many stay active."""
+        if self.workspace is None:
+            return 0
+        store = self.workspace.store
+        records = [
+            r
+            for r in store.list_runs(statuses=[*ACTIVE_STATUSES, RunStatus.NOT_RESPONDING])
+            if r.target == self.name and r.run_type == "script"
+        ]
+        active = 0
+        for r in records:
+            job_id = r.properties.get(JOB_ID_PROPERTY)
+            if job_id and check_job(self.client, store, r.run_id, job_id, final=True) == "ended":
+                continue
+            active += 1
+        return active
+
+
+def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, final: bool) -> str:
+    """One look at a run and its Ray job: ``"ended"`` (both ended, nothing more to watch), ``"wait"``."""
+    try:
+        rec = store.get_run(run_id)
+        job = client.job(job_id)
+    except NotFoundError:
+        return "ended"
+    except ExpboardError:
+        return "wait"
+    job_status = str(job.get("status"))
+    now = time.time()
+    grace = env_float("EXPBOARD_CANCEL_GRACE_S", 10.0)
+    if job_status in _TERMINAL_JOB:
+        if rec.status.is_terminal:
+            return "ended"
+        if not final:
+            return "wait"
+        message = job.get("message") or ""
+        code = job.get("driver_exit_code")
+        store.update_run(
+            run_id,
+            status=RunStatus.CANCELED if rec.status == RunStatus.CANCEL_REQUESTED else RunStatus.FAILED,
+            end_time=now,
+            error={
+                "code": "RayJobEnded",
+                "message": f"the run's Ray job {job_id} ended {job_status} while the run was {rec.status.value}"
+                + (f" (exit code {code})" if code is not None else "")
+                + (f": {message}" if message else "")
+                + "; a node lost, or the run's agent killed",
+            },
+            only_if_status=[rec.status],
+        )
+        return "ended"
+    if rec.status == RunStatus.QUEUED and job_status == "PENDING":
+        store.update_run(run_id, heartbeat=now, only_if_status=[RunStatus.QUEUED])  # waiting in Ray's queue
+    elif rec.status == RunStatus.CANCELED or (
+        rec.status == RunStatus.CANCEL_REQUESTED and rec.heartbeat is not None and now - rec.heartbeat > grace + 10
+    ):
+        client.stop_job(job_id)
+    return "wait"
+
+
+class _Watcher:
+    """One daemon thread per process that follows the Ray jobs of the runs this process submitted; it ends
+    when nothing is left to follow."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: dict[str, tuple[RayJobsClient, Store, str, int]] = {}
+        self.thread: threading.Thread | None = None
+
+    def watch(self, target: RayCompute, store: Store, run_id: str, job_id: str) -> None:
+        with self.lock:
+            self.items[run_id] = (target.client, store, job_id, 0)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="expboard-ray-watch", daemon=True)
+                self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self.lock:
+                items = dict(self.items)
+            if not items:
+                with self.lock:
+                    if not self.items:
+                        self.thread = None
+                        return
+                continue
+            for run_id, (client, store, job_id, seen_ended) in items.items():
+                try:
+                    state = check_job(client, store, run_id, job_id, final=seen_ended >= 2)
+                    job_over = str(client.job(job_id).get("status")) in _TERMINAL_JOB if state == "wait" else True
+                except Exception as exc:  # the store or the cluster briefly unreachable: next round
+                    print(f"expboard: watching Ray job {job_id} failed: {exc}", file=sys.stderr)
+                    continue
+                with self.lock:
+                    if state == "ended":
+                        self.items.pop(run_id, None)
+                    elif job_over:
+                        self.items[run_id] = (client, store, job_id, seen_ended + 1)
+
+
+_WATCHER = _Watcher()
+
+
+def _watcher() -> _Watcher:
+    return _WATCHER
+
+
+register_target_type(RayCompute.type, RayCompute.from_config)
