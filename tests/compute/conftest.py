@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # the test modules import compute_helpers
 
 from compute_helpers import alive
+from ray_helpers import ray_cluster  # noqa: F401  (the session's Ray cluster, for test_ray_*.py)
 
 from expboard import Run, Workspace
 

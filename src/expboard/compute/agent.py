@@ -23,7 +23,9 @@ What it does:
   heartbeat is older than ``EXPBOARD_HEARTBEAT_TIMEOUT_S`` into NotResponding (its agent died silently);
 - on CancelRequested (or SIGTERM/SIGINT to the agent) sends SIGTERM to the script's process group, SIGKILL
   after ``EXPBOARD_CANCEL_GRACE_S``, and ends Canceled; when the script exits, whatever it left running in
-  its process group is killed too; on Linux the script also dies with the agent (``PR_SET_PDEATHSIG``);
+  its process group is killed too; on Linux the script also dies with the agent (``PR_SET_PDEATHSIG``), and a
+  watcher process (``sh``, in a session of its own) kills the script's process group once the agent is gone,
+  however it ended (SIGKILL, its Ray node lost);
 - at the end uploads ``./outputs``, records the exit code and the tail of stderr in the run's error when
   the script failed, and removes the working copy.
 
@@ -159,6 +161,7 @@ class Agent:
         self._agent_log_offset = 0
         self.output = _Output()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.group_watcher: subprocess.Popen[bytes] | None = None
         self.workdir: Path | None = None
 
     # --- small helpers ----------------------------------------------------------------------------
@@ -261,6 +264,14 @@ class Agent:
             preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
         )
         self.note(f"started {' '.join(argv)} (pid {self.proc.pid})")
+        if sys.platform != "win32":  # the agent killed (-9, or with its Ray node): the script's group goes too
+            self.group_watcher = subprocess.Popen(
+                ["sh", "-c", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill -9 -{self.proc.pid}"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         try:
             self.store.add_properties(self.run_id, {"expboard.script_pid": str(self.proc.pid)})
         except ExpboardError:

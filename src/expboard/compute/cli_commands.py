@@ -1,4 +1,5 @@
-"""CLI commands for script runs: ``submit``, ``runs cancel``, ``runs logs``, ``compute list``, ``demo``.
+"""CLI commands for script runs: ``submit``, ``runs cancel``, ``runs logs``, ``compute list|attach|show``,
+``demo``.
 
 Registered into :mod:`expboard.cli` through ``cli._EXTENSIONS``; every import of the library happens inside
 the command functions so that ``expboard --help`` stays fast.
@@ -109,10 +110,17 @@ def cmd_runs_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_compute_list(args: argparse.Namespace) -> int:
+    from ..errors import ExpboardError
     from ..workspace import Workspace
+    from .targets import TargetStatus
 
     ws = Workspace.from_config()
-    statuses = [t.get_status() for t in ws.compute_targets.list()]
+    statuses = []
+    for t in ws.compute_targets.list():
+        try:
+            statuses.append(t.get_status())
+        except ExpboardError as exc:  # one cluster down does not hide the others
+            statuses.append(TargetStatus(t.name, t.type, "Unreachable", 0, 0, 0, details={"error": str(exc)}))
     if args.json:
         print(json.dumps([s.serialize() for s in statuses], indent=2))
         return 0
@@ -121,6 +129,64 @@ def cmd_compute_list(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_compute_attach(args: argparse.Namespace) -> int:
+    from .ray import RayCompute
+    from .targets import ComputeTarget
+
+    from ..workspace import Workspace
+
+    ws = Workspace.from_config()
+    options: dict[str, Any] = {}
+    if args.python:
+        options["python"] = args.python
+    if args.resources:
+        try:
+            options["resources"] = json.loads(args.resources)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"--resources must be JSON like '{{\"CPU\": 2}}': {exc.msg}") from None
+    if args.run_on_head:
+        options["run_on_head"] = True
+    if args.queue_timeout is not None:
+        options["queue_timeout_s"] = args.queue_timeout
+    configuration = RayCompute.attach_configuration(address=args.address, **options)
+    if not args.no_check:  # before saving: an address that does not answer is not attached
+        configuration.create_target(args.name).wait_for_completion(show_output=True, timeout=args.timeout)
+    ComputeTarget.attach(ws, args.name, configuration)
+    print(f"Attached Ray cluster {args.address} as compute target {args.name!r}")
+    return 0
+
+
+def cmd_compute_show(args: argparse.Namespace) -> int:
+    from ..workspace import Workspace
+
+    ws = Workspace.from_config()
+    target = ws.compute_targets[args.name]
+    status = target.get_status().serialize()
+    config = target.to_config()
+    if args.json:
+        print(json.dumps({"config": config, "status": status}, indent=2))
+        return 0
+    print(f"{status['name']}  ({status['type']}, {status['state']})")
+    for key, value in config.items():
+        print(f"  {key}: {value}")
+    gib = 1024**3
+    if status["type"] == "Ray":
+        print(f"  nodes: {status['nodesAlive']} alive, {status['nodesDead']} dead")
+        print(f"  CPUs: {status['cpusUsed']:g} used of {status['cpus']}")
+        print(f"  GPUs: {status['gpusUsed']:g} used of {status['gpus']}")
+        print(f"  memory: {status['memoryUsed'] / gib:.1f} GiB used of {status['memoryTotal'] / gib:.1f} GiB")
+        for node in status["nodeList"]:
+            head = " (head)" if node["head"] else ""
+            resources = ", ".join(
+                f"{k}={v:g}" for k, v in sorted(node["resources"].items()) if k not in ("memory", "object_store_memory")
+            )
+            print(f"    {node['nodeId'][:12]} {node['ip']} {node['state']}{head}: {resources}")
+    else:
+        print(f"  nodes: {status['nodes']}, CPUs: {status['cpus']}, GPUs: {status['gpus']}")
+    print(f"  active runs: {status['activeRuns']}")
     return 0
 
 
@@ -165,6 +231,26 @@ def register(sub: Any, runs_sub: Any) -> None:
     p = compute_sub.add_parser("list", help="compute targets with nodes, CPUs, GPUs and active runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compute_list)
+    p = compute_sub.add_parser(
+        "attach",
+        help="attach existing compute by name (a Ray cluster)",
+        description="Attach a Ray cluster by its Jobs API (dashboard) address and save it in the workspace; "
+        "runs submitted with --target NAME then run there as Ray jobs.",
+    )
+    p.add_argument("type", choices=["ray"], help="the kind of compute")
+    p.add_argument("name", help="the target's name in this workspace")
+    p.add_argument("--address", required=True, help="the cluster's Jobs API URL, like http://HOST:8265")
+    p.add_argument("--python", help="the interpreter with expboard on the cluster's nodes (default: python)")
+    p.add_argument("--resources", help="what one process of a run needs by default, JSON: '{\"CPU\": 1}'")
+    p.add_argument("--run-on-head", action="store_true", help="let runs use the head node too")
+    p.add_argument("--queue-timeout", type=float, help="seconds a run may wait for resources (default: no limit)")
+    p.add_argument("--timeout", type=float, default=30, help="seconds to wait for the cluster to answer")
+    p.add_argument("--no-check", action="store_true", help="attach without asking the cluster")
+    p.set_defaults(func=cmd_compute_attach)
+    p = compute_sub.add_parser("show", help="one compute target: its settings, nodes, CPUs, GPUs, memory, runs")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compute_show)
 
     p = sub.add_parser(
         "demo",

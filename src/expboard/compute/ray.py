@@ -1,8 +1,8 @@
 """Runs on a Ray cluster, through the Ray Jobs API (the cluster's dashboard address, ``http://HOST:8265``).
 
->>> ComputeTarget.attach(ws, "ray-cluster", RayCompute.attach_configuration(address="http://head:8265"))  # doctest: +SKIP
->>> ws.compute_targets["ray-cluster"].wait_for_completion(show_output=True)                                # doctest: +SKIP
->>> Experiment(ws, "tb").submit(ScriptRunConfig("./project", "train.py", compute_target="ray-cluster"))    # doctest: +SKIP
+>>> config = RayCompute.attach_configuration(address="http://head:8265")                    # doctest: +SKIP
+>>> ComputeTarget.attach(ws, "ray-cluster", config).wait_for_completion(show_output=True)  # doctest: +SKIP
+>>> Experiment(ws, "tb").submit(ScriptRunConfig(".", "train.py", compute_target="ray-cluster"))  # doctest: +SKIP
 
 This side talks to the Jobs API's REST endpoints with the standard library only (no ``import ray``, fast);
 the cluster's Python needs expboard installed (``pip install 'expboard[ray]'`` on every node).
@@ -96,7 +96,9 @@ class RayJobsClient:
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")[-2000:]
             if exc.code == 404:
-                raise NotFoundError(f"Ray cluster {self.address}: {method} {path}: not found ({text.strip()})") from None
+                raise NotFoundError(
+                    f"Ray cluster {self.address}: {method} {path}: not found ({text.strip()})"
+                ) from None
             raise ComputeUnavailableError(
                 f"Ray cluster {self.address} answered {method} {path} with HTTP {exc.code}: {text.strip()}"
             ) from None
@@ -267,7 +269,9 @@ class RayCompute(ComputeTarget):
                     "ip": n.get("node_ip"),
                     "state": n.get("state"),
                     "head": bool(n.get("is_head_node")),
-                    "resources": {k: v for k, v in (n.get("resources_total") or {}).items() if not k.startswith("node:")},
+                    "resources": {
+                        k: v for k, v in (n.get("resources_total") or {}).items() if not k.startswith("node:")
+                    },
                 }
                 for n in nodes
             ],
@@ -296,7 +300,11 @@ class RayCompute(ComputeTarget):
         if parsed.scheme in ("http", "https") and parsed.hostname and not _is_loopback(parsed.hostname):
             return  # a tracking server the cluster can reach (if it cannot, the run fails with the reason)
         elsewhere = sorted(
-            {str(n.get("node_ip")) for n in nodes if n.get("state") == "ALIVE" and not is_this_machine(str(n.get("node_ip")))}
+            {
+                str(n.get("node_ip"))
+                for n in nodes
+                if n.get("state") == "ALIVE" and not is_this_machine(str(n.get("node_ip")))
+            }
         )
         if not elsewhere:
             return  # every node is this machine: the same files and loopback addresses
@@ -357,7 +365,9 @@ class RayCompute(ComputeTarget):
         store.add_properties(run.id, {JOB_ID_PROPERTY: job_id, "expboard.ray_address": self.address})
         _watcher().watch(self, store, run.id, job_id)
 
-    def _direct_job(self, run_id: str, ws: Workspace, need: Mapping[str, float], avoid_head: str | None) -> dict[str, Any]:
+    def _direct_job(
+        self, run_id: str, ws: Workspace, need: Mapping[str, float], avoid_head: str | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "entrypoint": shlex.join([self.python, "-m", "expboard.compute", run_id]),
             "runtime_env": {"env_vars": self._job_env(ws, None)},
@@ -407,14 +417,16 @@ class RayCompute(ComputeTarget):
 
 
 def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, final: bool) -> str:
-    """One look at a run and its Ray job: ``"ended"`` (both ended, nothing more to watch), ``"wait"``."""
+    """One look at a run and its Ray job. Returns ``"ended"`` (both ended: nothing more to watch),
+    ``"job-ended"`` (the job ended, the run not yet: with ``final`` the run is ended now), ``"wait"``, or
+    ``"unreachable"`` (the cluster or the store did not answer)."""
     try:
         rec = store.get_run(run_id)
         job = client.job(job_id)
     except NotFoundError:
         return "ended"
     except ExpboardError:
-        return "wait"
+        return "unreachable"
     job_status = str(job.get("status"))
     now = time.time()
     grace = env_float("EXPBOARD_CANCEL_GRACE_S", 10.0)
@@ -422,7 +434,7 @@ def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, fin
         if rec.status.is_terminal:
             return "ended"
         if not final:
-            return "wait"
+            return "job-ended"
         message = job.get("message") or ""
         code = job.get("driver_exit_code")
         store.update_run(
@@ -439,13 +451,23 @@ def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, fin
             only_if_status=[rec.status],
         )
         return "ended"
-    if rec.status == RunStatus.QUEUED and job_status == "PENDING":
-        store.update_run(run_id, heartbeat=now, only_if_status=[RunStatus.QUEUED])  # waiting in Ray's queue
+    if rec.status == RunStatus.QUEUED:  # in Ray's queue, or its entrypoint starting: the agent has not claimed it
+        store.update_run(run_id, heartbeat=now, only_if_status=[RunStatus.QUEUED])
     elif rec.status == RunStatus.CANCELED or (
         rec.status == RunStatus.CANCEL_REQUESTED and rec.heartbeat is not None and now - rec.heartbeat > grace + 10
     ):
-        client.stop_job(job_id)
+        try:
+            client.stop_job(job_id)
+        except ExpboardError:
+            return "unreachable"
     return "wait"
+
+
+class _Watched:
+    def __init__(self, client: RayJobsClient, store: Store, job_id: str) -> None:
+        self.client, self.store, self.job_id = client, store, job_id
+        self.job_ended_seen = 0  # polls that saw the job ended and the run not (yet)
+        self.said_unreachable = False
 
 
 class _Watcher:
@@ -454,12 +476,12 @@ class _Watcher:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.items: dict[str, tuple[RayJobsClient, Store, str, int]] = {}
+        self.items: dict[str, _Watched] = {}
         self.thread: threading.Thread | None = None
 
     def watch(self, target: RayCompute, store: Store, run_id: str, job_id: str) -> None:
         with self.lock:
-            self.items[run_id] = (target.client, store, job_id, 0)
+            self.items[run_id] = _Watched(target.client, store, job_id)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="expboard-ray-watch", daemon=True)
                 self.thread.start()
@@ -469,24 +491,24 @@ class _Watcher:
             time.sleep(1.0)
             with self.lock:
                 items = dict(self.items)
-            if not items:
-                with self.lock:
-                    if not self.items:
-                        self.thread = None
-                        return
-                continue
-            for run_id, (client, store, job_id, seen_ended) in items.items():
+                if not items:
+                    self.thread = None
+                    return
+            for run_id, w in items.items():
                 try:
-                    state = check_job(client, store, run_id, job_id, final=seen_ended >= 2)
-                    job_over = str(client.job(job_id).get("status")) in _TERMINAL_JOB if state == "wait" else True
-                except Exception as exc:  # the store or the cluster briefly unreachable: next round
-                    print(f"expboard: watching Ray job {job_id} failed: {exc}", file=sys.stderr)
-                    continue
-                with self.lock:
-                    if state == "ended":
+                    state = check_job(w.client, w.store, run_id, w.job_id, final=w.job_ended_seen >= 2)
+                except Exception as exc:  # noqa: BLE001  (the thread must go on for the other runs)
+                    state, reason = "unreachable", str(exc)
+                else:
+                    reason = "the cluster or the run history did not answer"
+                if state == "ended":
+                    with self.lock:
                         self.items.pop(run_id, None)
-                    elif job_over:
-                        self.items[run_id] = (client, store, job_id, seen_ended + 1)
+                elif state == "job-ended":
+                    w.job_ended_seen += 1
+                elif state == "unreachable" and not w.said_unreachable:
+                    w.said_unreachable = True
+                    print(f"expboard: following Ray job {w.job_id}: {reason}; retrying", file=sys.stderr)
 
 
 _WATCHER = _Watcher()

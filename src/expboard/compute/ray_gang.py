@@ -10,7 +10,8 @@ when a run must wait for resources or runs on several nodes. It reads its plan f
    says what it waits for; a run canceled meanwhile ends here;
 2. starts one Ray task per bundle, each running the shared run agent, ``python -m expboard.compute RUN_ID``,
    with ``MASTER_ADDR`` / ``MASTER_PORT`` (rank 0's node and a free port there), ``RANK``, ``WORLD_SIZE``,
-   ``LOCAL_RANK=0`` and ``NODE_RANK`` in its environment, which the agent hands on to the script;
+   ``LOCAL_RANK=0``, ``NODE_RANK`` and ``EXPBOARD_RAY_NODE_ID`` in its environment, which the agent hands
+   on to the script;
 3. rank 0 is the run itself; every other rank is a child run ``<name>_rank<i>`` of it (status, driver log,
    ``./logs``, ``./outputs`` of its own: ``Tensorboard([run])`` shows every rank live, since it mirrors child
    runs' logs too, and a failing rank is a run with its exit code and stderr);
@@ -23,6 +24,7 @@ when a run must wait for resources or runs on several nodes. It reads its plan f
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -80,8 +82,11 @@ class _Log:
 
 def _agent_task(python: str, run_id: str, env: dict[str, str]) -> int:
     """Inside a Ray task: the shared run agent for ``run_id``, ending with the task's worker."""
+    import ray
+
     full = dict(os.environ)
     full.update(env)
+    full["EXPBOARD_RAY_NODE_ID"] = str(ray.get_runtime_context().get_node_id())
 
     def die_with_worker() -> None:
         import ctypes
@@ -113,7 +118,7 @@ def _probe() -> tuple[str, int]:
     with socket.socket() as s:
         s.bind(("", 0))
         port = int(s.getsockname()[1])
-    return str(ray.util.get_node_ip_address()), port
+    return str(ray.util.get_node_ip_address()), port  # type: ignore[no-untyped-call]
 
 
 def _child_runs(store: Store, parent: RunRecord, world: int) -> list[str]:
@@ -180,7 +185,7 @@ def run_gang(store: Store, run_id: str, plan: dict[str, Any], run_ids: list[str]
     queue_timeout = plan.get("queue_timeout_s")
     heartbeat_s = min(5.0, float(os.environ.get("EXPBOARD_HEARTBEAT_S") or 5.0))
 
-    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False, logging_level="warning")
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False, logging_level=logging.WARNING)
     bundle = {k: v for k, v in need.items() if k != "memory"}
     if need.get("memory"):
         bundle["memory"] = need["memory"]
@@ -194,7 +199,8 @@ def run_gang(store: Store, run_id: str, plan: dict[str, Any], run_ids: list[str]
         while not pg.wait(timeout_seconds=heartbeat_s):
             if not said:
                 log(
-                    f"waiting for resources: {world} x {bundle}" + (" on distinct nodes" if world > 1 else "")
+                    f"waiting for resources: {world} x {bundle}"
+                    + (" on distinct nodes" if world > 1 else "")
                     + (", off the head node" if avoid else "")
                 )
                 said = True
@@ -279,7 +285,12 @@ def _follow(store: Store, run_id: str, run_ids: list[str], refs: list[Any], log:
             worst = failed[0]
             err = (worst.error or {}).get("message", worst.status.value)
             if worst.run_id != run_id:
-                _fail(store, run_id, f"rank {worst.properties.get('expboard.rank', '?')} failed: {err}", also_completed=True)
+                _fail(
+                    store,
+                    run_id,
+                    f"rank {worst.properties.get('expboard.rank', '?')} failed: {err}",
+                    also_completed=True,
+                )
             stopping = True
             for rid in run_ids:
                 _cancel(store, rid)

@@ -26,8 +26,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-__all__ = ["LocalRayCluster"]
+__all__ = ["LocalRayCluster", "ray_command"]
 
 
 def _free_port() -> int:
@@ -36,7 +37,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ray_cli() -> str:
+def ray_command() -> str:
     exe = Path(sys.executable).with_name("ray")
     if exe.exists():
         return str(exe)
@@ -77,7 +78,12 @@ class LocalRayCluster:
 
     def _ray(self, *args: str, timeout: float = 120) -> str:
         proc = subprocess.run(
-            [_ray_cli(), *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            [ray_command(), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"ray {' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -126,7 +132,7 @@ class LocalRayCluster:
             timeout=timeout,
         )
 
-    def nodes(self) -> list[dict[str, object]]:
+    def nodes(self) -> list[dict[str, Any]]:
         url = f"{self.address}/api/v0/nodes?limit=100&detail=1"
         with urllib.request.urlopen(url, timeout=10) as resp:
             return list(json.loads(resp.read())["data"]["result"]["result"])

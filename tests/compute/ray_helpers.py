@@ -1,0 +1,42 @@
+"""The session's Ray cluster for the Ray target tests (imported by tests/compute/conftest.py, so that one
+cluster serves every test module): a head and one worker node on 127.0.0.1, one CPU each, custom resources
+``head`` and ``worker0`` telling them apart. It starts on first use and ``ray stop`` ends it with the session.
+Without Ray installed the tests skip, except under CI=true, where they fail."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from expboard.compute.ray_local import LocalRayCluster, ray_command
+
+
+def _ray_missing() -> str | None:
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install -e '.[ray]')"
+    try:
+        ray_command()
+    except FileNotFoundError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalRayCluster]:
+    missing = _ray_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {missing}: the Ray target tests must run in CI", pytrace=False)
+        pytest.skip(missing)
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, so no client writes or expects ~/.ray/auth_token
+    cluster = LocalRayCluster(workers=1, cpus_per_node=1)
+    try:
+        cluster.start()
+    except Exception:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()

@@ -1,0 +1,103 @@
+"""The Ray target: attached by address and found again by name, its status read from a real cluster, the
+CLI, and the errors for an address that does not answer and a run history the cluster cannot reach."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from expboard import Experiment, Workspace
+from expboard.compute import ComputeTarget, RayCompute, ScriptRunConfig
+from expboard.compute.ray_local import LocalRayCluster
+from expboard.errors import ComputeUnavailableError, ConfigError, ValidationError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_attach_saved_in_the_workspace_and_status_from_the_cluster(
+    ws: Workspace, ray_cluster: LocalRayCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = ComputeTarget.attach(
+        ws, "ray-cluster", RayCompute.attach_configuration(address=ray_cluster.address, python=sys.executable)
+    )
+    assert target.type == "Ray" and target.name == "ray-cluster"
+    again = Workspace(ws.path).compute_targets["ray-cluster"]  # a new process would see the same
+    assert isinstance(again, RayCompute) and again.address == ray_cluster.address
+    again.wait_for_completion(show_output=True)
+    assert "2 node(s) alive" in capsys.readouterr().out
+    status = again.get_status().serialize()
+    assert status["type"] == "Ray" and status["state"] == "Succeeded"
+    assert status["nodes"] == 2 and status["nodesAlive"] == 2 and status["nodesDead"] == 0
+    assert status["cpus"] == 2 and status["gpus"] == 0
+    assert status["memoryTotal"] > 0 and 0 <= status["cpusUsed"] <= 2
+    heads = [n for n in status["nodeList"] if n["head"]]
+    assert len(heads) == 1 and heads[0]["resources"]["head"] == 1
+    assert any(n["resources"].get("worker0") == 1 for n in status["nodeList"] if not n["head"])
+
+
+def test_cli_attach_list_show(ws: Workspace, ray_cluster: LocalRayCluster) -> None:
+    assert ws.path is not None
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "expboard", *args], cwd=ws.path, capture_output=True, text=True, timeout=120
+        )
+
+    done = cli("compute", "attach", "ray", "team", "--address", ray_cluster.address, "--python", sys.executable)
+    assert done.returncode == 0, done.stderr
+    assert "Attached Ray cluster" in done.stdout
+    listing = cli("compute", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
+    assert rows["team"]["type"] == "Ray" and rows["team"]["nodes"] == 2 and rows["local"]["type"] == "local"
+    shown = cli("compute", "show", "team")
+    assert shown.returncode == 0, shown.stderr
+    assert "2 alive, 0 dead" in shown.stdout and "(head)" in shown.stdout and "worker0=1" in shown.stdout
+    bad = cli("compute", "attach", "ray", "nowhere", "--address", f"http://127.0.0.1:{_free_port()}", "--timeout", "1")
+    assert bad.returncode != 0 and "cannot reach the Ray cluster at http://127.0.0.1:" in bad.stderr
+    assert "nowhere" not in Workspace(ws.path).compute_targets  # not saved
+
+
+def test_unreachable_address_is_a_clear_error(ws: Workspace, project: Callable[..., Path]) -> None:
+    address = f"http://127.0.0.1:{_free_port()}"
+    target = ComputeTarget.attach(ws, "down", RayCompute.attach_configuration(address=address))
+    with pytest.raises(ComputeUnavailableError) as info:
+        target.wait_for_completion(timeout=1)
+    assert address in str(info.value) and "ray status" in str(info.value)
+    with pytest.raises(ComputeUnavailableError):
+        target.get_status()
+    src = project(**{"train.py": "print('never')\n"})
+    with pytest.raises(ComputeUnavailableError, match="cannot reach the Ray cluster"):
+        Experiment(ws, "ray").submit(ScriptRunConfig(src, "train.py", compute_target="down"))
+    with pytest.raises(ValidationError, match="like http://HOST:8265"):
+        RayCompute.attach_configuration(address="ftp://head")
+
+
+def test_a_run_history_the_cluster_cannot_reach_is_refused_at_submit(
+    ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import expboard.compute.ray as ray_target
+
+    target = ComputeTarget.attach(
+        ws, "remote", RayCompute.attach_configuration(address=ray_cluster.address, python=sys.executable)
+    )
+    # A cluster on other machines cannot be started here: its nodes' addresses are made "not this machine".
+    monkeypatch.setattr(ray_target, "is_this_machine", lambda address: False)
+    src = project(**{"train.py": "print('never')\n"})
+    with pytest.raises(ConfigError) as info:
+        Experiment(ws, "ray").submit(ScriptRunConfig(src, "train.py", compute_target=target))
+    message = str(info.value)
+    assert ws.tracking_uri in message and "tracking server" in message and "expboard server" in message
+    assert ray_target.is_this_machine("127.0.0.1") is False  # (patched)
+    monkeypatch.undo()
+    assert ray_target.is_this_machine("127.0.0.1") and not ray_target.is_this_machine("203.0.113.7")

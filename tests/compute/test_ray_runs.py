@@ -1,0 +1,279 @@
+"""Script runs on a real local Ray cluster (head + worker node), the workspace on a tracking server on
+PostgreSQL: live scalars in a real TensorBoard, cancel, a failing script, the agent killed, a node lost,
+a two-node torch.distributed run, and a run waiting for resources."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compute_helpers import alive, read, wait_until
+
+from expboard import Experiment, Run, RunStatus, Workspace
+from expboard.compute import ComputeTarget, PyTorchConfiguration, RayCompute, ScriptRunConfig
+from expboard.compute.ray import JOB_ID_PROPERTY, RayJobsClient
+from expboard.compute.ray_local import LocalRayCluster
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tensorboard"))
+from tbhelpers import get_json, scalars, wait_for  # type: ignore[import-not-found]  # noqa: E402
+
+from expboard.tensorboard import Tensorboard  # noqa: E402
+
+# Loops until the run gets the tag "stop" (so the test decides when it ends), writing TensorBoard scalars.
+TRAIN_UNTIL_STOPPED = """
+    import os, subprocess, sys, time
+    from expboard import Run, SummaryWriter
+    run = Run.get_context()
+    child = subprocess.Popen(["sleep", "300"])
+    run.tag("child_pid", str(child.pid))
+    print("started on", os.environ.get("EXPBOARD_RAY_NODE_ID"), "rank", os.environ.get("RANK"), flush=True)
+    writer = SummaryWriter("logs")
+    step = 0
+    while "stop" not in run.get_tags() and step < 1500:
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+        writer.flush()
+        step += 1
+        time.sleep(0.2)
+    writer.close()
+    child.kill()
+    os.makedirs("outputs", exist_ok=True)
+    with open("outputs/steps.txt", "w") as f:
+        f.write(str(step))
+    print("steps", step)
+"""
+
+TORCH_DISTRIBUTED = """
+    import os
+    import torch
+    import torch.distributed as dist
+    from expboard import SummaryWriter
+    dist.init_process_group("gloo")  # env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+    rank, world = dist.get_rank(), dist.get_world_size()
+    total = torch.tensor([float(rank + 1)])
+    dist.all_reduce(total)
+    print(f"rank {rank} of {world} local {os.environ['LOCAL_RANK']} sum {total.item():g} "
+          f"node {os.environ['EXPBOARD_RAY_NODE_ID']}", flush=True)
+    writer = SummaryWriter("logs")
+    for step in range(3):
+        writer.add_scalar("loss", (rank + 1) / (step + 1), step)
+    writer.close()
+    dist.destroy_process_group()
+"""
+
+
+@pytest.fixture(scope="module")
+def server_ws(
+    local_postgres: Any, ray_cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workspace]:
+    """A workspace on a tracking server on PostgreSQL, with the cluster attached as ``ray-cluster``."""
+    from expboard.server.process import ServerProcess
+
+    root = tmp_path_factory.mktemp("ray-server")
+    with ServerProcess(local_postgres.create_database(), root / "artifacts") as server:
+        ws = Workspace.init(root / "project", tracking_uri=server.url)
+        ComputeTarget.attach(
+            ws, "ray-cluster", RayCompute.attach_configuration(address=ray_cluster.address, python=sys.executable)
+        )
+        yield ws
+        ws.close()
+
+
+@pytest.fixture
+def gone(server_ws: Workspace) -> Iterator[list[Run]]:
+    """Runs a test started; at the end their agents, scripts and script children must all be gone."""
+    runs: list[Run] = []
+    yield runs
+    pids = []
+    for run in runs:
+        for child in [run, *run.get_children()]:
+            props, tags = child.get_properties(), child.get_tags()
+            pids += [int(v) for k, v in props.items() if k in ("expboard.agent_pid", "expboard.script_pid")]
+            pids += [int(tags["child_pid"])] if "child_pid" in tags else []
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in pids if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes left running: {left}"
+
+
+def _submit(ws: Workspace, src: Path, script: str = "train.py", **kwargs: Any) -> Run:
+    kwargs.setdefault("compute_target", "ray-cluster")
+    return Experiment(ws, "ray-runs").submit(ScriptRunConfig(src, script, **kwargs))
+
+
+def _status(run: Run) -> RunStatus:
+    return run.get_status()
+
+
+def _job(ws: Workspace, run: Run) -> dict[str, Any]:
+    target: RayCompute = ws.compute_targets["ray-cluster"]
+    return target.client.job(run.get_properties()[JOB_ID_PROPERTY])
+
+
+def _node_id(cluster: LocalRayCluster, resource: str) -> str:
+    return next(str(n["node_id"]) for n in cluster.nodes() if resource in (n.get("resources_total") or {}))
+
+
+def test_run_completes_off_the_head_with_scalars_live_in_tensorboard(
+    server_ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    run = _submit(server_ws, project(**{"train.py": TRAIN_UNTIL_STOPPED}))
+    gone.append(run)
+    tb = Tensorboard([run], port=0, poll_interval=0.3)
+    url = tb.start()
+    try:
+
+        def live_points() -> list[Any]:
+            tags = get_json(f"{url}data/plugin/scalars/tags")
+            names = [name for name, t in tags.items() if "loss" in t]
+            return scalars(url, names[0], "loss") if names else []
+
+        points = wait_for(lambda: len(p := live_points()) >= 3 and p, timeout=120)
+        assert _status(run) == RunStatus.RUNNING  # seen while the script still trains
+        assert [p[1] for p in points[:3]] == [0, 1, 2] and points[0][2] == 1.0
+        run.tag("stop", "1")
+        details = run.wait_for_completion(timeout=120)
+    finally:
+        tb.stop()
+    assert details["status"] == "Completed" and details["target"] == "ray-cluster"
+    steps = int(read(run, "outputs/steps.txt"))
+    assert steps >= 3
+    log = read(run, "system_logs/driver.log").decode()
+    assert f"steps {steps}" in log
+    job = _job(server_ws, run)
+    assert job["status"] == "SUCCEEDED"
+    assert job["driver_node_id"] == _node_id(ray_cluster, "worker0")  # not the head
+    assert any(n.startswith("logs/events.out.tfevents.") for n in run.get_file_names())
+
+
+def test_cancel_stops_the_job_and_every_process(
+    server_ws: Workspace, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    run = _submit(server_ws, project(**{"train.py": TRAIN_UNTIL_STOPPED}))
+    gone.append(run)
+    wait_until(lambda: "child_pid" in run.get_tags(), timeout=120, what="the script running")
+    started = time.monotonic()
+    run.cancel()
+    details = run.wait_for_completion(timeout=60, raise_on_error=False)
+    assert details["status"] == "Canceled"
+    assert time.monotonic() - started < 30
+    wait_until(lambda: _job(server_ws, run)["status"] in ("STOPPED", "SUCCEEDED"), timeout=60, what="the job ending")
+
+
+def test_failing_script_is_failed_with_exit_code_and_stderr(
+    server_ws: Workspace, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    script = "import sys\nprint('starting')\nprint('CUDA out of patience', file=sys.stderr)\nsys.exit(3)\n"
+    run = _submit(server_ws, project(**{"train.py": script}))
+    gone.append(run)
+    details = run.wait_for_completion(timeout=120, raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert details["error"]["exitCode"] == 3 and "CUDA out of patience" in details["error"]["stderrTail"]
+    assert "starting" in read(run, "system_logs/driver.log").decode()
+
+
+def test_agent_killed_never_leaves_the_run_running(
+    server_ws: Workspace, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    run = _submit(server_ws, project(**{"train.py": TRAIN_UNTIL_STOPPED}))
+    gone.append(run)
+    wait_until(lambda: "child_pid" in run.get_tags(), timeout=120, what="the script running")
+    os.kill(int(run.get_properties()["expboard.agent_pid"]), signal.SIGKILL)
+    wait_until(lambda: _status(run) == RunStatus.FAILED, timeout=90, what="the run Failed")
+    error = run.get_details()["error"]
+    assert error["code"] == "RayJobEnded" and "exit code" in error["message"]
+
+
+def test_a_node_lost_mid_run_fails_the_run_and_leaves_no_orphan(
+    server_ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    ray_cluster.add_node("victim", cpus=1)
+    ray_cluster.wait_for_nodes(3)
+    run = _submit(server_ws, project(**{"train.py": TRAIN_UNTIL_STOPPED}), resources={"victim": 1})
+    gone.append(run)
+    wait_until(lambda: "child_pid" in run.get_tags(), timeout=120, what="the script running")
+    assert _job(server_ws, run)["driver_node_id"] == _node_id(ray_cluster, "victim")
+    script_pid = int(run.get_properties()["expboard.script_pid"])
+    assert ray_cluster.kill_node("victim")
+    wait_until(lambda: not alive(script_pid), timeout=30, what="the script ending with its node")
+    seen: set[RunStatus] = set()
+
+    def failed() -> bool:
+        seen.add(status := _status(run))
+        return status == RunStatus.FAILED
+
+    wait_until(failed, timeout=120, what="the run Failed")
+    assert seen <= {RunStatus.RUNNING, RunStatus.NOT_RESPONDING, RunStatus.FAILED}
+    status = server_ws.compute_targets["ray-cluster"].get_status().serialize()
+    assert status["nodesDead"] >= 1
+
+
+def test_two_node_run_with_torch_distributed(
+    server_ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    run = _submit(server_ws, project(**{"train.py": TORCH_DISTRIBUTED}), distributed_job_config=PyTorchConfiguration(2))
+    gone.append(run)
+    tb = Tensorboard([run], port=0, poll_interval=0.3)
+    url = tb.start()
+    try:
+        details = run.wait_for_completion(timeout=240, raise_on_error=False)
+        assert details["status"] == "Completed", details.get("error")
+        (rank1,) = run.get_children()
+        assert rank1.wait_for_completion(timeout=60, raise_on_error=False)["status"] == "Completed"
+        logs = [read(r, "system_logs/driver.log").decode() for r in (run, rank1)]
+        assert "rank 0 of 2 local 0 sum 3" in logs[0] and "rank 1 of 2 local 0 sum 3" in logs[1]
+        nodes = {line.rsplit("node ", 1)[1].split()[0] for text in logs for line in text.splitlines() if "sum" in line}
+        assert len(nodes) == 2  # STRICT_SPREAD: one rank per node
+
+        def loss_runs() -> list[str]:
+            tags = get_json(f"{url}data/plugin/scalars/tags")
+            return sorted(name for name, t in tags.items() if "loss" in t)
+
+        names = wait_for(lambda: len(n := loss_runs()) == 2 and n, timeout=60)
+        assert [p[2] for p in scalars(url, names[0], "loss")] != [p[2] for p in scalars(url, names[1], "loss")]
+    finally:
+        tb.stop()
+
+
+def test_a_run_waits_queued_for_resources(
+    server_ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], gone: list[Run]
+) -> None:
+    src = project(**{"train.py": TRAIN_UNTIL_STOPPED, "quick.py": "print('my turn')\n"})
+    first = _submit(server_ws, src, resources={"worker0": 1})
+    gone.append(first)
+    wait_until(lambda: "child_pid" in first.get_tags(), timeout=120, what="the first run running")
+    second = _submit(server_ws, src, "quick.py", resources={"worker0": 1})
+    gone.append(second)
+    ComputeTarget.attach(
+        server_ws,
+        "impatient",
+        RayCompute.attach_configuration(address=ray_cluster.address, python=sys.executable, queue_timeout_s=3),
+    )
+    never = _submit(server_ws, src, "quick.py", resources={"no-such-accelerator": 1}, compute_target="impatient")
+    gone.append(never)
+    waited_until = time.monotonic() + 8  # twice the heartbeat timeout: Queued, never NotResponding
+    while time.monotonic() < waited_until:
+        assert _status(second) == RunStatus.QUEUED
+        time.sleep(0.5)
+    first.tag("stop", "1")
+    assert first.wait_for_completion(timeout=120)["status"] == "Completed"
+    assert second.wait_for_completion(timeout=120)["status"] == "Completed"
+    assert "my turn" in read(second, "system_logs/driver.log").decode()
+    details = never.wait_for_completion(timeout=120, raise_on_error=False)
+    assert details["status"] == "Failed" and details["error"]["code"] == "QueueTimeout"
+    assert "no-such-accelerator" in details["error"]["message"]
+
+
+def test_jobs_client_reports_unknown_jobs(ray_cluster: LocalRayCluster) -> None:
+    from expboard.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        RayJobsClient(ray_cluster.address).job("no-such-job")
