@@ -101,3 +101,20 @@ def test_a_run_history_the_cluster_cannot_reach_is_refused_at_submit(
     assert ray_target.is_this_machine("127.0.0.1") is False  # (patched)
     monkeypatch.undo()
     assert ray_target.is_this_machine("127.0.0.1") and not ray_target.is_this_machine("203.0.113.7")
+
+
+def test_an_embedded_workspace_works_with_a_cluster_on_this_machine(
+    ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], pids: list[int]
+) -> None:
+    assert ws.tracking_uri.startswith("sqlite:") or ws.tracking_uri.startswith("http://127.0.0.1")
+    ComputeTarget.attach(
+        ws, "here", RayCompute.attach_configuration(address=ray_cluster.address, python=sys.executable)
+    )
+    script = "from expboard import Run\nRun.get_context().log('answer', 42)\nprint('on the cluster')\n"
+    run = Experiment(ws, "ray").submit(
+        ScriptRunConfig(project(**{"train.py": script}), "train.py", compute_target="here")
+    )
+    details = run.wait_for_completion(timeout=120)
+    assert details["status"] == "Completed" and details["target"] == "here"
+    assert run.get_metrics() == {"answer": 42}
+    assert b"on the cluster" in run.workspace.store.read_file(run.id, "system_logs/driver.log")
