@@ -32,7 +32,8 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
             pytest.fail(f"CI=true and {missing}: the Ray target tests must run in CI", pytrace=False)
         pytest.skip(missing)
     os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, so no client writes or expects ~/.ray/auth_token
-    cluster = LocalRayCluster(workers=1, cpus_per_node=1)
+    # Ray fails a job PENDING longer than this (900 s by default): short, so a test sees expboard queue it again.
+    cluster = LocalRayCluster(workers=1, cpus_per_node=1, env={"RAY_JOB_START_TIMEOUT_SECONDS": "12"})
     try:
         cluster.start()
     except Exception:

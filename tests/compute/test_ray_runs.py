@@ -17,7 +17,7 @@ from compute_helpers import alive, read, wait_until
 
 from expboard import Experiment, Run, RunStatus, Workspace
 from expboard.compute import ComputeTarget, PyTorchConfiguration, RayCompute, ScriptRunConfig
-from expboard.compute.ray import JOB_ID_PROPERTY, RayJobsClient
+from expboard.compute.ray import RayJobsClient, current_job_id
 from expboard.compute.ray_local import LocalRayCluster
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tensorboard"))
@@ -115,7 +115,9 @@ def _status(run: Run) -> RunStatus:
 
 def _job(ws: Workspace, run: Run) -> dict[str, Any]:
     target: RayCompute = ws.compute_targets["ray-cluster"]
-    return target.client.job(run.get_properties()[JOB_ID_PROPERTY])
+    job_id = current_job_id(run.get_properties())
+    assert job_id is not None
+    return target.client.job(job_id)
 
 
 def _node_id(cluster: LocalRayCluster, resource: str) -> str:
@@ -244,14 +246,23 @@ def test_two_node_run_with_torch_distributed(
 
 
 def test_a_run_waits_queued_for_resources(
-    server_ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], gone: list[Run]
+    server_ws: Workspace,
+    ray_cluster: LocalRayCluster,
+    project: Callable[..., Path],
+    gone: list[Run],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     src = project(**{"train.py": TRAIN_UNTIL_STOPPED, "quick.py": "print('my turn')\n"})
     first = _submit(server_ws, src, resources={"worker0": 1})
     gone.append(first)
     wait_until(lambda: "child_pid" in first.get_tags(), timeout=120, what="the first run running")
+    # The cluster's usage report said "free" (it lags behind): a job of the agent, which Ray holds PENDING
+    # and fails after RAY_JOB_START_TIMEOUT_SECONDS (12 s here, 900 s by default); expboard queues it again.
+    monkeypatch.setattr(RayCompute, "fits_now", lambda self, eligible, need: True)
     second = _submit(server_ws, src, "quick.py", resources={"worker0": 1})
+    monkeypatch.undo()
     gone.append(second)
+    # Nothing fits this one: a queue driver holds it Queued, until the target's queue_timeout_s.
     ComputeTarget.attach(
         server_ws,
         "impatient",
@@ -259,10 +270,23 @@ def test_a_run_waits_queued_for_resources(
     )
     never = _submit(server_ws, src, "quick.py", resources={"no-such-accelerator": 1}, compute_target="impatient")
     gone.append(never)
-    waited_until = time.monotonic() + 8  # twice the heartbeat timeout: Queued, never NotResponding
+
+    def requeued() -> bool:
+        assert _status(second) == RunStatus.QUEUED  # never NotResponding, never Failed while it waits
+        return any(k.startswith("expboard.ray_job_id.") for k in second.get_properties())
+
+    wait_until(requeued, timeout=120, what="the PENDING job failed by Ray and the run queued again")
+    waited_until = time.monotonic() + 6  # longer than the heartbeat timeout (4 s): still Queued
     while time.monotonic() < waited_until:
         assert _status(second) == RunStatus.QUEUED
         time.sleep(0.5)
+
+    def queue_log() -> bytes:
+        assert _status(second) == RunStatus.QUEUED
+        names = second.get_file_names()
+        return read(second, "system_logs/queue.log") if "system_logs/queue.log" in names else b""
+
+    wait_until(lambda: b"waiting for resources: 1 x {'CPU': 1.0, 'worker0': 1.0}" in queue_log(), timeout=60)
     first.tag("stop", "1")
     assert first.wait_for_completion(timeout=120)["status"] == "Completed"
     assert second.wait_for_completion(timeout=120)["status"] == "Completed"

@@ -20,7 +20,8 @@ How a run goes (see the README's "Runs on a Ray cluster"):
   group for the run waits for resources (as long as ``queue_timeout_s`` allows; Ray's own 15-minute limit
   on PENDING jobs does not apply), then starts the agent on the reserved node(s) (see :mod:`.ray_gang`).
 - **Watching**: while the submitting process lives, a thread follows its runs' jobs: it keeps the heartbeat of
-  a run whose job Ray holds PENDING, stops the job (``stop_job``) of a run canceled while queued or whose
+  a run whose job Ray holds PENDING (the usage report said "free" but was behind), hands such a run to a
+  queue driver job when Ray fails the PENDING job (:meth:`RayCompute.requeue`), stops the job (``stop_job``) of a run canceled while queued or whose
   agent did not end it within the grace period, and ends Failed a run whose job ended without it (a node
   lost, the agent killed: the run's heartbeat stops, it shows NotResponding, then Failed with Ray's reason).
   :meth:`RayCompute.get_status` (and ``expboard compute show``) does the same for every active run of the
@@ -60,6 +61,8 @@ __all__ = [
     "RayAttachConfiguration",
     "RayCompute",
     "RayJobsClient",
+    "check_job",
+    "current_job_id",
     "is_this_machine",
 ]
 
@@ -341,29 +344,52 @@ class RayCompute(ComputeTarget):
         need = self.run_resources(config)
         node_count = int(getattr(config, "node_count", 1))
         eligible, avoid_head = self._eligible(nodes, node_count)
-        store = ws.store
-        store.update_run(run.id, heartbeat=time.time(), only_if_status=[RunStatus.QUEUED])
-        direct = node_count == 1 and self._fits_now(eligible, need)
-        if direct:
-            body = self._direct_job(run.id, ws, need, avoid_head)
-        else:
+        ws.store.update_run(run.id, heartbeat=time.time(), only_if_status=[RunStatus.QUEUED])
+        queue = node_count > 1 or not self.fits_now(eligible, need)
+        job_id = self._submit_job(ws, run.id, need, node_count, avoid_head, queue)
+        ws.store.add_properties(run.id, {JOB_ID_PROPERTY: job_id, "expboard.ray_address": self.address})
+        _watcher().watch(self, ws.store, run.id, job_id)
+
+    def _submit_job(
+        self, ws: Workspace, run_id: str, need: dict[str, float], node_count: int, avoid: str | None, queue: bool
+    ) -> str:
+        if queue:
             plan = {
                 "node_count": node_count,
                 "resources": need,
                 "python": self.python,
-                "avoid_node": avoid_head,
+                "avoid_node": avoid,
                 "queue_timeout_s": self.queue_timeout_s,
             }
-            body = {
-                "entrypoint": shlex.join([self.python, "-m", "expboard.compute.ray_gang", run.id]),
+            body: dict[str, Any] = {
+                "entrypoint": shlex.join([self.python, "-m", "expboard.compute.ray_gang", run_id]),
                 "runtime_env": {"env_vars": self._job_env(ws, plan)},
                 "entrypoint_num_cpus": 0,
-                "metadata": {"expboard_run_id": run.id, "expboard_role": "queue"},
+                "metadata": {"expboard_run_id": run_id, "expboard_role": "queue"},
             }
-        body["submission_id"] = f"expboard-{run.id}-{int(time.time() * 1000) % 100000000}"
-        job_id = self.client.submit_job(body)
-        store.add_properties(run.id, {JOB_ID_PROPERTY: job_id, "expboard.ray_address": self.address})
-        _watcher().watch(self, store, run.id, job_id)
+        else:
+            body = self._direct_job(run_id, ws, need, avoid)
+        body["submission_id"] = f"expboard-{run_id}-{int(time.time() * 1000) % 100000000}"
+        return self.client.submit_job(body)
+
+    def requeue(self, run_id: str) -> str:
+        """Hand a run still Queued whose job Ray failed before it started (Ray's limit on PENDING jobs, 15
+        minutes by default) to a queue driver job, which waits for resources as long as the run may; returns
+        the new job's id (also stored as property ``expboard.ray_job_id.<n>``)."""
+        if self.workspace is None:
+            raise ValidationError(f"compute target {self.name!r} is not attached to a workspace")
+        ws, store = self.workspace, self.workspace.store
+        config = json.loads(store.read_file(run_id, "runconfig.json"))
+        need = dict(self.resources)
+        need.update({str(k): float(v) for k, v in (config.get("resources") or {}).items()})
+        need = {k: v for k, v in need.items() if v > 0}
+        node_count = int(config.get("node_count") or 1)
+        _, avoid = self._eligible(self.client.nodes(), node_count)
+        job_id = self._submit_job(ws, run_id, need, node_count, avoid, queue=True)
+        rec = store.get_run(run_id)
+        n = 1 + sum(1 for k in rec.properties if k == JOB_ID_PROPERTY or k.startswith(JOB_ID_PROPERTY + "."))
+        store.add_properties(run_id, {f"{JOB_ID_PROPERTY}.{n}": job_id})
+        return job_id
 
     def _direct_job(
         self, run_id: str, ws: Workspace, need: Mapping[str, float], avoid_head: str | None
@@ -385,7 +411,8 @@ class RayCompute(ComputeTarget):
             body["entrypoint_label_selector"] = {"ray.io/node-id": f"!{avoid_head}"}
         return body
 
-    def _fits_now(self, eligible: list[dict[str, Any]], need: Mapping[str, float]) -> bool:
+    def fits_now(self, eligible: list[dict[str, Any]], need: Mapping[str, float]) -> bool:
+        """Whether one of the ``eligible`` nodes has ``need`` free now (by the cluster's last usage report)."""
         try:
             usage = self.client.usage_by_node()
         except (ComputeUnavailableError, KeyError, TypeError):
@@ -409,16 +436,29 @@ class RayCompute(ComputeTarget):
         ]
         active = 0
         for r in records:
-            job_id = r.properties.get(JOB_ID_PROPERTY)
-            if job_id and check_job(self.client, store, r.run_id, job_id, final=True) == "ended":
+            job_id = current_job_id(r.properties)
+            if job_id and check_job(self.client, store, r.run_id, job_id, final=True, target=self) == "ended":
                 continue
             active += 1
         return active
 
 
-def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, final: bool) -> str:
+def current_job_id(properties: Mapping[str, str]) -> str | None:
+    """The run's latest Ray job (``expboard.ray_job_id``, or ``expboard.ray_job_id.<n>`` after a requeue)."""
+    numbered = [
+        (int(k.rsplit(".", 1)[1]), v)
+        for k, v in properties.items()
+        if k.startswith(JOB_ID_PROPERTY + ".") and k.rsplit(".", 1)[1].isdigit()
+    ]
+    return max(numbered)[1] if numbered else properties.get(JOB_ID_PROPERTY)
+
+
+def check_job(
+    client: RayJobsClient, store: Store, run_id: str, job_id: str, final: bool, target: RayCompute | None = None
+) -> str:
     """One look at a run and its Ray job. Returns ``"ended"`` (both ended: nothing more to watch),
-    ``"job-ended"`` (the job ended, the run not yet: with ``final`` the run is ended now), ``"wait"``, or
+    ``"job-ended"`` (the job ended, the run not yet: with ``final`` the run is ended now), ``"wait"``,
+    ``"requeued <job id>"`` (Ray failed the job before it started: ``target`` queued the run again), or
     ``"unreachable"`` (the cluster or the store did not answer)."""
     try:
         rec = store.get_run(run_id)
@@ -433,9 +473,15 @@ def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, fin
     if job_status in _TERMINAL_JOB:
         if rec.status.is_terminal:
             return "ended"
+        message = job.get("message") or ""
+        never_started = rec.status == RunStatus.QUEUED and "failed to start within" in message
+        if never_started and target is not None:
+            try:
+                return "requeued " + target.requeue(run_id)
+            except ExpboardError:
+                return "unreachable"
         if not final:
             return "job-ended"
-        message = job.get("message") or ""
         code = job.get("driver_exit_code")
         store.update_run(
             run_id,
@@ -464,8 +510,8 @@ def check_job(client: RayJobsClient, store: Store, run_id: str, job_id: str, fin
 
 
 class _Watched:
-    def __init__(self, client: RayJobsClient, store: Store, job_id: str) -> None:
-        self.client, self.store, self.job_id = client, store, job_id
+    def __init__(self, target: RayCompute, store: Store, job_id: str) -> None:
+        self.target, self.client, self.store, self.job_id = target, target.client, store, job_id
         self.job_ended_seen = 0  # polls that saw the job ended and the run not (yet)
         self.said_unreachable = False
 
@@ -481,7 +527,7 @@ class _Watcher:
 
     def watch(self, target: RayCompute, store: Store, run_id: str, job_id: str) -> None:
         with self.lock:
-            self.items[run_id] = _Watched(target.client, store, job_id)
+            self.items[run_id] = _Watched(target, store, job_id)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="expboard-ray-watch", daemon=True)
                 self.thread.start()
@@ -496,7 +542,7 @@ class _Watcher:
                     return
             for run_id, w in items.items():
                 try:
-                    state = check_job(w.client, w.store, run_id, w.job_id, final=w.job_ended_seen >= 2)
+                    state = check_job(w.client, w.store, run_id, w.job_id, final=w.job_ended_seen >= 2, target=w.target)
                 except Exception as exc:  # noqa: BLE001  (the thread must go on for the other runs)
                     state, reason = "unreachable", str(exc)
                 else:
@@ -506,6 +552,8 @@ class _Watcher:
                         self.items.pop(run_id, None)
                 elif state == "job-ended":
                     w.job_ended_seen += 1
+                elif state.startswith("requeued "):
+                    w.job_id, w.job_ended_seen = state.split(" ", 1)[1], 0
                 elif state == "unreachable" and not w.said_unreachable:
                     w.said_unreachable = True
                     print(f"expboard: following Ray job {w.job_id}: {reason}; retrying", file=sys.stderr)

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class LocalRayCluster:
         head_cpus: int | None = None,
         root: str | os.PathLike[str] | None = None,
         object_store_mb: int = 80,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.workers = workers
         self.cpus_per_node = cpus_per_node
@@ -69,6 +71,7 @@ class LocalRayCluster:
         self.env = dict(os.environ)
         self.env.setdefault("RAY_AUTH_MODE", "disabled")
         self.env["RAY_USAGE_STATS_ENABLED"] = "0"
+        self.env.update(env or {})  # for the nodes' Ray processes, like RAY_JOB_START_TIMEOUT_SECONDS
         self.node_dirs: dict[str, Path] = {}
 
     @property
