@@ -51,6 +51,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("cancel_grace_s", "EXPBOARD_CANCEL_GRACE_S", 10.0, "seconds between SIGTERM and SIGKILL when a run is canceled", "s", "float"),  # noqa: E501
     S("keep_workdir", "EXPBOARD_KEEP_WORKDIR", False, "keep a submitted run's working copy after it ends (for debugging)", "", "bool"),  # noqa: E501
     S("snapshot_max_mb", "EXPBOARD_SNAPSHOT_MAX_MB", 300.0, "size limit of a submitted source folder's snapshot", "MB", "float"),  # noqa: E501
+    S("ray_plan", "EXPBOARD_RAY_PLAN", None, "what a Ray queue/gang driver job runs: resources, node count, interpreter (set by the Ray target)"),  # noqa: E501
+    S("ray_node_id", "EXPBOARD_RAY_NODE_ID", None, "the Ray node a rank of a multi-node run runs on (set for its script)"),  # noqa: E501
     S("agent_log", "EXPBOARD_AGENT_LOG", None, "file a compute target sends the run agent's own output to (set by the target)"),  # noqa: E501
     S("spool_dir", "EXPBOARD_SPOOL_DIR", None, "where a client keeps metrics a tracking server has not taken yet (default: ~/.cache/expboard/spool)"),  # noqa: E501
     S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated TOKEN (scope write) or NAME:SCOPE:TOKEN"),  # noqa: E501

@@ -21,9 +21,9 @@ from expboard.compute.ray import RayJobsClient, current_job_id
 from expboard.compute.ray_local import LocalRayCluster
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tensorboard"))
-from tbhelpers import get_json, scalars, wait_for  # type: ignore[import-not-found]  # noqa: E402
+from tbhelpers import get_json, scalars, wait_for  # type: ignore[import-not-found]
 
-from expboard.tensorboard import Tensorboard  # noqa: E402
+from expboard.tensorboard import Tensorboard
 
 # Loops until the run gets the tag "stop" (so the test decides when it ends), writing TensorBoard scalars.
 TRAIN_UNTIL_STOPPED = """

@@ -133,10 +133,9 @@ def cmd_compute_list(args: argparse.Namespace) -> int:
 
 
 def cmd_compute_attach(args: argparse.Namespace) -> int:
+    from ..workspace import Workspace
     from .ray import RayCompute
     from .targets import ComputeTarget
-
-    from ..workspace import Workspace
 
     ws = Workspace.from_config()
     options: dict[str, Any] = {}

@@ -21,9 +21,10 @@ How a run goes (see the README's "Runs on a Ray cluster"):
   on PENDING jobs does not apply), then starts the agent on the reserved node(s) (see :mod:`.ray_gang`).
 - **Watching**: while the submitting process lives, a thread follows its runs' jobs: it keeps the heartbeat of
   a run whose job Ray holds PENDING (the usage report said "free" but was behind), hands such a run to a
-  queue driver job when Ray fails the PENDING job (:meth:`RayCompute.requeue`), stops the job (``stop_job``) of a run canceled while queued or whose
-  agent did not end it within the grace period, and ends Failed a run whose job ended without it (a node
-  lost, the agent killed: the run's heartbeat stops, it shows NotResponding, then Failed with Ray's reason).
+  queue driver job when Ray fails the PENDING job (:meth:`RayCompute.requeue`), stops the job
+  (``stop_job``) of a run canceled while queued or whose agent did not end it within the grace period,
+  and ends Failed a run whose job ended without it (a node lost, the agent killed: the run's heartbeat
+  stops, it shows NotResponding, then Failed with Ray's reason).
   :meth:`RayCompute.get_status` (and ``expboard compute show``) does the same for every active run of the
   target, so a run never stays active for a job that is gone, whoever looks.
 """
@@ -44,8 +45,9 @@ import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from ..errors import ComputeUnavailableError, ConfigError, ExpboardError, NotFoundError, ValidationError
-from ..liveness import ACTIVE_STATUSES, env_float
+from ..liveness import ACTIVE_STATUSES
 from ..records import RunStatus
 from .targets import AttachConfiguration, ComputeTarget, TargetStatus, register_target_type
 
@@ -67,11 +69,11 @@ __all__ = [
 ]
 
 JOB_ID_PROPERTY = "expboard.ray_job_id"
-RAY_PLAN_ENV = "EXPBOARD_RAY_PLAN"  # JSON: what the queue/gang driver needs (resources, node count, python)
+RAY_PLAN_ENV = settings.env("ray_plan")  # JSON: what the queue/gang driver needs (resources, node count, python)
 _TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
 _NOT_TERMINAL_RUN = [s for s in RunStatus if not s.is_terminal]
 # Settings of the submitting process that travel with the run into the job (the agent reads them there).
-_NOT_SENT = ("EXPBOARD_RUN_ID", "EXPBOARD_AGENT_LOG", "EXPBOARD_WORKSPACE")
+_NOT_SENT = tuple(settings.env(n) for n in ("run_id", "agent_log", "workspace"))
 
 
 class RayJobsClient:
@@ -469,7 +471,7 @@ def check_job(
         return "unreachable"
     job_status = str(job.get("status"))
     now = time.time()
-    grace = env_float("EXPBOARD_CANCEL_GRACE_S", 10.0)
+    grace = float(settings.get("cancel_grace_s"))
     if job_status in _TERMINAL_JOB:
         if rec.status.is_terminal:
             return "ended"
@@ -543,7 +545,7 @@ class _Watcher:
             for run_id, w in items.items():
                 try:
                     state = check_job(w.client, w.store, run_id, w.job_id, final=w.job_ended_seen >= 2, target=w.target)
-                except Exception as exc:  # noqa: BLE001  (the thread must go on for the other runs)
+                except Exception as exc:  # the thread must go on for the other runs
                     state, reason = "unreachable", str(exc)
                 else:
                     reason = "the cluster or the run history did not answer"

@@ -32,6 +32,7 @@ import sys
 import time
 from typing import Any
 
+from .. import settings
 from ..errors import ExpboardError
 from ..records import RunRecord, RunStatus
 from ..stores import Store
@@ -60,9 +61,9 @@ def rank_env(rank: int, world: int, master_addr: str, master_port: int) -> dict[
 
 
 def _open_store() -> Store:
-    from ..workspace import ENV_WORKSPACE, Workspace
+    from ..workspace import Workspace
 
-    folder = os.environ.get(ENV_WORKSPACE)
+    folder = settings.get("workspace")
     ws = Workspace(folder) if folder and os.path.isdir(folder) else Workspace()
     return ws.store
 
@@ -86,7 +87,7 @@ def _agent_task(python: str, run_id: str, env: dict[str, str]) -> int:
 
     full = dict(os.environ)
     full.update(env)
-    full["EXPBOARD_RAY_NODE_ID"] = str(ray.get_runtime_context().get_node_id())
+    full[settings.env("ray_node_id")] = str(ray.get_runtime_context().get_node_id())
 
     def die_with_worker() -> None:
         import ctypes
@@ -97,7 +98,7 @@ def _agent_task(python: str, run_id: str, env: dict[str, str]) -> int:
         [python, "-m", "expboard.compute", run_id],
         env=full,
         stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_worker if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        preexec_fn=die_with_worker if sys.platform.startswith("linux") else None,
     )
     try:
         return proc.wait()
@@ -183,7 +184,7 @@ def run_gang(store: Store, run_id: str, plan: dict[str, Any], run_ids: list[str]
     python = str(plan.get("python") or "python")
     avoid = plan.get("avoid_node")
     queue_timeout = plan.get("queue_timeout_s")
-    heartbeat_s = min(5.0, float(os.environ.get("EXPBOARD_HEARTBEAT_S") or 5.0))
+    heartbeat_s = min(5.0, float(settings.get("heartbeat_s")))
 
     ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False, logging_level=logging.WARNING)
     bundle = {k: v for k, v in need.items() if k != "memory"}
