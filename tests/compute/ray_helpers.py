@@ -41,3 +41,10 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
         raise
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def roomier_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's job start and the dashboard's answers take seconds on a loaded machine: 10 s, not 4 s, before a
+    run without heartbeat is NotResponding (still short enough for the tests that wait for it)."""
+    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "10")

@@ -17,6 +17,8 @@ from expboard.compute import ComputeTarget, RayCompute, ScriptRunConfig
 from expboard.compute.ray_local import LocalRayCluster
 from expboard.errors import ComputeUnavailableError, ConfigError, ValidationError
 
+from ray_helpers import roomier_heartbeat  # noqa: F401  (autouse)
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from compute_helpers import alive, read, wait_until
+from ray_helpers import roomier_heartbeat  # noqa: F401  (autouse)
 
 from expboard import Experiment, Run, RunStatus, Workspace
 from expboard.compute import ComputeTarget, PyTorchConfiguration, RayCompute, ScriptRunConfig
@@ -120,6 +121,14 @@ def _job(ws: Workspace, run: Run) -> dict[str, Any]:
     return target.client.job(job_id)
 
 
+def _agent_node(ws: Workspace, run: Run) -> str:
+    """The Ray node the run's agent runs on: the job's driver node, or (when a queue driver started the
+    agent in a placement group) the node the script reports."""
+    wait_until(lambda: b"started on" in read(run, "system_logs/driver.log"), timeout=60, what="the script's line")
+    reported = read(run, "system_logs/driver.log").decode().split("started on ", 1)[1].split()[0]
+    return reported if reported != "None" else str(_job(ws, run)["driver_node_id"])
+
+
 def _node_id(cluster: LocalRayCluster, resource: str) -> str:
     return next(str(n["node_id"]) for n in cluster.nodes() if resource in (n.get("resources_total") or {}))
 
@@ -152,7 +161,7 @@ def test_run_completes_off_the_head_with_scalars_live_in_tensorboard(
     assert f"steps {steps}" in log
     job = _job(server_ws, run)
     assert job["status"] == "SUCCEEDED"
-    assert job["driver_node_id"] == _node_id(ray_cluster, "worker0")  # not the head
+    assert _agent_node(server_ws, run) == _node_id(ray_cluster, "worker0")  # not the head
     assert any(n.startswith("logs/events.out.tfevents.") for n in run.get_file_names())
 
 
@@ -202,7 +211,7 @@ def test_a_node_lost_mid_run_fails_the_run_and_leaves_no_orphan(
     run = _submit(server_ws, project(**{"train.py": TRAIN_UNTIL_STOPPED}), resources={"victim": 1})
     gone.append(run)
     wait_until(lambda: "child_pid" in run.get_tags(), timeout=120, what="the script running")
-    assert _job(server_ws, run)["driver_node_id"] == _node_id(ray_cluster, "victim")
+    assert _agent_node(server_ws, run) == _node_id(ray_cluster, "victim")
     script_pid = int(run.get_properties()["expboard.script_pid"])
     assert ray_cluster.kill_node("victim")
     wait_until(lambda: not alive(script_pid), timeout=30, what="the script ending with its node")
@@ -276,7 +285,7 @@ def test_a_run_waits_queued_for_resources(
         return any(k.startswith("expboard.ray_job_id.") for k in second.get_properties())
 
     wait_until(requeued, timeout=120, what="the PENDING job failed by Ray and the run queued again")
-    waited_until = time.monotonic() + 6  # longer than the heartbeat timeout (4 s): still Queued
+    waited_until = time.monotonic() + 6  # Queued by now for > 18 s, longer than the heartbeat timeout (10 s)
     while time.monotonic() < waited_until:
         assert _status(second) == RunStatus.QUEUED
         time.sleep(0.5)

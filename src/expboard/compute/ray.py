@@ -464,6 +464,8 @@ def check_job(
     ``"unreachable"`` (the cluster or the store did not answer)."""
     try:
         rec = store.get_run(run_id)
+        if rec.status == RunStatus.QUEUED:  # first, so a slow cluster answer does not delay the heartbeat
+            rec = store.update_run(run_id, heartbeat=time.time(), only_if_status=[RunStatus.QUEUED])
         job = client.job(job_id)
     except NotFoundError:
         return "ended"
@@ -499,8 +501,8 @@ def check_job(
             only_if_status=[rec.status],
         )
         return "ended"
-    if rec.status == RunStatus.QUEUED:  # in Ray's queue, or its entrypoint starting: the agent has not claimed it
-        store.update_run(run_id, heartbeat=now, only_if_status=[RunStatus.QUEUED])
+    if rec.status == RunStatus.QUEUED:  # in Ray's queue, or its entrypoint starting: heartbeat written above
+        pass
     elif rec.status == RunStatus.CANCELED or (
         rec.status == RunStatus.CANCEL_REQUESTED and rec.heartbeat is not None and now - rec.heartbeat > grace + 10
     ):
