@@ -11,13 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ray_helpers import roomier_heartbeat  # noqa: F401  (autouse)
 
 from expboard import Experiment, Workspace
 from expboard.compute import ComputeTarget, RayCompute, ScriptRunConfig
 from expboard.compute.ray_local import LocalRayCluster
 from expboard.errors import ComputeUnavailableError, ConfigError, ValidationError
-
-from ray_helpers import roomier_heartbeat  # noqa: F401  (autouse)
 
 
 def _free_port() -> int:
