@@ -124,7 +124,11 @@ def _job(ws: Workspace, run: Run) -> dict[str, Any]:
 def _agent_node(ws: Workspace, run: Run) -> str:
     """The Ray node the run's agent runs on: the job's driver node, or (when a queue driver started the
     agent in a placement group) the node the script reports."""
-    wait_until(lambda: b"started on" in read(run, "system_logs/driver.log"), timeout=60, what="the script's line")
+
+    def said() -> bool:
+        return "system_logs/driver.log" in run.get_file_names() and b"started on" in read(run, "system_logs/driver.log")
+
+    wait_until(said, timeout=60, what="the script's first line")
     reported = read(run, "system_logs/driver.log").decode().split("started on ", 1)[1].split()[0]
     return reported if reported != "None" else str(_job(ws, run)["driver_node_id"])
 
@@ -223,8 +227,8 @@ def test_a_node_lost_mid_run_fails_the_run_and_leaves_no_orphan(
 
     wait_until(failed, timeout=120, what="the run Failed")
     assert seen <= {RunStatus.RUNNING, RunStatus.NOT_RESPONDING, RunStatus.FAILED}
-    status = server_ws.compute_targets["ray-cluster"].get_status().serialize()
-    assert status["nodesDead"] >= 1
+    target = server_ws.compute_targets["ray-cluster"]
+    wait_until(lambda: target.get_status().serialize()["nodesDead"] >= 1, timeout=120, what="Ray: the node dead")
 
 
 def test_two_node_run_with_torch_distributed(
