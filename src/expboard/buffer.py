@@ -220,6 +220,8 @@ class MetricBuffer:
             if not is_permanent(exc):
                 self._failed_chunks.append((chunks, batch_id))
                 raise
+            if isinstance(exc, ExpboardError) and exc.rest_stored:
+                return  # the store isolated the refused part itself, reported and quarantined it
             if len(chunks) == 1:
                 self._refuse(chunks[0], exc)
                 return

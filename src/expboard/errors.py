@@ -33,9 +33,13 @@ __all__ = [
 
 
 class ExpboardError(Exception):
-    """Base class of every error expboard raises on purpose."""
+    """Base class of every error expboard raises on purpose.
+
+    ``rest_stored`` is True on a store's refusal of part of a metric batch when it has stored every other
+    part already (the HTTP store finds the refused metrics itself): the caller must not send the rest again."""
 
     status_code: int = 500
+    rest_stored: bool = False
 
 
 class ConfigError(ExpboardError):

@@ -510,10 +510,12 @@ class HttpStore(Store):
             while len(self._handled) > 10_000:
                 self._handled.popitem(last=False)
             first = errors[0]
-            raise type(first)(
+            error = type(first)(
                 f"{first} ({len(errors)} refused part(s) of batch {batch_id} kept in {self.quarantine_dir}; "
                 "everything else in the batch is stored)"
             )
+            error.rest_stored = True
+            raise error
 
     def _post_batch(self, body: bytes) -> None:
         """Send one metric batch: transient failures retried for ``metrics_retry_for`` (then
