@@ -87,7 +87,8 @@ class EventFileReader:
                         self.offset = base + pos
                         yield rec_offset, payload
                         continue
-                more = f.read(_CHUNK)
+                left = os.fstat(f.fileno()).st_size - f.tell()  # never ask for more than the file holds
+                more = f.read(min(_CHUNK, left)) if left > 0 else b""
                 if not more:
                     return  # clean end, or a truncated last record still being written: resume there later
                 buf = buf[pos:] + more
