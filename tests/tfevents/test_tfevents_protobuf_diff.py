@@ -245,9 +245,12 @@ def canonical_runs(draw: st.DrawFn) -> list[bytes]:
 
 
 def ld(key: int, body: bytes) -> bytes:
-    """A length-delimited field (lengths below 128 here)."""
-    assert len(body) < 128
-    return bytes([key, len(body)]) + body
+    """A length-delimited field with a one-byte key."""
+    n, size = len(body), b""
+    while n >= 0x80:
+        size += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return bytes([key]) + size + bytes([n]) + body
 
 
 F1 = struct.pack("<f", 1.5)
