@@ -160,3 +160,22 @@ def test_to_numpy_follows_tensorboard() -> None:
             bad.to_numpy()
     with pytest.raises(ValueError, match="dtype"):
         TensorValue(1, (), tensor_content=b"\0\0\0").to_numpy()
+
+
+def test_read_scalars_collects_damage_and_keeps_the_good_prefix(tmp_path: Path) -> None:
+    good = [event(value(b"loss", b"\x15" + F1), step=i) for i in range(100)]
+    bad = event(value(b"loss", ld(0x42, b"\x08\x01\x12\x00\x2a\x05" + F1)), step=100)  # runs past its message
+    first = tmp_path / "events.out.tfevents.1"
+    offsets = []
+    data = b""
+    for p in [*good[:50], bad, *good[50:]]:
+        offsets.append(len(data))
+        data += frame_record(p)
+    first.write_bytes(data)
+    (tmp_path / "events.out.tfevents.2").write_bytes(b"".join(frame_record(p) for p in good[:5]))
+    with pytest.raises(CorruptEventFileError):
+        read_scalars(tmp_path)
+    damaged: list[CorruptEventFileError] = []
+    got = read_scalars(tmp_path, damaged=damaged)
+    assert got["loss"].steps.tolist() == [*range(50), *range(5)]  # the prefix, then the next file whole
+    assert [(e.path, e.offset) for e in damaged] == [(str(first), offsets[50])]

@@ -296,9 +296,7 @@ def _value(v: Any) -> SummaryValue:
         kw["image"] = ImageValue(int(i.height), int(i.width), int(i.colorspace), bytes(i.encoded_image_string))
     elif kind == "histo":
         h = v.histo
-        kw["histo"] = HistogramValue(
-            h.min, h.max, h.num, h.sum, h.sum_squares, tuple(h.bucket_limit), tuple(h.bucket)
-        )
+        kw["histo"] = HistogramValue(h.min, h.max, h.num, h.sum, h.sum_squares, tuple(h.bucket_limit), tuple(h.bucket))
     elif kind == "audio":
         kw["audio"] = v.audio.SerializeToString(deterministic=True)
     if v.HasField("metadata"):

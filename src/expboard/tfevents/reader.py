@@ -360,6 +360,19 @@ class _Collector:
         if cur is None or seq < cur[0]:
             self.plugin[tag] = (seq, plugin)
 
+    def checkpoint(self) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]], dict[str, Any]]:
+        """What has been collected so far, to :meth:`restore` it after a damaged file."""
+        return (
+            {k: list(v) for k, v in self.parts.items()},
+            {k: list(v) for k, v in self.tensor_parts.items()},
+            dict(self.plugin),
+        )
+
+    def restore(
+        self, saved: tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]], dict[str, Any]]
+    ) -> None:
+        self.parts, self.tensor_parts, self.plugin = saved[0], saved[1], saved[2]
+
     def raise_first_error(self, path: Path) -> None:
         if self.errors:
             offset, reason = min(self.errors)
@@ -784,31 +797,55 @@ def _collect_slow(path: Path, payload: bytes, seq: int, offset: int, stored: int
         )
 
 
-def _read_file_scalars(path: Path, col: _Collector, seq0: int) -> int:
-    """Collect the scalars of one file; returns the number of records read."""
+def _read_file_scalars(path: Path, col: _Collector, seq0: int, damaged: list[CorruptEventFileError] | None) -> int:
+    """Collect the scalars of one file; returns the number of records read. A damaged file raises, or with
+    ``damaged`` given, contributes the records before its first damaged one and its error to ``damaged``."""
     with open(path, "rb") as f:
         buf = f.read()
+    saved = col.checkpoint() if damaged is not None else None
+    count = _collect_file(buf, path, col, seq0)
+    if not col.errors:
+        return count
+    offset, reason = min(col.errors)
+    error = CorruptEventFileError(path, offset, reason)
+    if damaged is None or saved is None:
+        raise error
+    col.restore(saved)
+    count = _collect_file(buf[:offset], path, col, seq0)  # the intact records before the damage
+    col.raise_first_error(path)  # none: every record before the first damaged one is intact
+    damaged.append(error)
+    return count
+
+
+def _collect_file(buf: bytes, path: Path, col: _Collector, seq0: int) -> int:
     col.errors = []
     chunks, count = _frame(buf, seq0, col.errors)
     for ch in chunks:
         _process(ch, path, col)
-    col.raise_first_error(path)
     return count
 
 
-def read_scalars(path: str | os.PathLike[str], tag: str | None = None) -> dict[str, ScalarSeries]:
+def read_scalars(
+    path: str | os.PathLike[str],
+    tag: str | None = None,
+    *,
+    damaged: list[CorruptEventFileError] | None = None,
+) -> dict[str, ScalarSeries]:
     """All scalar points of an event file, or of every event file directly in a run directory.
 
     Returns ``{tag: ScalarSeries(steps int64, wall_times float64, values float64)}`` in file order (files in
     name order). Both forms are read: legacy ``simple_value`` and tensors (DT_FLOAT / DT_DOUBLE, in
     ``tensor_content`` or ``float_val``/``double_val``) of tags whose metadata names the "scalars" plugin.
-    A truncated last record is ignored; a damaged record (the first one in the file) raises
-    :class:`CorruptEventFileError`. Every record's length and payload CRCs are checked.
+    Every record's length and payload CRCs are checked, and every record is read as protobuf reads it. A
+    truncated last record is ignored (a file still being written). A damaged record (a CRC mismatch, or a
+    payload protobuf refuses) raises :class:`CorruptEventFileError` naming the file and the first damaged
+    record's offset; or, when a ``damaged`` list is given, that file contributes the records before it, its
+    error is appended to ``damaged``, and reading goes on with the next file.
     """
     p = Path(path)
     files = event_files(p) if p.is_dir() else [p]
     col = _Collector(tag)
     seq = 0
     for f in files:
-        seq += _read_file_scalars(f, col, seq)
+        seq += _read_file_scalars(f, col, seq, damaged)
     return col.result()
