@@ -535,7 +535,7 @@ def _frame(buf: bytes, seq0: int, errors: list[tuple[int, str]]) -> tuple[list[_
                 tries += 1
             j = hist_prev[j]
         if cycles < _MIN_CYCLES:
-            if tries:  # the pattern did not last: walk on for a while before looking again
+            if tries or hops >= 8:  # no pattern, or one that did not last: walk on a while before looking again
                 cool = i + 32
             continue
         first = h - have * p
