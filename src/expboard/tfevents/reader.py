@@ -622,7 +622,7 @@ def _tag_groups(fields: list[np.ndarray], m: int) -> tuple[list[tuple[int, slice
     return [(int(f), idx) for f, idx in zip(first, splits, strict=True)], False
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # 256 KiB each: at most 64 MiB kept between calls
 def _pair_table(distance: int) -> np.ndarray:
     """CRC32C contribution of a little-endian uint16 whose first byte is followed by ``distance`` bytes."""
     lo, hi = _byte_table(distance), _byte_table(distance - 1)
@@ -705,7 +705,10 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
         (lay.step, lay.step_len) if lay.step >= 0 else (0, 0),
         (lay.value, lay.value_size),
     )
-    tmpl_crc, pieces = _template(_zeroed(p0, varying), varying, lay.tag_span)
+    tmpl = _zeroed(p0, varying)
+    # templates of long payloads (long tags) are not kept between calls: memory stays bounded
+    template = _template if len(tmpl) <= 4096 else _template.__wrapped__
+    tmpl_crc, pieces = template(tmpl, varying, lay.tag_span)
     ok = np.ones(ch.k if rem is None else len(rem), dtype=bool)
     for dt, c, want in pieces:
         ok &= field(dt, c, rem) == want
@@ -732,7 +735,8 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
     base_raw = p0[ta:tb]
     raws = [ch.payload(first if rows is None else int(rows[first]))[ta:tb] for first, _ in groups]
     if len(groups) > 1:  # tags other than the template's: xor their bytes' contribution in
-        deltas = [_tag_crc(raw, ch.ln - tb) ^ _tag_crc(base_raw, ch.ln - tb) for raw in raws]
+        tag_crc = _tag_crc if tb - ta <= 256 else _tag_crc.__wrapped__
+        deltas = [tag_crc(raw, ch.ln - tb) ^ tag_crc(base_raw, ch.ln - tb) for raw in raws]
         if cyclic:
             crc ^= np.resize(np.array(deltas, dtype=np.uint32), m)
         else:
