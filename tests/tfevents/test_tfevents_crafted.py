@@ -179,3 +179,10 @@ def test_read_scalars_collects_damage_and_keeps_the_good_prefix(tmp_path: Path) 
     got = read_scalars(tmp_path, damaged=damaged)
     assert got["loss"].steps.tolist() == [*range(50), *range(5)]  # the prefix, then the next file whole
     assert [(e.path, e.offset) for e in damaged] == [(str(first), offsets[50])]
+
+
+def test_signalling_nan_values_read_without_warnings(tmp_path: Path) -> None:
+    snan = struct.pack("<I", 0x7F800001)
+    path, _ = write(tmp_path, [event(value(b"loss", b"\x15" + snan), step=i) for i in range(60)])
+    got = read_scalars(path)  # warnings are errors in the test suite
+    assert np.isnan(got["loss"].values).all() and len(got["loss"].values) == 60

@@ -759,7 +759,8 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
             u |= (field("u1", lay.step + j, rows) & np.uint8(0x7F)).astype(np.uint64) << np.uint64(7 * j)
         steps = u.view(np.int64)
     walls = field("<f8", lay.wall, rows).astype(np.float64) if lay.wall >= 0 else np.zeros(m)
-    vals = field("<f4" if lay.value_size == 4 else "<f8", lay.value, rows).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN stays a NaN, without a warning
+        vals = field("<f4" if lay.value_size == 4 else "<f8", lay.value, rows).astype(np.float64)
     for (first, sel), raw in zip(groups, raws, strict=True):
         tag = col.tag_name(raw)
         if tag is None:
