@@ -85,7 +85,7 @@ def _values_field(dtype: int) -> str | None:
 
 def _from_content(content: bytes, dtype: int) -> np.ndarray:
     if dtype == 14:  # bfloat16: the high half of a float32
-        bits = np.frombuffer(content, dtype="<u2").astype(np.uint32) << np.uint32(16)
+        bits: np.ndarray = np.frombuffer(content, dtype="<u2").astype(np.uint32) << np.uint32(16)
         return bits.view(np.float32)
     np_dtype = _NP_DTYPES.get(dtype)
     if np_dtype is None:
