@@ -30,7 +30,11 @@ from expboard.errors import ExpboardError
 from expboard.tfevents import CorruptEventFileError, EventFileReader, decode_event, frame_record, read_scalars
 
 EXAMPLES = int(os.environ.get("CODEC_FUZZ_EXAMPLES", "120"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 TAGS = ["loss", "acc", "é/x", "", "t" * 130]
 F32 = st.floats(width=32) | st.sampled_from([math.nan, math.inf, -0.0, 0.0])
