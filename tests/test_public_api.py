@@ -6,6 +6,7 @@ EXPECTED = {
     "AuthError",
     "ConfigError",
     "ConflictError",
+    "CorruptEventFileError",
     "Estimator",
     "ExpboardError",
     "Experiment",

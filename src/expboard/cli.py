@@ -129,13 +129,20 @@ def cmd_import_tensorboard(args: argparse.Namespace) -> int:
     from .tbimport import import_tensorboard
 
     ws = Workspace.from_config()
-    runs = import_tensorboard(args.logdir, Experiment(ws, args.experiment))
+    result = import_tensorboard(args.logdir, Experiment(ws, args.experiment))
+    runs = result.runs
     for run in runs:
         n = sum(len(s) for s in run.get_metric_series())
         print(f"{run.id}  {run.display_name}  ({n} scalar points, {len(run.get_file_names())} event files)")
     print(f"Imported {len(runs)} run{'s' if len(runs) != 1 else ''} into experiment {args.experiment!r}")
+    for err in result.damaged:  # one line per damaged file: what was skipped
+        print(
+            f"expboard: skipped {err.path} from byte offset {err.offset} on: {err.reason} "
+            "(the records before it were imported)",
+            file=sys.stderr,
+        )
     ws.close()
-    return 0
+    return 1 if result.damaged else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ so the HTTP client can raise the same class again.
     ├── PayloadTooLargeError (413)     a request or snapshot over its size limit
     ├── StoreUnavailableError (503)    the store cannot be reached (server down, database locked)
     ├── ComputeUnavailableError (503)  a compute target (a Ray cluster) cannot be reached
+    ├── CorruptEventFileError (422)    an event file record that fails its CRC or does not parse (file, offset)
     └── RunFailedError (500)           wait_for_completion() on a run that ended Failed
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "ComputeUnavailableError",
     "ConfigError",
     "ConflictError",
+    "CorruptEventFileError",
     "ExpboardError",
     "ForbiddenError",
     "NotFoundError",
@@ -79,6 +81,28 @@ class StoreUnavailableError(ExpboardError):
 
 class ComputeUnavailableError(ExpboardError):
     status_code = 503
+
+
+class CorruptEventFileError(ExpboardError):
+    """A TensorBoard event file record whose CRC does not match, or whose payload is not a valid Event.
+
+    ``path`` is the file, ``offset`` the byte offset of the damaged record (-1 when unknown, e.g. raised
+    again from a server's message), ``reason`` what is wrong with it. Records before ``offset`` are intact.
+    """
+
+    status_code = 422
+
+    def __init__(self, path: object, offset: int = -1, reason: str = "") -> None:
+        self.path = str(path)
+        self.offset = offset
+        self.reason = reason
+        if offset < 0 and not reason:  # just a message (as the HTTP client raises errors again)
+            super().__init__(self.path)
+        else:
+            super().__init__(f"corrupt event file {self.path} at byte offset {offset}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes with its three fields
+        return (type(self), (self.path, self.offset, self.reason))
 
 
 class RunFailedError(ExpboardError):

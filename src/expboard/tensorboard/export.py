@@ -32,6 +32,7 @@ runs (also in a folder whose display-name part has changed since), so nothing is
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -60,9 +61,12 @@ from ..tfevents import (
 )
 from ._convert import SeriesConverter
 
-__all__ = ["ExportResult", "export_to_tensorboard", "run_folder_name", "runs_of"]
+__all__ = ["MAX_FOLDER_PATH", "ExportResult", "export_to_tensorboard", "run_folder", "run_folder_name", "runs_of"]
 
 HPARAMS_SUFFIX = ".expboard-hparams"
+MAX_FOLDER_PATH = 1000  # characters of a run folder's path below the logdir (Linux allows 4096 in all)
+_NAME_CHARS = 60  # of a display name in a folder name
+_MIN_NAME_CHARS = 8  # fewer left to a display name: the folder goes up to the top-level run's folder
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _PROGRESS_MIN_POINTS = 200_000
 
@@ -82,10 +86,30 @@ def short_id(run_id: str) -> str:
     return _UNSAFE.sub("_", run_id[-8:])
 
 
-def run_folder_name(record: RunRecord) -> str:
-    """``<display name>_<id8>``: readable, filesystem-safe and stable for a run (``run_<id8>`` if unnamed)."""
-    name = _UNSAFE.sub("_", record.display_name).strip("._")[:60] or "run"
-    return f"{name}_{short_id(record.run_id)}"
+def run_folder_name(record: RunRecord, max_chars: int = _NAME_CHARS + 9) -> str:
+    """``<display name>_<id8>``: readable, filesystem-safe and stable for a run (``run_<id8>`` if unnamed).
+
+    The display-name part is at most 60 characters, fewer when ``max_chars`` says so; the id part is always
+    kept whole (it is what tells runs apart, and what re-exports find a run's old folder by)."""
+    suffix = "_" + short_id(record.run_id)
+    name = _UNSAFE.sub("_", record.display_name).strip("._")[:_NAME_CHARS] or "run"
+    return f"{name[: max(1, max_chars - len(suffix))]}{suffix}"
+
+
+def run_folder(root: Path, parent: Path, record: RunRecord) -> Path:
+    """The folder of ``record``'s run, whose parent run's folder is ``parent`` (``root`` for a top-level run).
+
+    Nested in ``parent`` while the path below ``root`` stays within ``MAX_FOLDER_PATH`` characters, the
+    display-name part shortened to fit; deeper than that, directly in the folder of the top-level run above
+    it (its own children nest in it again). Depends on nothing but the three arguments, so every export of
+    the same runs into the same logdir picks the same folders."""
+    if parent == root:
+        return root / run_folder_name(record)
+    rel = parent.relative_to(root)
+    room = MAX_FOLDER_PATH - len(rel.as_posix()) - 1
+    if room >= _MIN_NAME_CHARS + 1 + len(short_id(record.run_id)):
+        return parent / run_folder_name(record, room)
+    return root / rel.parts[0] / run_folder_name(record)
 
 
 def runs_of(run_data: Any, caller: str = "export_to_tensorboard") -> list[Run]:
@@ -130,16 +154,28 @@ def _remove_event_files(folder: Path, recursive: bool) -> None:
             pass
 
 
-def _prepare_folder(parent: Path, record: RunRecord) -> Path:
-    """The run's folder, emptied of a previous export's event files (also under an older display name)."""
-    folder = parent / run_folder_name(record)
+def _prepare_folder(root: Path, parent: Path, record: RunRecord) -> Path:
+    """The run's folder, emptied of a previous export's event files: also in a folder of an older display
+    name, or where an older layout put it (nested, or up in the top-level run's folder)."""
+    folder = run_folder(root, parent, record)
     suffix = "_" + short_id(record.run_id)
-    if parent.is_dir():
-        for old in parent.iterdir():
-            if old.is_dir() and old.name.endswith(suffix) and old.name != folder.name:
-                _remove_event_files(old, recursive=True)
+    places = {parent, folder.parent}
+    if parent != root:
+        places.add(root / parent.relative_to(root).parts[0])
+    for place in places:
+        if place.is_dir():
+            for old in place.iterdir():
+                if old.is_dir() and old.name.endswith(suffix) and old != folder:
+                    _remove_event_files(old, recursive=True)
     _remove_event_files(folder, recursive=False)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a logdir so deep that even a bounded path is too long here: flat in the logdir
+        if exc.errno != errno.ENAMETOOLONG or folder.parent == root:
+            raise
+        folder = root / run_folder_name(record)
+        _remove_event_files(folder, recursive=False)
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -244,7 +280,7 @@ def export_to_tensorboard(
     while todo:
         run, parent_dir, depth = todo.pop(0)
         record = run.refresh()
-        folder = _prepare_folder(parent_dir, record)
+        folder = _prepare_folder(root, parent_dir, record)
         planned.append(_Planned(run, record, folder, run.get_metric_series(), session=depth > 0))
         if recursive:
             children = sorted(run.get_children(), key=lambda r: (r.record.created, r.id))

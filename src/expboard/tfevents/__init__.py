@@ -1,6 +1,7 @@
 """TensorBoard event files without TensorFlow: a fast writer, a resumable reader and a SummaryWriter.
 
-Runtime dependencies: numpy and crc32c (Pillow optionally, for PNG). Nothing here imports the rest of expboard.
+Runtime dependencies: numpy, crc32c and tensorboard's protobuf classes (Pillow optionally, for PNG).
+Nothing here imports the rest of expboard but ``expboard.errors``.
 
 - :mod:`.summary`: pure functions building Event payloads / Summary.Values (scalars, text, images,
   histograms, HParams) and the vectorized :func:`encode_scalars`.

@@ -23,9 +23,10 @@ from typing import Any, NamedTuple, overload
 
 import numpy as np
 
+from ..errors import CorruptEventFileError
 from ._crc import _byte_table, crc32c, length_header, mask_array, masked_crc32c
 from ._proto import DecodeError, read_varint
-from .events import Event, decode_event
+from .events import Event, decode_event, parse_event, proto_value_scalar
 
 __all__ = [
     "CorruptEventFileError",
@@ -40,16 +41,6 @@ __all__ = [
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _CHUNK = 1 << 24
-
-
-class CorruptEventFileError(Exception):
-    """A record whose CRC does not match, or whose payload is not a valid Event."""
-
-    def __init__(self, path: str | os.PathLike[str], offset: int, reason: str) -> None:
-        self.path = str(path)
-        self.offset = offset
-        self.reason = reason
-        super().__init__(f"corrupt event file {self.path} at byte offset {offset}: {reason}")
 
 
 def is_event_file(name: str) -> bool:
@@ -96,7 +87,8 @@ class EventFileReader:
                         self.offset = base + pos
                         yield rec_offset, payload
                         continue
-                more = f.read(_CHUNK)
+                left = os.fstat(f.fileno()).st_size - f.tell()  # never ask for more than the file holds
+                more = f.read(min(_CHUNK, left)) if left > 0 else b""
                 if not more:
                     return  # clean end, or a truncated last record still being written: resume there later
                 buf = buf[pos:] + more
@@ -171,42 +163,68 @@ class _Layout:
     plugin: str | None  # plugin_name when the value has metadata
 
 
+class _NotFast(Exception):
+    """The payload is not in the canonical single-scalar form the vectorized path reads (protobuf decides)."""
+
+
+def _key(p: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A one-byte field key (every key the fast path knows is one byte; longer ones go to protobuf)."""
+    if pos >= end or p[pos] >= 0x80:
+        raise _NotFast
+    return p[pos], pos + 1
+
+
+def _length(p: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A minimally encoded length of at most 4 bytes whose content lies within ``end``."""
+    ln, q = read_varint(p, pos, end)
+    if q - pos > 4 or (q - pos > 1 and p[q - 1] == 0) or q + ln > end:
+        raise _NotFast
+    return ln, q
+
+
 def _scalar_layout(p: bytes) -> _Layout | None:
-    """Layout of an Event with exactly one scalar Summary.Value, else None. Any doubt gives None."""
+    """Layout of an Event with exactly one scalar Summary.Value in canonical form, else None.
+
+    Any doubt gives None, and the record is decoded by protobuf instead: a field that appears twice (protobuf
+    merges messages, concatenates repeated fields and lets the last oneof member win), a key or length
+    encoded in more bytes than needed, a field the layout does not know, or a string that is not UTF-8.
+    """
     try:
         n = len(p)
         pos, wall, step, step_len, summ = 0, -1, -1, 0, None
         while pos < n:
-            k, pos = read_varint(p, pos, n)
+            k, pos = _key(p, pos, n)
             if k == 0x09 and pos + 8 <= n:
                 wall, pos = pos, pos + 8
             elif k == 0x10:
                 start = pos
                 _, pos = read_varint(p, pos, n)
                 step, step_len = start, pos - start
-            elif k == 0x2A:
-                ln, pos = read_varint(p, pos, n)
+            elif k == 0x2A and summ is None:
+                ln, pos = _length(p, pos, n)
                 summ, pos = (pos, pos + ln), pos + ln
             else:
                 return None
-        if summ is None or pos != n:
+        if summ is None:
             return None
         a, b = summ
-        if a >= b or p[a] != 0x0A:
+        k, va = _key(p, a, b)
+        if k != 0x0A:
             return None
-        vl, va = read_varint(p, a + 1, b)
+        vl, va = _length(p, va, b)
         if va + vl != b:  # more than one value
             return None
         tag_span, value, size, tensor, plugin = (va, va), -1, 0, False, None
-        pos, end = va, b
+        pos, end, seen = va, b, set()
         while pos < end:
-            k, pos = read_varint(p, pos, end)
+            k, pos = _key(p, pos, end)
+            if k in seen:
+                return None
+            seen.add(k)
             if k == 0x15 and pos + 4 <= end:
                 value, size, pos = pos, 4, pos + 4
             elif k in (0x0A, 0x42, 0x4A):
-                ln, pos = read_varint(p, pos, end)
-                if pos + ln > end:
-                    return None
+                ln, pos = _length(p, pos, end)
                 if k == 0x0A:
                     tag_span = (pos, pos + ln)
                 elif k == 0x4A:
@@ -219,59 +237,76 @@ def _scalar_layout(p: bytes) -> _Layout | None:
                 pos += ln
             else:
                 return None
-        if value < 0 or pos != end:
+        if value < 0 or {0x15, 0x42} <= seen:  # no value, or both members of the oneof
             return None
         tag = p[tag_span[0] : tag_span[1]].decode("utf-8")
         return _Layout(wall, step, step_len, tag, tag_span, value, size, tensor, plugin)
-    except (DecodeError, UnicodeDecodeError):
+    except (_NotFast, DecodeError, UnicodeDecodeError):
         return None
 
 
 def _plugin_name(p: bytes, a: int, b: int) -> str:
-    pos, name = a, ""
+    """The plugin name of a canonical SummaryMetadata (each field at most once, strings UTF-8)."""
+    pos, name, seen = a, "", set()
     while pos < b:
-        k, pos = read_varint(p, pos, b)
-        ln, pos = read_varint(p, pos, b) if k & 7 == 2 else (0, pos)
-        if k & 7 != 2:
-            _, pos = read_varint(p, pos, b) if k & 7 == 0 else (0, pos + (8 if k & 7 == 1 else 4))
+        k, pos = _key(p, pos, b)
+        if k in seen:
+            raise _NotFast
+        seen.add(k)
+        if k == 0x20:  # data_class
+            _, pos = read_varint(p, pos, b)
             continue
-        if k == 0x0A:  # plugin_data
-            q, qe = pos, pos + ln
+        if k not in (0x0A, 0x12, 0x1A):
+            raise _NotFast
+        ln, pos = _length(p, pos, b)
+        if k == 0x0A:  # plugin_data {plugin_name = 1, content = 2}
+            q, qe, inner = pos, pos + ln, set()
             while q < qe:
-                k2, q = read_varint(p, q, qe)
-                l2, q = read_varint(p, q, qe)
+                k2, q = _key(p, q, qe)
+                if k2 in inner or k2 not in (0x0A, 0x12):
+                    raise _NotFast
+                inner.add(k2)
+                l2, q = _length(p, q, qe)
                 if k2 == 0x0A:
                     name = p[q : q + l2].decode("utf-8")
                 q += l2
+        else:  # display_name, summary_description: strings protobuf checks
+            p[pos : pos + ln].decode("utf-8")
         pos += ln
     return name
 
 
 def _tensor_scalar(p: bytes, a: int, b: int) -> tuple[int, int] | None:
-    """(offset, size) of the single float/double of a rank-0 (or one-element) DT_FLOAT/DT_DOUBLE tensor."""
-    pos, dtype, value, size = a, 0, -1, 0
+    """(offset, size) of the single value of a one-element DT_FLOAT/DT_DOUBLE tensor in canonical form: the
+    value in ``tensor_content`` or in the dtype's own packed field (float_val / double_val), nothing else."""
+    pos, dtype, value, size, where, seen = a, 0, -1, 0, 0, set()
     while pos < b:
-        k, pos = read_varint(p, pos, b)
+        k, pos = _key(p, pos, b)
+        if k in seen:
+            return None
+        seen.add(k)
         if k == 0x08:
             dtype, pos = read_varint(p, pos, b)
         elif k in (0x12, 0x22, 0x2A, 0x32):
-            ln, pos = read_varint(p, pos, b)
+            ln, pos = _length(p, pos, b)
             if k == 0x12:
                 q = pos
                 while q < pos + ln:  # every dim must have size 1
-                    k2, q = read_varint(p, q, pos + ln)
-                    l2, q = read_varint(p, q, pos + ln)
+                    k2, q = _key(p, q, pos + ln)
+                    l2, q = _length(p, q, pos + ln)
                     if k2 != 0x12 or p[q : q + l2] not in (b"\x08\x01", b"\x08\x01\x12\x00"):
                         return None
                     q += l2
             elif value >= 0:
                 return None
             else:
-                value, size = pos, ln
+                value, size, where = pos, ln, k
             pos += ln
         else:
             return None
-    if dtype == 1 and size == 4 or dtype == 2 and size == 8:
+    if where == 0x22 and (dtype == 1 and size == 4 or dtype == 2 and size == 8):
+        return value, size
+    if where == 0x2A and dtype == 1 and size == 4 or where == 0x32 and dtype == 2 and size == 8:
         return value, size
     return None
 
@@ -324,6 +359,19 @@ class _Collector:
         cur = self.plugin.get(tag)
         if cur is None or seq < cur[0]:
             self.plugin[tag] = (seq, plugin)
+
+    def checkpoint(self) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]], dict[str, Any]]:
+        """What has been collected so far, to :meth:`restore` it after a damaged file."""
+        return (
+            {k: list(v) for k, v in self.parts.items()},
+            {k: list(v) for k, v in self.tensor_parts.items()},
+            dict(self.plugin),
+        )
+
+    def restore(
+        self, saved: tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]], dict[str, Any]]
+    ) -> None:
+        self.parts, self.tensor_parts, self.plugin = saved[0], saved[1], saved[2]
 
     def raise_first_error(self, path: Path) -> None:
         if self.errors:
@@ -487,7 +535,7 @@ def _frame(buf: bytes, seq0: int, errors: list[tuple[int, str]]) -> tuple[list[_
                 tries += 1
             j = hist_prev[j]
         if cycles < _MIN_CYCLES:
-            if tries:  # the pattern did not last: walk on for a while before looking again
+            if tries or hops >= 8:  # no pattern, or one that did not last: walk on a while before looking again
                 cool = i + 32
             continue
         first = h - have * p
@@ -574,7 +622,7 @@ def _tag_groups(fields: list[np.ndarray], m: int) -> tuple[list[tuple[int, slice
     return [(int(f), idx) for f, idx in zip(first, splits, strict=True)], False
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # 256 KiB each: at most 64 MiB kept between calls
 def _pair_table(distance: int) -> np.ndarray:
     """CRC32C contribution of a little-endian uint16 whose first byte is followed by ``distance`` bytes."""
     lo, hi = _byte_table(distance), _byte_table(distance - 1)
@@ -657,7 +705,10 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
         (lay.step, lay.step_len) if lay.step >= 0 else (0, 0),
         (lay.value, lay.value_size),
     )
-    tmpl_crc, pieces = _template(_zeroed(p0, varying), varying, lay.tag_span)
+    tmpl = _zeroed(p0, varying)
+    # templates of long payloads (long tags) are not kept between calls: memory stays bounded
+    template = _template if len(tmpl) <= 4096 else _template.__wrapped__
+    tmpl_crc, pieces = template(tmpl, varying, lay.tag_span)
     ok = np.ones(ch.k if rem is None else len(rem), dtype=bool)
     for dt, c, want in pieces:
         ok &= field(dt, c, rem) == want
@@ -684,7 +735,8 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
     base_raw = p0[ta:tb]
     raws = [ch.payload(first if rows is None else int(rows[first]))[ta:tb] for first, _ in groups]
     if len(groups) > 1:  # tags other than the template's: xor their bytes' contribution in
-        deltas = [_tag_crc(raw, ch.ln - tb) ^ _tag_crc(base_raw, ch.ln - tb) for raw in raws]
+        tag_crc = _tag_crc if tb - ta <= 256 else _tag_crc.__wrapped__
+        deltas = [tag_crc(raw, ch.ln - tb) ^ tag_crc(base_raw, ch.ln - tb) for raw in raws]
         if cyclic:
             crc ^= np.resize(np.array(deltas, dtype=np.uint32), m)
         else:
@@ -707,7 +759,8 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
             u |= (field("u1", lay.step + j, rows) & np.uint8(0x7F)).astype(np.uint64) << np.uint64(7 * j)
         steps = u.view(np.int64)
     walls = field("<f8", lay.wall, rows).astype(np.float64) if lay.wall >= 0 else np.zeros(m)
-    vals = field("<f4" if lay.value_size == 4 else "<f8", lay.value, rows).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN stays a NaN, without a warning
+        vals = field("<f4" if lay.value_size == 4 else "<f8", lay.value, rows).astype(np.float64)
     for (first, sel), raw in zip(groups, raws, strict=True):
         tag = col.tag_name(raw)
         if tag is None:
@@ -721,56 +774,83 @@ def _decode_layout(ch: _Chunk, lay: _Layout, rem: np.ndarray | None, stored: np.
 
 
 def _collect_slow(path: Path, payload: bytes, seq: int, offset: int, stored: int, col: _Collector) -> None:
+    """One record the vectorized path does not read, decoded by protobuf."""
     if masked_crc32c(payload) != stored:
         col.errors.append((offset, "payload CRC mismatch"))
         return
     try:
-        ev = decode_event(payload)
+        ev = parse_event(payload)
     except DecodeError as exc:
         col.errors.append((offset, f"invalid Event proto: {exc}"))
         return
-    for v in ev.summary or ():
-        if v.has_metadata:
-            col.metadata(v.tag, seq, v.plugin_name)
-        x = v.scalar
-        if x is None or (v.simple_value is None and v.tensor is not None and v.tensor.dtype not in (1, 2)):
+    if ev.WhichOneof("what") != "summary":
+        return
+    for v in ev.summary.value:
+        if v.HasField("metadata"):
+            col.metadata(v.tag, seq, v.metadata.plugin_data.plugin_name)
+        got = proto_value_scalar(v)
+        if got is None:
             continue
         one = np.array([seq], dtype=np.int64)
         col.add(
             v.tag,
-            v.simple_value is None,
+            got[1],
             one,
             np.array([ev.step], dtype=np.int64),
             np.array([ev.wall_time]),
-            np.array([x]),
+            np.array([got[0]]),
         )
 
 
-def _read_file_scalars(path: Path, col: _Collector, seq0: int) -> int:
-    """Collect the scalars of one file; returns the number of records read."""
+def _read_file_scalars(path: Path, col: _Collector, seq0: int, damaged: list[CorruptEventFileError] | None) -> int:
+    """Collect the scalars of one file; returns the number of records read. A damaged file raises, or with
+    ``damaged`` given, contributes the records before its first damaged one and its error to ``damaged``."""
     with open(path, "rb") as f:
         buf = f.read()
+    saved = col.checkpoint() if damaged is not None else None
+    count = _collect_file(buf, path, col, seq0)
+    if not col.errors:
+        return count
+    offset, reason = min(col.errors)
+    error = CorruptEventFileError(path, offset, reason)
+    if damaged is None or saved is None:
+        raise error
+    col.restore(saved)
+    count = _collect_file(buf[:offset], path, col, seq0)  # the intact records before the damage
+    col.raise_first_error(path)  # none: every record before the first damaged one is intact
+    damaged.append(error)
+    return count
+
+
+def _collect_file(buf: bytes, path: Path, col: _Collector, seq0: int) -> int:
     col.errors = []
     chunks, count = _frame(buf, seq0, col.errors)
     for ch in chunks:
         _process(ch, path, col)
-    col.raise_first_error(path)
     return count
 
 
-def read_scalars(path: str | os.PathLike[str], tag: str | None = None) -> dict[str, ScalarSeries]:
+def read_scalars(
+    path: str | os.PathLike[str],
+    tag: str | None = None,
+    *,
+    damaged: list[CorruptEventFileError] | None = None,
+) -> dict[str, ScalarSeries]:
     """All scalar points of an event file, or of every event file directly in a run directory.
 
     Returns ``{tag: ScalarSeries(steps int64, wall_times float64, values float64)}`` in file order (files in
     name order). Both forms are read: legacy ``simple_value`` and tensors (DT_FLOAT / DT_DOUBLE, in
     ``tensor_content`` or ``float_val``/``double_val``) of tags whose metadata names the "scalars" plugin.
-    A truncated last record is ignored; a damaged record (the first one in the file) raises
-    :class:`CorruptEventFileError`. Every record's length and payload CRCs are checked.
+    Every record's length and payload CRCs are checked, and every record is read as protobuf reads it. A
+    truncated last record is ignored (a file still being written). A damaged record (a CRC mismatch, or a
+    payload protobuf refuses) raises :class:`CorruptEventFileError` naming the file and the first damaged
+    record's offset; or, when a ``damaged`` list is given, that file contributes the records before it, its
+    error is appended to ``damaged``, and reading goes on with the next file.
     """
     p = Path(path)
     files = event_files(p) if p.is_dir() else [p]
     col = _Collector(tag)
     seq = 0
     for f in files:
-        seq += _read_file_scalars(f, col, seq)
+        seq += _read_file_scalars(f, col, seq, damaged)
     return col.result()
