@@ -36,7 +36,7 @@ from ..stores.base import Store
 from ..tfevents import EventFileWriter
 from ..transfer import FolderDownload
 from ._convert import SeriesConverter
-from .export import run_folder_name
+from .export import run_folder
 
 __all__ = ["LiveSync", "MetricSync", "RunSync"]
 
@@ -157,7 +157,7 @@ class LiveSync:
 
     def _add(self, record: RunRecord, parent_folder: Path) -> None:
         if record.run_id not in self.runs:
-            self.runs[record.run_id] = RunSync(self.store, record, parent_folder / run_folder_name(record))
+            self.runs[record.run_id] = RunSync(self.store, record, run_folder(self.local_root, parent_folder, record))
 
     def sync_once(self) -> None:
         """Poll every run that is still active (or just ended), and look for new child runs."""
