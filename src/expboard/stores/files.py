@@ -156,7 +156,7 @@ class _FolderWriter(FileWriter):
     def __init__(self, files: LocalFiles, run_id: str, name: str, path: Path) -> None:
         self._files, self._name, self._path = files, name, path
         files.staging.mkdir(parents=True, exist_ok=True)
-        self._tmp = files.staging / f"{run_id}.{uuid.uuid4().hex}"
+        self._tmp = files.staging / uuid.uuid4().hex
         self._f: Any = open(self._tmp, "wb")  # noqa: SIM115 (closed in commit/abort)
         self._done = False
 
@@ -170,10 +170,10 @@ class _FolderWriter(FileWriter):
             os.replace(self._tmp, self._path)  # readers see the old or the new file, never half of it
         except IsADirectoryError:
             self.abort()
-            raise ValidationError(f"cannot write file {self._name!r}: a folder of that name exists") from None
+            raise ConflictError(f"cannot write file {self._name!r}: a folder of that name exists") from None
         except NotADirectoryError:
             self.abort()
-            raise ValidationError(f"cannot write file {self._name!r}: a part of its path is a file") from None
+            raise ConflictError(f"cannot write file {self._name!r}: a part of its path is a file") from None
         self._done = True
         return self._files._info(self._path, self._name)
 
