@@ -111,8 +111,8 @@ def upload(store: Store, run_id: str, name: str, source: str | os.PathLike[str] 
     p = Path(source)
     if not p.is_file():
         raise ValidationError(f"cannot upload {p}: no such file")
-    with open(p, "rb") as f:
-        _upload_stream(store, run_id, name, f)
+    with open(p, "rb") as f:  # one streamed request: the file appears whole or not at all
+        store.write_file_stream(run_id, name, f)
 
 
 def _upload_stream(store: Store, run_id: str, name: str, f: IO[Any]) -> None:

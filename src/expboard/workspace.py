@@ -76,11 +76,15 @@ class Workspace:
         base = config_dir if config_dir is not None else Path.cwd()
         self.path: Path | None = config_dir.parent if config_dir is not None else None
         self.tracking_uri: str = _resolve_uri(tracking_uri, base) if tracking_uri else "custom://"
-        if artifact_root is not None:
+        if artifact_root is not None and "://" in str(artifact_root):
+            pass  # s3://bucket/prefix: object storage, kept as given
+        elif artifact_root is not None:
             artifact_root = (base / artifact_root).resolve()
         elif self.tracking_uri.startswith("sqlite:"):
             artifact_root = Path(self.tracking_uri[len("sqlite:///") :]).parent / "artifacts"
-        self.artifact_root: Path | None = Path(artifact_root) if artifact_root is not None else None
+        self.artifact_root: Path | str | None = None  # a folder, or an s3://bucket/prefix URI
+        if artifact_root is not None:
+            self.artifact_root = str(artifact_root) if "://" in str(artifact_root) else Path(artifact_root)
         self.store: Store = store or open_store(self.tracking_uri, self.artifact_root, token=self.token)
         self._compute_targets: Any = None
 

@@ -8,8 +8,11 @@ session, so store tests work in experiments and runs of their own.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,8 +32,18 @@ def _session_server(
         uri = f"sqlite:///{root / 'expboard.db'}"
     else:
         uri = request.getfixturevalue("local_postgres").create_database()
-    with ServerProcess(uri, root / "artifacts") as server:
+    with ServerProcess(uri, _artifacts(request, root)) as server:
         yield server
+
+
+def _artifacts(request: pytest.FixtureRequest, root: Path) -> Any:
+    """A folder under ``root``, or with EXPBOARD_TEST_ARTIFACTS=s3 a fresh prefix on moto's S3 server."""
+    if os.environ.get("EXPBOARD_TEST_ARTIFACTS") == "s3":
+        from s3_fixtures import BUCKET
+
+        request.getfixturevalue("s3_endpoint")
+        return f"s3://{BUCKET}/store-{uuid.uuid4().hex[:12]}"
+    return root / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +70,8 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Itera
         server: ServerProcess = request.getfixturevalue(fixture)
         s: Store = HttpStore(server.url, spool_dir=tmp_path / "spool")
     elif backend == "sqlite":
-        s = SqlStore(f"sqlite:///{tmp_path / 'expboard.db'}", tmp_path / "artifacts")
+        s = SqlStore(f"sqlite:///{tmp_path / 'expboard.db'}", _artifacts(request, tmp_path))
     else:
-        s = SqlStore(request.getfixturevalue("local_postgres").create_database(), tmp_path / "artifacts")
+        s = SqlStore(request.getfixturevalue("local_postgres").create_database(), _artifacts(request, tmp_path))
     yield s
     s.close()

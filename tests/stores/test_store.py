@@ -5,10 +5,12 @@ Servers are shared by the tests of a session, so every test works in experiments
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +313,21 @@ def test_values_postgresql_cannot_hold_are_validation_errors(store: Store, backe
     else:
         store.set_tags(run.run_id, {"nul": "a\x00b"})
         assert store.get_run(run.run_id).tags == {"nul": "a\x00b"}
+
+
+def test_streamed_files(store: Store, tmp_path: Path) -> None:
+    rid = _run(store).run_id
+    data = np.random.default_rng(1).bytes(9 * 1024 * 1024 + 11)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    with open(src, "rb") as f:
+        assert store.write_file_stream(rid, "outputs/streamed.bin", f).size == len(data)
+    assert store.file_info(rid, "outputs/streamed.bin").size == len(data)
+    assert b"".join(store.iter_file(rid, "outputs/streamed.bin")) == data
+    assert b"".join(store.iter_file(rid, "outputs/streamed.bin", 7, 5)) == data[7:12]
+    assert store.write_file_stream(rid, "outputs/small.txt", io.BytesIO(b"small")).size == 5
+    assert store.read_file(rid, "outputs/small.txt") == b"small"
+    with pytest.raises(NotFoundError):
+        store.file_info(rid, "outputs/none")
+    with pytest.raises(NotFoundError):
+        list(store.iter_file(rid, "outputs/none"))

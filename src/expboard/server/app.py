@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConflictError, ExpboardError, ForbiddenError, ValidationError
@@ -128,6 +128,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+FILE_PIECE_BYTES = 2 * 1024 * 1024  # file bodies are handed to the store in pieces of this size
+_FILE_PUT_RE = re.compile(rf"^{API_PREFIX}/runs/[^/]+/files/.+")
+
+
+class _StreamedUploads:
+    """Send file uploads (PUT .../files/NAME, streamed to the store in pieces) past the request size limit;
+    everything else, appends included, through it."""
+
+    def __init__(self, app: Any, limited: Any) -> None:
+        self.app, self.limited = app, limited
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "PUT" and _FILE_PUT_RE.match(scope["path"]):
+            await self.app(scope, receive, send)
+        else:
+            await self.limited(scope, receive, send)
 
 
 def create_app(
@@ -380,11 +396,25 @@ def create_app(
         openapi_extra=binary_body,
     )
     async def write_file(run_id: str, name: str, request: Request) -> Any:
-        """Create or replace a file of the run with the request body."""
+        """Create or replace a file of the run with the request body, streamed (any size, not bound by the
+        request size limit): the file appears whole when the body has arrived, or not at all."""
         check_run_id(run_id)
         name = check_file_name(name, may_be_folder=False)
-        data = await request.body()
-        return info_json(await call(store.write_file, run_id, name, data))
+        writer = await call(store.open_file_writer, run_id, name)
+        try:
+            buf = bytearray()
+            async for piece in request.stream():
+                buf += piece
+                if len(buf) >= FILE_PIECE_BYTES:
+                    data, buf = bytes(buf), bytearray()
+                    await call(writer.write, data)
+            if buf:
+                await call(writer.write, bytes(buf))
+            info = await call(writer.commit)
+        except BaseException:
+            await call(writer.abort)
+            raise
+        return info_json(info)
 
     @api.post(
         f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}",
@@ -398,11 +428,21 @@ def create_app(
         request: Request,
         offset: int = Query(..., ge=0, le=_INT64_MAX, description="must equal the file's size"),
     ) -> Any:
-        """Append the body at ``offset`` (safe to retry: the same bytes again at a covered offset is a no-op)."""
+        """Append the body at ``offset`` (safe to retry: bytes already stored at ``offset`` are skipped, and
+        only what lies past the end is appended)."""
         check_run_id(run_id)
         name = check_file_name(name, may_be_folder=False)
-        data = await request.body()
-        return info_json(await call(store.append_file, run_id, name, data, offset))
+        info: FileInfo | None = None
+        buf = bytearray()
+        async for piece in request.stream():
+            buf += piece
+            if len(buf) >= FILE_PIECE_BYTES:
+                data, buf = bytes(buf), bytearray()
+                info = await call(store.append_file, run_id, name, data, offset)
+                offset += len(data)
+        if buf or info is None:
+            info = await call(store.append_file, run_id, name, bytes(buf), offset)
+        return info_json(info)
 
     @api.get(
         f"{API_PREFIX}/runs/{{run_id}}/files/{{name:path}}",
@@ -416,7 +456,7 @@ def create_app(
         offset: int = Query(0, ge=0, le=_INT64_MAX),
         length: int | None = Query(None, ge=0, le=_INT64_MAX),
     ) -> Response:
-        """Download a file; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length."""
+        """Download a file, streamed; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length."""
         check_run_id(run_id)
         name = check_file_name(name)
         range_header = request.headers.get("range")
@@ -432,15 +472,21 @@ def create_app(
             if offset > _INT64_MAX or (length is not None and length > _INT64_MAX):
                 raise ValidationError(f"invalid Range {range_header!r}: positions go up to {_INT64_MAX}")
             status = 206
-        data = await call(store.read_file, run_id, name, offset, length)
-        headers = {"accept-ranges": "bytes"}
+        info = await call(store.file_info, run_id, name)
+        start = min(offset, info.size)
+        stop = info.size if length is None else min(info.size, offset + length)
+        pieces = await call(store.iter_file, run_id, name, start, stop - start)
+        headers = {"accept-ranges": "bytes", "content-length": str(stop - start)}
         if status == 206:
-            headers["content-range"] = f"bytes {offset}-{offset + len(data) - 1}/*" if data else "bytes */*"
-        return Response(data, status_code=status, media_type="application/octet-stream", headers=headers)
+            span = f"{start}-{stop - 1}" if stop > start else "*"
+            headers["content-range"] = f"bytes {span}/{info.size}"
+        return StreamingResponse(
+            iterate_in_threadpool(pieces), status_code=status, media_type="application/octet-stream", headers=headers
+        )
 
     open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]
     # auth first: a client without a valid token gets its 401 before the server reads any of its body
-    auth = AuthMiddleware(SizeLimitMiddleware(api, max_request_bytes), tokens or [], open_paths)
+    auth = AuthMiddleware(_StreamedUploads(api, SizeLimitMiddleware(api, max_request_bytes)), tokens or [], open_paths)
     app: Any = auth
     app.api = api  # for tests and embedding: the FastAPI app inside the middleware
     return app

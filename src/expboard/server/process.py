@@ -37,14 +37,16 @@ class ServerProcess:
         max_request_mb: float | None = None,
         env: dict[str, str] | None = None,
         auth_token_file: str | os.PathLike[str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.backend_store_uri = backend_store_uri
-        self.artifacts_root = Path(artifacts_root)
+        self.artifacts_root: Path | str = str(artifacts_root) if "://" in str(artifacts_root) else Path(artifacts_root)
         self.tokens = tokens or []
         self.port = port
         self.max_request_mb = max_request_mb
         self.env = env
         self.auth_token_file = auth_token_file
+        self.extra_args = list(extra_args or [])
         self.process: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=200)
         self._reader: threading.Thread | None = None
@@ -69,6 +71,7 @@ class ServerProcess:
             args += ["--auth-token-file", str(self.auth_token_file)]
         if self.max_request_mb is not None:
             args += ["--max-request-mb", str(self.max_request_mb)]
+        args += self.extra_args
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         env.pop(TOKENS_ENV, None)
         if self.tokens:

@@ -24,7 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="where run history lives: postgresql://user@host:port/db or sqlite:///path/expboard.db",
     )
-    p.add_argument("--artifacts-root", required=True, help="folder for run files")
+    p.add_argument(
+        "--artifacts-root",
+        required=True,
+        help="where run files live: a folder, or s3://bucket/prefix (S3-compatible object storage; credentials "
+        "from the standard AWS chain)",
+    )
+    p.add_argument(
+        "--s3-endpoint-url",
+        help="endpoint of an S3-compatible service such as MinIO (default: AWS_ENDPOINT_URL, else AWS S3)",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -69,6 +78,7 @@ def serve(
     port: int = 5000,
     auth_token_file: str | os.PathLike[str] | None = None,
     max_request_bytes: int = 64 * 1024 * 1024,
+    s3_endpoint_url: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then close the store."""
     from ..errors import ConfigError
@@ -82,6 +92,7 @@ def serve(
             f"the tracking server needs its web stack ({exc.name}): pip install 'expboard[server]'"
         ) from exc
     from ..stores.sql import SqlStore
+    from ..stores.storages import open_file_storage
     from .auth import http_protocol_options, load_tokens
 
     tokens = load_tokens(auth_token_file)
@@ -90,7 +101,8 @@ def serve(
             f"refusing to serve on {host} without auth: give --auth-token-file or set EXPBOARD_SERVER_TOKENS "
             "(without tokens the server only listens on 127.0.0.1)"
         )
-    store = SqlStore(backend_store_uri, artifacts_root)
+    options = {"endpoint_url": s3_endpoint_url} if s3_endpoint_url else {}
+    store = SqlStore(backend_store_uri, open_file_storage(artifacts_root, **options))
     try:
         app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes)
         sock = _bind(host, port)
@@ -135,6 +147,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         port=args.port,
         auth_token_file=args.auth_token_file,
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        s3_endpoint_url=args.s3_endpoint_url,
     )
     return 0
 

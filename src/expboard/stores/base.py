@@ -7,12 +7,13 @@ Every method is required; none is optional. Stores are thread-safe.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from ..errors import ValidationError
 from ..names import check_metric_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+from .files import READ_PIECE_BYTES, FileWriter
 
 __all__ = ["MetricChunk", "Store", "UNSET", "check_chunk"]
 
@@ -142,6 +143,49 @@ class Store(ABC):
     @abstractmethod
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]: ...
 
+    # Streaming file transfer. These have working defaults built on the methods above (in pieces, so
+    # memory stays bounded where the store allows it); stores with a file storage behind them override them.
+    def open_file_writer(self, run_id: str, name: str) -> FileWriter:
+        """A writer for a new version of a file: nothing is visible until its ``commit()``."""
+        return _BufferedWriter(self, run_id, name)
+
+    def write_file_stream(self, run_id: str, name: str, stream: BinaryIO) -> FileInfo:
+        """Create or replace a file from a binary file object (read from its current position), in pieces; the
+        file appears whole or not at all."""
+        writer = self.open_file_writer(run_id, name)
+        with writer:
+            while piece := stream.read(READ_PIECE_BYTES):
+                writer.write(piece)
+            return writer.commit()
+
+    def iter_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """A file's bytes in pieces of at most 1 MiB (NotFoundError raised at once if it does not exist)."""
+        want = READ_PIECE_BYTES if length is None else min(length, READ_PIECE_BYTES)
+        first = self.read_file(run_id, name, offset, want)
+        return self._iter_rest(run_id, name, first, offset, length)
+
+    def _iter_rest(self, run_id: str, name: str, piece: bytes, offset: int, length: int | None) -> Iterator[bytes]:
+        while piece:
+            yield piece
+            offset += len(piece)
+            if length is not None:
+                length -= len(piece)
+                if length <= 0:
+                    return
+            want = READ_PIECE_BYTES if length is None else min(length, READ_PIECE_BYTES)
+            piece = self.read_file(run_id, name, offset, want)
+
+    def file_info(self, run_id: str, name: str) -> FileInfo:
+        """One file's name, size and modification time; NotFoundError if there is none."""
+        from ..errors import NotFoundError
+        from ..names import check_file_name
+
+        name = check_file_name(name)
+        for info in self.list_files(run_id, name):
+            if info.name == name:
+                return info
+        raise NotFoundError(f"run {run_id!r} has no file {name!r}")
+
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every ``log_metrics`` call so far is stored (a remote store may still be sending).
@@ -151,3 +195,23 @@ class Store(ABC):
     def close(self) -> None:
         """Flush and release connections and threads. A store that cannot deliver everything raises
         StoreUnavailableError saying what is pending (and where it is kept), after releasing its resources."""
+
+
+class _BufferedWriter(FileWriter):
+    """The default writer: collects the pieces and writes the file on commit."""
+
+    def __init__(self, store: Store, run_id: str, name: str) -> None:
+        self._store, self._run_id, self._name = store, run_id, name
+        self._buf = bytearray()
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+
+    def commit(self) -> FileInfo:
+        self._done = True
+        return self._store.write_file(self._run_id, self._name, bytes(self._buf))
+
+    def abort(self) -> None:
+        self._done = True
+        self._buf = bytearray()

@@ -41,15 +41,16 @@ import json
 import logging
 import os
 import random
+import stat
 import threading
 import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlparse
 
 from .. import settings
@@ -77,6 +78,9 @@ _MAX_BATCH_ID = 200  # what the server accepts
 _CONNECTION_ERRORS = (OSError, http.client.HTTPException)  # refused, reset, timed out, broken pipe, bad status
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 _log = logging.getLogger(__name__)
+_BLOCK = 1024 * 1024  # how much of a streamed request body is read and sent at a time
+FILE_PIECE_BYTES = 8 * 1024 * 1024  # downloads travel in ranges of this size
+_APPEND_SUFFIX = ".append"  # a spooled file append: one JSON header line (run, name, offset), then the bytes
 
 
 class _Retryable(Exception):
@@ -206,7 +210,7 @@ class HttpStore(Store):
             if self._idle:
                 return self._idle.pop()
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=self.timeout)
+        return cls(self._host, self._port, timeout=self.timeout, blocksize=_BLOCK)
 
     def _release(self, conn: http.client.HTTPConnection, reuse: bool) -> None:
         with self._conn_lock:
@@ -215,10 +219,13 @@ class HttpStore(Store):
                 return
         conn.close()
 
-    def _once(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> _Response:
-        """One request; raises _Retryable for transient failures, _Refused for the other error answers."""
+    def _once(self, method: str, path: str, body: Any, headers: Mapping[str, str]) -> _Response:
+        """One request; raises _Retryable for transient failures, _Refused for the other error answers.
+        ``body``: bytes, None, or a callable giving the body (a file object is streamed) for this try."""
         conn = self._acquire()
         try:
+            if callable(body):
+                body = body()
             conn.request(method, self._base_path + path, body=body, headers={**self._headers, **headers})
             resp = conn.getresponse()
             data = resp.read()
@@ -245,7 +252,7 @@ class HttpStore(Store):
         self,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: Any = None,
         headers: Mapping[str, str] | None = None,
         retry_for: float | None = None,
         retried: list[bool] | None = None,
@@ -653,7 +660,7 @@ class HttpStore(Store):
         ]
 
     # --- spool -----------------------------------------------------------------------------------------
-    def _spool(self, bodies: list[bytes]) -> None:
+    def _spool(self, bodies: list[bytes], suffix: str = ".batch") -> None:
         with self._spool_lock:
             size = sum(len(b) for b in bodies)
             if self._spooled_bytes + size > self.spool_max_bytes:
@@ -665,7 +672,7 @@ class HttpStore(Store):
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             for body in bodies:
                 self._seq += 1
-                path = self.spool_dir / f"{self._seq:012d}.batch"
+                path = self.spool_dir / f"{self._seq:012d}{suffix}"
                 tmp = path.with_suffix(".tmp")
                 with open(tmp, "wb") as f:
                     f.write(body)
@@ -697,7 +704,10 @@ class HttpStore(Store):
                 self._done_spooled(path, 0)
                 continue
             try:
-                self._once("POST", f"{API}/metric-batches", body, {"Content-Type": WIRE_CONTENT_TYPE})
+                if path.suffix == _APPEND_SUFFIX:
+                    self._send_spooled_append(body)
+                else:
+                    self._once("POST", f"{API}/metric-batches", body, {"Content-Type": WIRE_CONTENT_TYPE})
             except _Retryable as exc:
                 self._answering_badly = exc.answered
                 self._stop.wait(delay * (0.75 + random.random() / 2))
@@ -711,7 +721,8 @@ class HttpStore(Store):
                         self._stop.wait(delay * (0.75 + random.random() / 2))
                         delay = min(delay * 2, 2.0)
                         continue
-                pieces = [] if exc.status in _AUTH_STATUSES else _split(body, exc.status)
+                refused_whole = exc.status in _AUTH_STATUSES or path.suffix == _APPEND_SUFFIX
+                pieces = [] if refused_whole else _split(body, exc.status)
                 if pieces:
                     self._replace_spooled(path, pieces)
                     continue
@@ -762,11 +773,15 @@ class HttpStore(Store):
                 folder.rename(claimed)  # atomic: only one adopter wins
             except OSError:
                 continue
-            bodies = [p.read_bytes() for p in sorted(claimed.glob("*.batch"))]
+            spooled = sorted(p for p in claimed.iterdir() if p.suffix in (".batch", _APPEND_SUFFIX))
+            bodies = [(p.suffix, p.read_bytes()) for p in spooled]
             if bodies:
                 with self._spool_lock:
-                    self.spool_max_bytes = max(self.spool_max_bytes, self._spooled_bytes + sum(map(len, bodies)))
-                self._spool(bodies)
+                    self.spool_max_bytes = max(
+                        self.spool_max_bytes, self._spooled_bytes + sum(len(b) for _s, b in bodies)
+                    )
+                for suffix, body in bodies:  # in their order: appends to one file stay in sequence
+                    self._spool([body], suffix)
             for p in claimed.iterdir():
                 p.unlink()
             claimed.rmdir()
@@ -825,20 +840,69 @@ class HttpStore(Store):
         return FileInfo(name=data["name"], size=int(data["size"]), modified=float(data["modified"]))
 
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
-        piece = self.max_request_bytes
-        head = bytes(data[:piece])
-        info = self._info(
+        """Create or replace a file in one streamed request (any size): it appears whole or not at all."""
+        return self._info(
             self._request(
-                "PUT", self._file_path(run_id, name), head, {"Content-Type": "application/octet-stream"}
+                "PUT", self._file_path(run_id, name), bytes(data), {"Content-Type": "application/octet-stream"}
             ).json()
         )
-        for offset in range(piece, len(data), piece):  # larger files: the rest in appends
-            info = self.append_file(run_id, name, data[offset : offset + piece], offset)
-        return info
+
+    def write_file_stream(self, run_id: str, name: str, stream: BinaryIO) -> FileInfo:
+        """Create or replace a file from a binary file object, streamed from its current position (memory stays
+        small whatever the size). A seekable stream is sent again from that position when a try fails."""
+        check_file_name(name)
+        headers = {"Content-Type": "application/octet-stream"}
+        try:
+            start: int | None = stream.tell() if stream.seekable() else None
+        except (OSError, AttributeError):
+            start = None
+        try:
+            st = os.fstat(stream.fileno())
+            if start is not None and stat.S_ISREG(st.st_mode):
+                headers["Content-Length"] = str(st.st_size - start)
+        except (OSError, AttributeError, ValueError):
+            pass
+
+        def body() -> BinaryIO:
+            if start is not None:
+                stream.seek(start)
+            return stream
+
+        retry_for = None if start is not None else 0.0
+        resp = self._request("PUT", self._file_path(run_id, name), body, headers, retry_for=retry_for)
+        return self._info(resp.json())
 
     def append_file(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
-        path = f"{self._file_path(run_id, name)}?offset={int(offset)}"
-        return self._info(self._request("POST", path, bytes(data), {"Content-Type": "application/octet-stream"}).json())
+        """Append at ``offset``. While the server is unreachable (or its object storage is), appends are
+        spooled to disk with the metric batches and sent in order when it answers again."""
+        self._file_path(run_id, name)  # run id and name refused here, before anything is spooled
+        name = check_file_name(name)
+        data, offset = bytes(data), int(offset)
+        if offset < 0:
+            raise ValidationError(f"offset must not be negative (got {offset})")
+        if self._closed:
+            raise StoreUnavailableError("the store is closed")
+        with self._spool_lock:
+            queued = bool(self._spooled)
+        if not queued:
+            path = f"{self._file_path(run_id, name)}?offset={offset}"
+            try:
+                resp = self._request(
+                    "POST", path, data, {"Content-Type": "application/octet-stream"}, retry_for=self.metrics_retry_for
+                )
+                return self._info(resp.json())
+            except StoreUnavailableError:
+                if self._closed:
+                    raise
+        header = json.dumps({"run_id": run_id, "name": name, "offset": offset}).encode()
+        self._spool([header + b"\n" + data], _APPEND_SUFFIX)
+        return FileInfo(name=name, size=offset + len(data), modified=time.time())
+
+    def _send_spooled_append(self, record: bytes) -> None:
+        header, _, data = record.partition(b"\n")
+        meta = json.loads(header)
+        path = f"{self._file_path(str(meta['run_id']), str(meta['name']))}?offset={int(meta['offset'])}"
+        self._once("POST", path, data, {"Content-Type": "application/octet-stream"})
 
     def read_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if offset < 0 or (length is not None and length < 0):
@@ -848,6 +912,24 @@ class HttpStore(Store):
             return self._request("GET", f"{path}?offset={offset}&length=0").body
         end = "" if length is None else str(offset + length - 1)
         return self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"}).body
+
+    def iter_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """A file in ranges of 8 MiB, each retried on its own (a download survives a server restart)."""
+        want = FILE_PIECE_BYTES if length is None else min(length, FILE_PIECE_BYTES)
+        first = self.read_file(run_id, name, offset, want)
+        return self._ranges(run_id, name, first, offset, length)
+
+    def _ranges(self, run_id: str, name: str, piece: bytes, offset: int, length: int | None) -> Iterator[bytes]:
+        while piece:
+            yield piece
+            offset += len(piece)
+            if length is not None:
+                length -= len(piece)
+                if length <= 0:
+                    return
+            piece = self.read_file(
+                run_id, name, offset, FILE_PIECE_BYTES if length is None else min(length, FILE_PIECE_BYTES)
+            )
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         return [self._info(i) for i in self._json("GET", f"{API}/runs/{_rid(run_id)}/files", prefix=prefix)]

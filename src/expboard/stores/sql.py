@@ -37,7 +37,8 @@ from ..names import (
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import UNSET, MetricChunk, Store, check_chunk
-from .files import LocalFiles
+from .files import FileStorage, FileWriter
+from .storages import open_file_storage
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 
 __all__ = ["MIGRATIONS", "SqlStore", "downsample", "sqlite_path_from_uri"]
@@ -214,12 +215,13 @@ def sqlite_path_from_uri(uri: str) -> Path:
 
 
 class SqlStore(Store):
-    """Run history in SQLite or PostgreSQL, files in a local folder.
+    """Run history in SQLite or PostgreSQL; run files in a folder or object storage (``artifact_root``: a
+    path, ``s3://bucket/prefix`` or an open :class:`~expboard.stores.files.FileStorage`).
 
     >>> store = SqlStore("sqlite:////tmp/ws/expboard.db", "/tmp/ws/artifacts")  # doctest: +SKIP
     """
 
-    def __init__(self, uri: str, artifact_root: str | os.PathLike[str]) -> None:
+    def __init__(self, uri: str, artifact_root: str | os.PathLike[str] | FileStorage) -> None:
         scheme = urlparse(uri).scheme
         if scheme == "sqlite":
             self.dialect: Dialect = Dialect(uri)
@@ -227,7 +229,7 @@ class SqlStore(Store):
             self.dialect = PostgresDialect(uri)
         else:
             raise ValidationError(f"unsupported database URI {uri!r}: use sqlite:///... or postgresql://...")
-        self.files = LocalFiles(artifact_root)
+        self.files: FileStorage = open_file_storage(artifact_root)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._connections: list[Any] = []
@@ -308,6 +310,7 @@ class SqlStore(Store):
                 except Exception:
                     pass
             self._connections.clear()
+        self.files.close()
 
     # --- experiments -----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
@@ -492,7 +495,10 @@ class SqlStore(Store):
                 params.extend(RunStatus(s).value for s in only_if_status)
             with self._write() as conn:
                 self._exec(conn, f"UPDATE runs SET {', '.join(sets)} WHERE {where}", params)
-        return self.get_run(run_id)
+        record = self.get_run(run_id)
+        if status is not UNSET and record.status == RunStatus(status) and record.status.is_terminal:
+            self.files.finalize(run_id)  # the run has ended: its appended files may be compacted
+        return record
 
     def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> None:
         for key, value in tags.items():
@@ -674,6 +680,16 @@ class SqlStore(Store):
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         check_run_id(run_id)
         return self.files.list(run_id, prefix)
+
+    def open_file_writer(self, run_id: str, name: str) -> FileWriter:
+        self.get_run(run_id)
+        return self.files.open_writer(run_id, name)
+
+    def iter_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return self.files.iter_read(run_id, name, offset, length)
+
+    def file_info(self, run_id: str, name: str) -> FileInfo:
+        return self.files.stat(run_id, name)
 
 
 def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
