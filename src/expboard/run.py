@@ -228,8 +228,7 @@ class Run:
         if s.count == 0 and not self._fresh:
             # A run made elsewhere (another process, a submitted script): default steps go on from the
             # points already stored, as if one process had logged them all.
-            stored = self._store.get_metrics(self.id, name=name)
-            self._buf.continue_count(s, sum(len(x) for x in stored if x.kind == kind))
+            self._buf.continue_count(s, self._store.count_metric_points(self.id, name, kind))
         if kind is _SCALAR:
             self._series_cache[name] = s
         return s

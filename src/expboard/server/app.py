@@ -373,6 +373,11 @@ def create_app(
             return JSONResponse({"series": [series_to_json(s) for s in series]})
         return Response(encode_batch(series), media_type=WIRE_CONTENT_TYPE)
 
+    @api.get(f"{API_PREFIX}/runs/{{run_id}}/metric-count", tags=["metrics"])
+    async def count_metric_points(run_id: str, name: str, kind: MetricKind | None = None) -> dict[str, int]:
+        """How many points one metric of a run has (of one kind, when given), without reading them."""
+        return {"count": await call(store.count_metric_points, run_id, name, kind)}
+
     # --- files ----------------------------------------------------------------------------------------
     def info_json(i: FileInfo) -> dict[str, Any]:
         return {"name": i.name, "size": i.size, "modified": i.modified}

@@ -127,6 +127,11 @@ class Store(ABC):
         With ``max_points``, a longer series is thinned to that many evenly spaced points (its first and
         last point always kept), for plotting long series without reading every point."""
 
+    @abstractmethod
+    def count_metric_points(self, run_id: str, name: str, kind: MetricKind | None = None) -> int:
+        """How many points metric ``name`` of the run has (of ``kind`` only, when given), without reading
+        them: a sum over the stored chunks' sizes, for going on with a long series."""
+
     # --- files -------------------------------------------------------------------------------
     @abstractmethod
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:

@@ -659,6 +659,11 @@ class HttpStore(Store):
             for p in parts
         ]
 
+    def count_metric_points(self, run_id: str, name: str, kind: MetricKind | None = None) -> int:
+        path = f"{API}/runs/{quote(run_id, safe='')}/metric-count"
+        data = self._json("GET", path, name=name, kind=MetricKind(kind).value if kind is not None else None)
+        return int(data["count"])
+
     # --- spool -----------------------------------------------------------------------------------------
     def _spool(self, bodies: list[bytes], suffix: str = ".batch") -> None:
         with self._spool_lock:

@@ -642,6 +642,14 @@ class SqlStore(Store):
             out.append(series)
         return out
 
+    def count_metric_points(self, run_id: str, name: str, kind: MetricKind | None = None) -> int:
+        where, params = "run_id = ? AND name = ?", [run_id, name]
+        if kind is not None:
+            where += " AND kind = ?"
+            params.append(MetricKind(kind).value)
+        rows = self._query(f"SELECT COALESCE(SUM(n), 0) FROM metric_chunks WHERE {where}", params)
+        return int(rows[0][0])
+
     # --- files -----------------------------------------------------------------------------------
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
         name = check_file_name(name, may_be_folder=False)  # stored and answered as normalized: a//b is a/b
