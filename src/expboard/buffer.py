@@ -254,8 +254,16 @@ class MetricBuffer:
         with self._flush_lock:  # one lock around both writes: nothing logged meanwhile can come between
             self._flush_locked()
             with self.lock:
+                before = s.count
                 s.count += len(steps)
-            self.store.log_metrics([MetricChunk(s.run_id, s.name, s.kind, steps, times, values)], uuid.uuid4().hex)
+                after = s.count
+            try:
+                self.store.log_metrics([MetricChunk(s.run_id, s.name, s.kind, steps, times, values)], uuid.uuid4().hex)
+            except BaseException:
+                with self.lock:  # refused: the default steps go on as if the call had not been made
+                    if s.count == after:
+                        s.count = before
+                raise
 
     def forget_run(self, run_id: str) -> None:
         """Drop the (already flushed) series of a finished run so long sessions do not grow."""

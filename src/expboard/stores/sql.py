@@ -41,7 +41,7 @@ from .files import FileStorage, FileWriter
 from .storages import open_file_storage
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 
-__all__ = ["MIGRATIONS", "SqlStore", "downsample", "sqlite_path_from_uri"]
+__all__ = ["MAX_CHUNK_BYTES", "MAX_CHUNK_POINTS", "MIGRATIONS", "SqlStore", "downsample", "sqlite_path_from_uri"]
 
 # Numbered migrations. {id}, {blob} and {real} are replaced per dialect. Never edit a released step: add one.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -125,6 +125,11 @@ def _utf8_ok(text: str) -> bool:
 def _clamp_step(step: int | None) -> int | None:
     return None if step is None else max(_INT64_MIN, min(_INT64_MAX, int(step)))
 
+
+# One stored chunk holds at most this many points and about this many bytes (SQLite refuses rows over 1 GB,
+# PostgreSQL values over 1 GB): longer logged chunks are stored as several rows, read back as one series.
+MAX_CHUNK_POINTS = 1_000_000
+MAX_CHUNK_BYTES = 128 * 1024 * 1024
 
 _RUN_COLUMNS = (
     "run_id, experiment, parent_id, display_name, run_type, target, status, created, "
@@ -537,7 +542,7 @@ class SqlStore(Store):
 
     # --- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for chunk in chunks:
             check_chunk(chunk)
             n = len(chunk.steps)
@@ -546,15 +551,16 @@ class SqlStore(Store):
             try:
                 kind = MetricKind(chunk.kind).value
                 steps = np.asarray(chunk.steps, dtype=np.int64)
-                times = pack_f8(chunk.wall_times)
-                dtype, vals = encode_values(chunk.values)
+                times = np.asarray(chunk.wall_times, dtype=np.float64)
+                # a long chunk becomes several rows, each one the database can hold (read back in id order)
+                for start in range(0, n, MAX_CHUNK_POINTS):
+                    stop = min(n, start + MAX_CHUNK_POINTS)
+                    self._chunk_rows(rows, chunk, kind, steps, times, start, stop)
             except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 raise ValidationError(
                     f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
-            step_range = (int(steps.min()), int(steps.max()))
-            rows.append((chunk.run_id, chunk.name, kind, n, *step_range, dtype, pack_i8(steps), times, vals))
         if not rows and batch_id is None:
             return
         try:
@@ -581,6 +587,40 @@ class SqlStore(Store):
             if batch_id is not None:  # a concurrent retry of the same batch won the race
                 return
             raise
+
+    def _chunk_rows(
+        self,
+        rows: list[tuple[Any, ...]],
+        chunk: MetricChunk,
+        kind: str,
+        steps: np.ndarray,
+        times: np.ndarray,
+        start: int,
+        stop: int,
+    ) -> None:
+        """Append the rows of points ``start:stop`` of ``chunk``, halving the range until a row fits."""
+        dtype, vals = encode_values(chunk.values[start:stop])
+        n = stop - start
+        if n > 1 and 16 * n + len(vals) > MAX_CHUNK_BYTES:
+            middle = start + n // 2
+            self._chunk_rows(rows, chunk, kind, steps, times, start, middle)
+            self._chunk_rows(rows, chunk, kind, steps, times, middle, stop)
+            return
+        part = steps[start:stop]
+        rows.append(
+            (
+                chunk.run_id,
+                chunk.name,
+                kind,
+                n,
+                int(part.min()),
+                int(part.max()),
+                dtype,
+                pack_i8(part),
+                pack_f8(times[start:stop]),
+                vals,
+            )
+        )
 
     def _runs_exist(self, ids: set[str]) -> list[RunRecord]:
         out = []
