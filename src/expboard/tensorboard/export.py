@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,29 +155,54 @@ def _remove_event_files(folder: Path, recursive: bool) -> None:
             pass
 
 
-def _prepare_folder(root: Path, parent: Path, record: RunRecord) -> Path:
-    """The run's folder, emptied of a previous export's event files: also in a folder of an older display
-    name, or where an older layout put it (nested, or up in the top-level run's folder)."""
-    folder = run_folder(root, parent, record)
-    suffix = "_" + short_id(record.run_id)
-    places = {parent, folder.parent}
-    if parent != root:
-        places.add(root / parent.relative_to(root).parts[0])
-    for place in places:
-        if place.is_dir():
-            for old in place.iterdir():
-                if old.is_dir() and old.name.endswith(suffix) and old != folder:
+class _Folders:
+    """Run folders to write into. Each folder that may hold an earlier export's run folders is listed once,
+    indexed by the id suffix of its subfolders' names (not listed again for every run, which made an export
+    of K sibling runs cost K^2 stats), so preparing a run's folder costs the same however many siblings it has."""
+
+    def __init__(self) -> None:
+        self._index: dict[tuple[Path, int], dict[str, list[Path]]] = {}
+
+    def _with_suffix(self, place: Path, suffix: str) -> list[Path]:
+        """The subfolders ``place`` had when first asked about whose names end with ``suffix``."""
+        key = (place, len(suffix))
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = {}
+            try:
+                entries = [e for e in os.scandir(place) if e.is_dir()]
+            except (FileNotFoundError, NotADirectoryError):
+                entries = []
+            for entry in entries:
+                index.setdefault(entry.name[-len(suffix) :], []).append(Path(entry.path))
+        return index.get(suffix, [])
+
+    def prepare(self, root: Path, parent: Path, record: RunRecord) -> Path:
+        """The run's folder, emptied of a previous export's event files: also in a folder of an older display
+        name, or where an older layout put it (nested, or up in the top-level run's folder)."""
+        folder = run_folder(root, parent, record)
+        suffix = "_" + short_id(record.run_id)
+        places = {parent, folder.parent}
+        if parent != root:
+            places.add(root / parent.relative_to(root).parts[0])
+        existed = False
+        for place in places:
+            for old in self._with_suffix(place, suffix):
+                if old == folder:
+                    existed = True
+                else:
                     _remove_event_files(old, recursive=True)
-    _remove_event_files(folder, recursive=False)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a logdir so deep that even a bounded path is too long here: flat in the logdir
-        if exc.errno != errno.ENAMETOOLONG or folder.parent == root:
-            raise
-        folder = root / run_folder_name(record)
-        _remove_event_files(folder, recursive=False)
-        folder.mkdir(parents=True, exist_ok=True)
-    return folder
+        if existed:
+            _remove_event_files(folder, recursive=False)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a logdir so deep that even a bounded path is too long here: flat in the logdir
+            if exc.errno != errno.ENAMETOOLONG or folder.parent == root:
+                raise
+            folder = root / run_folder_name(record)
+            _remove_event_files(folder, recursive=False)
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
 
 # --------------------------------------------------------------------------------------------- hparams
@@ -273,19 +299,22 @@ def export_to_tensorboard(
     root.mkdir(parents=True, exist_ok=True)
     top = runs_of(run_data)
 
-    # plan: folders, series and sessions for every run (metrics are read once, here)
+    # plan: folders, series and sessions for every run (metrics are read once, here; a run's children
+    # come with their records, so each run costs a constant number of store calls)
+    for first in {id(r.store): r for r in top}.values():
+        first.flush()  # once per store, not once per run
+    folders = _Folders()
     planned: list[_Planned] = []
-    todo: list[tuple[Run, Path, int]] = [(r, root, 0) for r in top]
+    todo: deque[tuple[Run, RunRecord, Path, int]] = deque((r, r.refresh(), root, 0) for r in top)
     has_children = False
     while todo:
-        run, parent_dir, depth = todo.pop(0)
-        record = run.refresh()
-        folder = _prepare_folder(root, parent_dir, record)
-        planned.append(_Planned(run, record, folder, run.get_metric_series(), session=depth > 0))
+        run, record, parent_dir, depth = todo.popleft()
+        folder = folders.prepare(root, parent_dir, record)
+        planned.append(_Planned(run, record, folder, run.store.get_metrics(run.id), session=depth > 0))
         if recursive:
-            children = sorted(run.get_children(), key=lambda r: (r.record.created, r.id))
+            children = sorted(run.store.list_runs(parent_id=run.id), key=lambda r: (r.created, r.run_id))
             has_children = has_children or bool(children)
-            todo.extend((c, folder, depth + 1) for c in children)
+            todo.extend((Run(run.experiment, c.run_id, record=c), c, folder, depth + 1) for c in children)
     if not has_children and len(top) > 1:
         for p in planned:
             p.session = True
