@@ -35,12 +35,26 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from .liveness import reap_unresponsive
     from .stores import UNSET
+    from .stores.query import RunFilter
 
     ws = Workspace.from_config()
     reap_unresponsive(ws.store)  # a run whose process died shows NotResponding, not Running
-    records = ws.store.list_runs(experiment=args.experiment, parent_id=UNSET if args.all else None)
+    run_filter = RunFilter.parse(
+        status=args.status, tags=args.tag, properties=args.property, metrics=args.metric, text=args.search
+    )
+    page = ws.store.query_runs(
+        experiment=args.experiment,
+        parent_id=UNSET if args.all else None,
+        filter=run_filter,
+        limit=args.limit,
+        page_token=args.page_token,
+    )
+    records = page.runs
     if args.json:
-        print(json.dumps([_record_json(r) for r in records], indent=2))
+        # compact: pretty-printing a long list cost most of the command's time
+        sys.stdout.write(json.dumps([_record_json(r) for r in records], separators=(",", ":")) + "\n")
+        if page.next_page_token:
+            print(f"next page: --page-token {page.next_page_token}", file=sys.stderr)
         return 0
     if not records:
         print("no runs" + (f" in experiment {args.experiment!r}" if args.experiment else ""))
@@ -50,6 +64,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if page.next_page_token:
+        print(f"more runs: expboard runs list --page-token {page.next_page_token} (with the same options)")
     return 0
 
 
@@ -162,7 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs_sub.add_parser("list", help="runs, newest first")
     p.add_argument("--experiment", "-e")
     p.add_argument("--all", action="store_true", help="include child runs")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="a JSON list (the next page's token on stderr)")
+    p.add_argument("--limit", type=int, default=100, help="runs per page (default 100)")
+    p.add_argument("--page-token", help="the token printed after the previous page")
+    p.add_argument("--status", action="append", help="only runs in this status (repeatable: any of them)")
+    p.add_argument("--tag", action="append", help="k=v (or k): only runs with this tag (repeatable: all of them)")
+    p.add_argument("--property", action="append", help="k=v (or k): only runs with this property (repeatable)")
+    p.add_argument("--metric", action="append", help='e.g. "mse<0.3": the last logged value compared (repeatable)')
+    p.add_argument("--search", help="text contained in the display name (case-insensitive)")
     p.set_defaults(func=cmd_runs_list)
     p = runs_sub.add_parser("show", help="status, tags and a metrics summary of one run")
     p.add_argument("run_id")

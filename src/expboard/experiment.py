@@ -71,8 +71,12 @@ class Experiment:
         tags: Mapping[str, Any] | str | None = None,
         properties: Mapping[str, Any] | None = None,
         status: RunStatus | str | None = None,
+        filter: Any = None,
     ) -> Iterator[Run]:
-        """Runs of this experiment, newest first (top-level runs unless ``include_children``)."""
+        """Runs of this experiment, newest first (top-level runs unless ``include_children``), fetched
+        lazily page by page; ``filter`` is evaluated by the store (see :meth:`Run.list`)."""
         from .run import Run
 
-        return Run.list(self, include_children=include_children, tags=tags, properties=properties, status=status)
+        return Run.list(
+            self, include_children=include_children, tags=tags, properties=properties, status=status, filter=filter
+        )

@@ -13,6 +13,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +29,7 @@ from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
 from .state import flush_all
 from .stores import UNSET, Store
+from .stores.query import RunFilter
 from .values import (
     check_step_range,
     coerce_step,
@@ -144,31 +146,50 @@ class Run:
         tags: Mapping[str, Any] | str | None = None,
         properties: Mapping[str, Any] | None = None,
         status: RunStatus | str | None = None,
+        filter: RunFilter | Mapping[str, Any] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[Run]:
         """Runs of an experiment, or of every experiment of a workspace, newest first: top-level runs
         unless ``include_children``; only those with ``tags`` (a key, or keys and values), ``properties``
-        and ``status`` when given."""
+        and ``status`` when given, and passing ``filter`` (a :class:`~expboard.stores.query.RunFilter`, or
+        its :meth:`~expboard.stores.query.RunFilter.parse` arguments as a dict, e.g.
+        ``{"metrics": ["mse<0.3"], "text": "alpha"}``). The store evaluates the filter; runs are fetched
+        lazily, ``page_size`` (default 100) at a time."""
         if isinstance(source, Experiment):
             workspace, experiment_name = source.workspace, source.name
             experiments = {source.name: source}
         else:
             workspace, experiment_name, experiments = source, None, {}
-        records = workspace.store.list_runs(
-            experiment=experiment_name,
-            parent_id=UNSET if include_children else None,
-            statuses=[RunStatus(status)] if status is not None else None,
+        run_filter = filter if isinstance(filter, RunFilter) else RunFilter.parse(**(filter or {}))
+        extra = RunFilter.parse(status=[status] if status is not None else None, tags=tags, properties=properties)
+        statuses = extra.statuses or run_filter.statuses
+        if extra.statuses and run_filter.statuses:  # both given: a run must pass both
+            statuses = tuple(x for x in extra.statuses if x in run_filter.statuses)
+            if not statuses:
+                return
+        run_filter = replace(
+            run_filter,
+            statuses=statuses,
+            tags={**run_filter.tags, **extra.tags},
+            properties={**run_filter.properties, **extra.properties},
         )
-        for record in records:
-            if isinstance(tags, str) and tags not in record.tags:
-                continue
-            if isinstance(tags, Mapping) and any(record.tags.get(k) != str(v) for k, v in tags.items()):
-                continue
-            if properties and any(record.properties.get(k) != str(v) for k, v in properties.items()):
-                continue
-            exp = experiments.get(record.experiment)
-            if exp is None:
-                exp = experiments[record.experiment] = Experiment.get(workspace, record.experiment)
-            yield cls(exp, record.run_id, record=record)
+        token: str | None = None
+        while True:
+            page = workspace.store.query_runs(
+                experiment=experiment_name,
+                parent_id=UNSET if include_children else None,
+                filter=run_filter,
+                limit=page_size,
+                page_token=token,
+            )
+            for record in page.runs:
+                exp = experiments.get(record.experiment)
+                if exp is None:
+                    exp = experiments[record.experiment] = Experiment.get(workspace, record.experiment)
+                yield cls(exp, record.run_id, record=record)
+            token = page.next_page_token
+            if token is None:
+                return
 
     @classmethod
     def create(

@@ -33,3 +33,36 @@ def test_count_metric_points_sums_chunks_without_reading_them(store: Store) -> N
     assert store.count_metric_points(run_id, "loss", MetricKind.LIST) == 1
     assert store.count_metric_points(run_id, "acc") == 2
     assert store.count_metric_points(run_id, "missing") == 0
+
+
+def test_query_runs_pages_and_filters(store: Store) -> None:
+    from expboard.stores.query import RunFilter
+
+    exp = store.get_or_create_experiment(f"scale-{uuid.uuid4().hex[:10]}").name
+    ids = []
+    for i in range(5):
+        record = RunRecord(
+            run_id=f"r{i}-{uuid.uuid4().hex[:6]}",
+            experiment=exp,
+            status=RunStatus.COMPLETED,
+            created=1000.0 + (i // 2),  # equal creation times are ordered by id
+            display_name=f"Trial {i}",
+            tags={"group": "a" if i < 3 else "b"},
+        )
+        ids.append(store.create_run(record).run_id)
+        store.log_metrics([MetricChunk(record.run_id, "mse", MetricKind.SCALAR, [0, 1], [1.0, 2.0], [9.0, i / 10])])
+    store.flush()
+    newest_first = sorted(ids, key=lambda r: (1000 + int(r[1]) // 2, r), reverse=True)
+    seen, token = [], None
+    while True:
+        page = store.query_runs(experiment=exp, limit=2, page_token=token)
+        assert len(page.runs) <= 2
+        seen += [r.run_id for r in page.runs]
+        token = page.next_page_token
+        if token is None:
+            break
+    assert seen == newest_first
+    hits = store.query_runs(
+        experiment=exp, filter=RunFilter.parse(tags=["group=a"], metrics=["mse>=0.1"], text="TRIAL")
+    ).runs
+    assert {r.run_id for r in hits} == {ids[1], ids[2]}

@@ -29,6 +29,7 @@ from ..errors import ConflictError, ExpboardError, ForbiddenError, ValidationErr
 from ..names import MAX_RUN_ID_LENGTH, check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from ..stores.base import UNSET, MetricChunk, Store
+from ..stores.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RunFilter
 from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
 
@@ -77,6 +78,11 @@ class RunUpdateModel(BaseModel):
     error: dict[str, Any] | None = None
     display_name: str | None = None
     only_if_status: list[RunStatus] | None = None
+
+
+class RunPageModel(BaseModel):
+    runs: list[RunModel]
+    next_page_token: str | None = None
 
 
 class FileInfoModel(BaseModel):
@@ -273,6 +279,27 @@ def create_app(
             raise ValidationError("give parent_id or top_level, not both")
         parent: Any = None if top_level else parent_id if parent_id is not None else UNSET
         return [run_to_json(r) for r in await call(store.list_runs, experiment, parent, status or None)]
+
+    @api.get(f"{API_PREFIX}/run-pages", tags=["runs"], response_model=RunPageModel)
+    async def query_runs(
+        experiment: str | None = None,
+        parent_id: str | None = Query(None, description="only the children of this run"),
+        top_level: bool = Query(False, description="only runs without a parent"),
+        status: list[str] | None = Query(None, description="only runs in one of these statuses"),
+        tag: list[str] | None = Query(None, description="key=value (or key): runs with this tag"),
+        property: list[str] | None = Query(None, description="key=value (or key): runs with this property"),
+        metric: list[str] | None = Query(None, description='e.g. "mse<0.3": the last logged value compared'),
+        text: str | None = Query(None, description="contained in the display name (case-insensitive)"),
+        limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+        page_token: str | None = Query(None, description="the next_page_token of the previous page"),
+    ) -> Any:
+        """One page of runs, newest first, filtered by the store; follow ``next_page_token`` for more."""
+        if top_level and parent_id is not None:
+            raise ValidationError("give parent_id or top_level, not both")
+        parent: Any = None if top_level else parent_id if parent_id is not None else UNSET
+        run_filter = RunFilter.parse(status=status, tags=tag, properties=property, metrics=metric, text=text)
+        page = await call(store.query_runs, experiment, parent, run_filter, limit, page_token)
+        return {"runs": [run_to_json(r) for r in page.runs], "next_page_token": page.next_page_token}
 
     @api.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunModel)
     async def get_run(run_id: str) -> Any:

@@ -14,6 +14,7 @@ from ..errors import ValidationError
 from ..names import check_metric_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .files import READ_PIECE_BYTES, FileWriter
+from .query import RunFilter, RunPage
 
 __all__ = ["MetricChunk", "Store", "UNSET", "check_chunk"]
 
@@ -83,6 +84,18 @@ class Store(ABC):
         statuses: Sequence[RunStatus] | None = None,
     ) -> list[RunRecord]:
         """Runs newest first; ``parent_id=None`` selects top-level runs, ``UNSET`` all runs."""
+
+    @abstractmethod
+    def query_runs(
+        self,
+        experiment: str | None = None,
+        parent_id: str | None | Any = UNSET,
+        filter: RunFilter | None = None,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """One page of runs newest first (``limit`` runs, default 100) that pass ``filter``, evaluated by the
+        store itself; pass the page's ``next_page_token`` for the next one. ``parent_id`` as in list_runs."""
 
     @abstractmethod
     def update_run(

@@ -65,6 +65,7 @@ from ..errors import (
 from ..names import check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import UNSET, MetricChunk, Store, check_chunk
+from .query import RunFilter, RunPage, page_size
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
@@ -350,6 +351,24 @@ class HttpStore(Store):
         if statuses:
             query["status"] = [RunStatus(s).value for s in statuses]
         return [self._run(r) for r in self._json("GET", f"{API}/runs", **query)]
+
+    def query_runs(
+        self,
+        experiment: str | None = None,
+        parent_id: str | None | Any = UNSET,
+        filter: RunFilter | None = None,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        query: dict[str, Any] = {"experiment": experiment, "limit": page_size(limit), "page_token": page_token}
+        if parent_id is None:
+            query["top_level"] = "true"
+        elif parent_id is not UNSET:
+            query["parent_id"] = parent_id
+        if filter is not None:
+            query.update(filter.to_query())
+        data = self._json("GET", f"{API}/run-pages", **query)
+        return RunPage([self._run(r) for r in data["runs"]], data.get("next_page_token"))
 
     def update_run(
         self,

@@ -38,6 +38,7 @@ from ..names import (
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import UNSET, MetricChunk, Store, check_chunk
 from .files import FileStorage, FileWriter
+from .query import RunFilter, RunPage, decode_page_token, encode_page_token, page_size
 from .storages import open_file_storage
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 
@@ -86,7 +87,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE TABLE metric_batches (batch_id TEXT PRIMARY KEY, created {real} NOT NULL)",
         ],
     ),
+    (
+        2,
+        [
+            # the last logged value of every numeric scalar metric, for filters such as "mse<0.3" in SQL
+            """CREATE TABLE metric_last (run_id TEXT NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL,
+                step BIGINT NOT NULL, value {real}, PRIMARY KEY (run_id, name))""",
+            "CREATE INDEX metric_last_by_name ON metric_last (name, value)",
+            # pages of runs newest first, with or without an experiment
+            "CREATE INDEX runs_by_created ON runs (created, run_id)",
+            "CREATE INDEX runs_by_experiment_created ON runs (experiment, created, run_id)",
+        ],
+    ),
 ]
+_METRIC_LAST_VERSION = 2  # after this migration, metric_last is filled from the chunks already stored
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_ERROR_BYTES = 1024 * 1024
@@ -130,6 +144,8 @@ def _clamp_step(step: int | None) -> int | None:
 # PostgreSQL values over 1 GB): longer logged chunks are stored as several rows, read back as one series.
 MAX_CHUNK_POINTS = 1_000_000
 MAX_CHUNK_BYTES = 128 * 1024 * 1024
+
+_SCALAR = MetricKind.SCALAR.value
 
 _RUN_COLUMNS = (
     "run_id, experiment, parent_id, display_name, run_type, target, status, created, "
@@ -301,7 +317,26 @@ class SqlStore(Store):
                     continue
                 for statement in statements:
                     self._exec(conn, statement.format(**self.dialect.types))
+                if version == _METRIC_LAST_VERSION and current > 0:
+                    self._backfill_metric_last(conn)
                 self._exec(conn, "INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def _backfill_metric_last(self, conn: Any) -> None:
+        """Fill metric_last from the last chunk of every scalar series (once, when upgrading a workspace)."""
+        rows = self._exec(
+            conn,
+            "SELECT run_id, name, dtype, steps, vals FROM metric_chunks WHERE id IN "
+            "(SELECT MAX(id) FROM metric_chunks WHERE kind = ? GROUP BY run_id, name)",
+            (MetricKind.SCALAR.value,),
+        ).fetchall()
+        for run_id, name, dtype, steps, vals in rows:
+            last = _last_number(decode_values(dtype, bytes(vals)))
+            step = int(unpack_i8(bytes(steps))[-1])
+            self._exec(
+                conn,
+                "INSERT INTO metric_last (run_id, name, step, value) VALUES (?, ?, ?, ?)",
+                (run_id, name, step, last),
+            )
 
     def flush(self, timeout: float | None = None) -> None:
         """Nothing to wait for: every write is committed before its call returns."""
@@ -463,6 +498,60 @@ class SqlStore(Store):
         rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created DESC, run_id DESC", params)
         return self._runs_from_rows(rows)
 
+    def query_runs(
+        self,
+        experiment: str | None = None,
+        parent_id: str | None | Any = UNSET,
+        filter: RunFilter | None = None,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> RunPage:
+        size = page_size(limit)
+        where: list[str] = []
+        params: list[Any] = []
+        if experiment is not None:
+            where.append("experiment = ?")
+            params.append(experiment)
+        if parent_id is None:
+            where.append("parent_id IS NULL")
+        elif parent_id is not UNSET:
+            where.append("parent_id = ?")
+            params.append(parent_id)
+        if page_token:
+            created, run_id = decode_page_token(page_token)
+            where.append("(created < ? OR (created = ? AND run_id < ?))")
+            params += [created, created, run_id]
+        f = filter or RunFilter()
+        if f.statuses:
+            where.append(f"status IN ({', '.join('?' * len(f.statuses))})")
+            params.extend(s.value for s in f.statuses)
+        for table, wanted in (("tags", f.tags), ("properties", f.properties)):
+            for key, value in wanted.items():
+                cond = f"SELECT 1 FROM {table} x WHERE x.run_id = runs.run_id AND x.key = ?"
+                params.append(key)
+                if value is not None:
+                    cond += " AND x.value = ?"
+                    params.append(value)
+                where.append(f"EXISTS ({cond})")
+        for name, op, number in f.metrics:
+            where.append(
+                "EXISTS (SELECT 1 FROM metric_last m WHERE m.run_id = runs.run_id AND m.name = ? "
+                f"AND m.value {'<>' if op == '!=' else op} ?)"
+            )
+            params += [name, number]
+        if f.text:
+            escaped = f.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("LOWER(display_name) LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created DESC, run_id DESC LIMIT ?", [*params, size + 1]
+        )
+        more = len(rows) > size
+        runs = self._runs_from_rows(rows[:size])
+        token = encode_page_token(runs[-1].created, runs[-1].run_id) if more else None
+        return RunPage(runs, token)
+
     def update_run(
         self,
         run_id: str,
@@ -543,6 +632,7 @@ class SqlStore(Store):
     # --- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
         rows: list[tuple[Any, ...]] = []
+        last_values: dict[tuple[str, str], tuple[str, str, int, float | None]] = {}
         for chunk in chunks:
             check_chunk(chunk)
             n = len(chunk.steps)
@@ -552,6 +642,13 @@ class SqlStore(Store):
                 kind = MetricKind(chunk.kind).value
                 steps = np.asarray(chunk.steps, dtype=np.int64)
                 times = np.asarray(chunk.wall_times, dtype=np.float64)
+                if kind == _SCALAR:
+                    last_values[(chunk.run_id, chunk.name)] = (
+                        chunk.run_id,
+                        chunk.name,
+                        int(steps[-1]),
+                        _last_number(chunk.values[-1:]),
+                    )
                 # a long chunk becomes several rows, each one the database can hold (read back in id order)
                 for start in range(0, n, MAX_CHUNK_POINTS):
                     stop = min(n, start + MAX_CHUNK_POINTS)
@@ -561,7 +658,7 @@ class SqlStore(Store):
                     f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
-        if not rows and batch_id is None:
+        if not rows and not last_values and batch_id is None:
             return
         try:
             with self._write() as conn:
@@ -571,6 +668,14 @@ class SqlStore(Store):
                         return
                     self._exec(
                         conn, "INSERT INTO metric_batches (batch_id, created) VALUES (?, ?)", (batch_id, time.time())
+                    )
+                if last_values:
+                    conn.cursor().executemany(
+                        self.dialect.sql(
+                            "INSERT INTO metric_last (run_id, name, step, value) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step, value = excluded.value"
+                        ),
+                        list(last_values.values()),
                     )
                 if rows:
                     conn.cursor().executemany(
@@ -738,6 +843,22 @@ class SqlStore(Store):
 
     def file_info(self, run_id: str, name: str) -> FileInfo:
         return self.files.stat(run_id, name)
+
+
+def _last_number(values: Any) -> float | None:
+    """The last of ``values`` as a float when it is a number (bool included), else None."""
+    if not len(values):
+        return None
+    v = values[-1]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return None if f != f else f
 
 
 def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
