@@ -1,0 +1,173 @@
+"""Scaling: how expboard's cost grows with the history, next to MLflow (and torch's writer for export).
+
+    python bench/bench_scale.py [--scale 1]
+
+Sizes go 10x apart; ``--scale`` multiplies the largest ones (the defaults are modest, for a shared machine).
+Each section prints expboard's time at each size, the growth factor between sizes, the peer's time and the
+ratio, and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def first_log(root: Path, sizes: list[int]) -> None:
+    """The first run.log to a series already holding N points, from a fresh process's view."""
+    from expboard import Experiment, Run, Workspace
+
+    print("\n== first run.log to an existing series of N points (a run fetched again)")
+    for n in sizes:
+        ws = Workspace.init(root / f"first{n}")
+        run = Experiment(ws, "e").start_logging()
+        for start in range(0, n, 1_000_000):
+            run.log_array("loss", np.random.rand(min(1_000_000, n - start)))
+        run.flush()
+        other = Workspace(ws.path)
+        again = Run.get(other, run.id)
+        before = rss_mb()
+        dt = timed(lambda again=again: again.log("loss", 1.0))
+        print(f"expboard  N={n:>10,}  first log {dt * 1e3:8.2f} ms   peak RSS {rss_mb():7.0f} MB (before {before:.0f})")
+        other.close()
+        run.complete()
+        ws.close()
+
+
+def export(root: Path, sizes: list[int], torch_sizes: list[int]) -> None:
+    """export_to_tensorboard of K children x 3 metrics x 100 points, and torch's SummaryWriter writing the same."""
+    from expboard import Experiment, Workspace
+    from expboard.tensorboard.export import export_to_tensorboard
+
+    print("\n== export of K child runs x 3 metrics x 100 points")
+    times = {}
+    for k in sizes:
+        ws = Workspace.init(root / f"export{k}")
+        parent = Experiment(ws, "sweep").start_logging()
+        for i in range(k):
+            child = parent.child_run(f"alpha{i}")
+            for m in ("mse", "mae", "r2"):
+                child.log_array(m, np.random.rand(100))
+            child.complete()
+        parent.complete()
+        times[k] = timed(lambda ws=ws, parent=parent, k=k: export_to_tensorboard(parent, root / f"tb{k}"))
+        ws.close()
+    torch_times = {}
+    for k in torch_sizes:
+        from torch.utils.tensorboard import SummaryWriter
+
+        def write(k: int = k) -> None:
+            vals = np.random.rand(3, 100).tolist()
+            for i in range(k):
+                w = SummaryWriter(str(root / f"torch{k}" / f"alpha{i}"))
+                for j, m in enumerate(("mse", "mae", "r2")):
+                    for step, v in enumerate(vals[j]):
+                        w.add_scalar(m, v, step)
+                w.close()
+
+        torch_times[k] = timed(write)
+    prev = None
+    for k in sizes:
+        growth = f"  x{times[k] / times[prev]:.1f} for x{k // prev}" if prev else ""
+        peer = f"  torch {torch_times[k]:7.2f} s  ratio {torch_times[k] / times[k]:5.1f}x" if k in torch_times else ""
+        print(f"expboard  K={k:>6,}  {times[k]:7.2f} s{growth}{peer}")
+        prev = k
+    print(f"peak RSS {rss_mb():.0f} MB")
+
+
+def listing(root: Path, sizes: list[int], mlflow_sizes: list[int]) -> None:
+    """The first page of 100 runs (newest first), and a filtered page, among N runs."""
+    from expboard.records import RunRecord, RunStatus
+    from expboard.stores.query import RunFilter
+    from expboard.stores.sql import SqlStore
+
+    print("\n== first page of 100 runs among N (and with a tag + metric filter)")
+    for n in sizes:
+        store = SqlStore(f"sqlite:///{root / f'list{n}.db'}", root / f"list{n}")
+        exp = store.get_or_create_experiment("e").name
+        for i in range(n):
+            rid = f"run{i:07d}"
+            store.create_run(
+                RunRecord(rid, exp, RunStatus.COMPLETED, created=1e9 + i, tags={"k": str(i % 10)}, display_name=rid)
+            )
+        from expboard.stores.base import MetricChunk
+
+        for start in range(0, n, 1000):
+            store.log_metrics(
+                [
+                    MetricChunk(f"run{i:07d}", "mse", "scalar", [0], [1.0], [i / n])
+                    for i in range(start, min(n, start + 1000))
+                ]
+            )
+        page = min(timed(lambda store=store, exp=exp: store.query_runs(experiment=exp, limit=100)) for _ in range(3))
+        f = RunFilter.parse(tags=["k=3"], metrics=["mse<0.5"])
+        filt = min(
+            timed(lambda store=store, f=f, exp=exp: store.query_runs(experiment=exp, filter=f, limit=100))
+            for _ in range(3)
+        )
+        full = timed(lambda store=store, exp=exp: store.list_runs(experiment=exp))
+        print(
+            f"expboard  N={n:>8,}  first page {page * 1e3:7.2f} ms  filtered page {filt * 1e3:7.2f} ms"
+            f"  (whole list_runs {full:6.2f} s)"
+        )
+        store.close()
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    for n in mlflow_sizes:
+        client = MlflowClient(tracking_uri=f"sqlite:///{root / f'mlflow{n}.db'}")
+        exp_id = client.create_experiment(f"e{uuid.uuid4().hex[:6]}")
+        for i in range(n):
+            r = client.create_run(exp_id, tags={"k": str(i % 10)})
+            client.log_metric(r.info.run_id, "mse", i / n)
+        page = min(timed(lambda c=client, e=exp_id: c.search_runs([e], max_results=100)) for _ in range(3))
+        filt = min(
+            timed(lambda c=client, e=exp_id: c.search_runs([e], "tags.k = '3' and metrics.mse < 0.5", max_results=100))
+            for _ in range(3)
+        )
+        print(f"mlflow    N={n:>8,}  first page {page * 1e3:7.2f} ms  filtered page {filt * 1e3:7.2f} ms")
+    del mlflow
+    print(f"peak RSS {rss_mb():.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=int, default=1, help="multiply the largest sizes")
+    parser.add_argument("--only", choices=["first-log", "export", "list"], action="append")
+    args = parser.parse_args()
+    s = args.scale
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        only = set(args.only or ["first-log", "export", "list"])
+        if "first-log" in only:
+            first_log(root, [100_000, 1_000_000 * s])
+        if "export" in only:
+            export(root, [100, 1000 * s], [100])
+        if "list" in only:
+            listing(root, [1_000, 10_000 * s], [100, 1_000])
+
+
+if __name__ == "__main__":
+    main()
