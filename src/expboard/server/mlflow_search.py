@@ -140,7 +140,17 @@ def _literal(kind: str, value: str) -> Any:
     raise ValidationError(f"expected a value, got {value!r}")
 
 
+# MLflow tags that expboard keeps as run attributes
+_TAG_ATTRIBUTES = {"mlflow.runName": "display_name", "mlflow.parentRunId": "parent_id"}
+
+
 def _condition(kind: str, key: str, op: str, value: Any) -> RunFilter:
+    if kind == "tag" and key in _TAG_ATTRIBUTES:
+        if op not in ("=", "!=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"):
+            raise ValidationError(f"tags.{key}: compare with a quoted string (=, !=, LIKE, ILIKE, IS [NOT] NULL)")
+        if op not in ("IS NULL", "IS NOT NULL") and not isinstance(value, str):
+            raise ValidationError(f"tags.{key}: compare with a quoted string")
+        return RunFilter("attribute", _TAG_ATTRIBUTES[key], op, value)
     if kind == "metric":
         if op not in ("=", "!=", "<", "<=", ">", ">=") or isinstance(value, (str, list)):
             raise ValidationError(f"metrics.{key}: compare a metric with a number (=, !=, <, <=, >, >=)")
@@ -265,7 +275,9 @@ def parse_order_by(clauses: list[str] | None) -> list[RunOrder]:
                 raise ValidationError(f"invalid order_by {clause!r}: end it with ASC or DESC")
             descending = toks[1][1] == "DESC"
         entity, key = _identifier(toks[0][1])
-        if entity == "attribute":
+        if entity == "tag" and key in _TAG_ATTRIBUTES:
+            entity, key = "attribute", _TAG_ATTRIBUTES[key]
+        elif entity == "attribute":
             column, akind = _ATTRIBUTES[key]
             entity = "tag" if akind == "user" else "attribute"
             key = column
