@@ -51,6 +51,7 @@ def _mlflow_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts with no active run and no MLflow settings from the environment."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)  # set_experiment() is global
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
