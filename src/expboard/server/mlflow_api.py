@@ -390,8 +390,9 @@ class MlflowApi:
                 "params": [{"key": k, "value": v} for k, v in r.properties.items()],
                 "tags": [{"key": k, "value": v} for k, v in tags.items()],
             },
-            "inputs": {"dataset_inputs": inputs or []},
         }
+        if inputs:  # like MLflow's own answers, empty fields are left out
+            out["inputs"] = {"dataset_inputs": inputs}
         return out
 
     def _beat(self, run_id: str) -> None:
