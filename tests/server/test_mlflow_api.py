@@ -139,7 +139,8 @@ def test_mlflow_client_calls(sqlite_server: ServerProcess) -> None:
     with pytest.raises(MlflowException) as exc:
         client.create_experiment(name)
     assert exc.value.error_code == "RESOURCE_ALREADY_EXISTS"
-    assert client.get_experiment_by_name(name).experiment_id == exp_id
+    found = client.get_experiment_by_name(name)
+    assert found is not None and found.experiment_id == exp_id
     assert client.get_experiment_by_name(_unique("missing")) is None
     assert name in [e.name for e in client.search_experiments(filter_string=f"name LIKE '{name[:10]}%'")]
 
@@ -171,6 +172,17 @@ def test_mlflow_client_calls(sqlite_server: ServerProcess) -> None:
     assert got.info.run_name == "renamed" and "k" not in got.data.tags and got.info.status == "FAILED"
     client.set_terminated(rid, "KILLED")
     assert client.get_run(rid).info.status == "KILLED" and client.get_run(rid).info.end_time is not None
+
+    for i in range(2):  # MLflow 2 clients record a model logged as run artifacts like this
+        status, _ = _raw(
+            sqlite_server.url,
+            "POST",
+            "/api/2.0/mlflow/runs/log-model",
+            {"run_id": rid, "model_json": json.dumps({"artifact_path": f"m{i}"})},
+        )
+        assert status == 200
+    history = json.loads(client.get_run(rid).data.tags["mlflow.log-model.history"])
+    assert [m["artifact_path"] for m in history] == ["m0", "m1"]
 
     client.delete_run(rid)
     assert client.get_run(rid).info.lifecycle_stage == "deleted"

@@ -68,6 +68,7 @@ USER_TAG = "mlflow.user"
 INPUTS_FILE = "system_logs/mlflow_inputs.json"
 MODELS_DIR = "system_logs/mlflow_models"  # a logged model's description; its files are under models/<id>/
 MODELS_TAG = "mlflow.loggedModels"  # the ids of a run's logged models
+MODEL_HISTORY_TAG = "mlflow.log-model.history"
 HEARTBEAT_EVERY_S = 10.0
 MAX_RESULTS = 50_000  # MLflow's cap for search-runs
 _FROM_MLFLOW_STATUS = {
@@ -235,6 +236,7 @@ class MlflowApi:
             ("POST", "logged-models/search"): self.search_logged_models,
             ("POST", "logged-models"): self.create_logged_model,
             ("POST", "runs/outputs"): self.log_outputs,
+            ("POST", "runs/log-model"): self.log_model_history,
         }
 
     @property
@@ -804,6 +806,18 @@ class MlflowApi:
         if offset + max_results < len(models):
             out["next_page_token"] = _page_token(offset + max_results)
         return out
+
+    def log_model_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """MLflow 2's record of a model logged as run artifacts: appended to the run's tag
+        ``mlflow.log-model.history``, as MLflow's own server keeps it."""
+        r = self._run(args)
+        try:
+            model = json.loads(str(_required(args, "model_json")))
+        except ValueError:
+            raise MlflowError("INVALID_PARAMETER_VALUE", "model_json is not valid JSON") from None
+        history = json.loads(r.tags.get(MODEL_HISTORY_TAG, "[]"))
+        self.store.set_tags(r.run_id, {MODEL_HISTORY_TAG: json.dumps([*history, model])})
+        return {}
 
     def log_outputs(self, args: dict[str, Any]) -> dict[str, Any]:
         """Models as a run's outputs: the models are already kept in their source run."""
