@@ -406,14 +406,10 @@ class SqlStore(QueryStore):
         props: dict[str, dict[str, str]] = {i: {} for i in ids}
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
-            marks = ", ".join("?" * len(part))
-            for run_id, key, value in self._query(
-                f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks})", part
-            ):
+            among, args = self._among("run_id", part)
+            for run_id, key, value in self._query(f"SELECT run_id, key, value FROM tags WHERE {among}", args):
                 tags[run_id][key] = value
-            for run_id, key, value in self._query(
-                f"SELECT run_id, key, value FROM properties WHERE run_id IN ({marks})", part
-            ):
+            for run_id, key, value in self._query(f"SELECT run_id, key, value FROM properties WHERE {among}", args):
                 props[run_id][key] = value
         out = []
         for r in rows:
@@ -704,6 +700,13 @@ class SqlStore(QueryStore):
         return self.files.list(run_id, prefix)
 
     # --- queries over many runs (QueryStore) -------------------------------------------------------
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (...)``: one array parameter on PostgreSQL (long placeholder lists are slow to
+        prepare), one placeholder per value on SQLite."""
+        if self.dialect.name == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
     def _backfill_latest(self, conn: Any) -> None:
         """Fill the latest-point columns of chunks stored before they existed (once, while migrating)."""
         rows = self._exec(
@@ -812,13 +815,13 @@ class SqlStore(QueryStore):
         ids = list(out)
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
+            among, args = self._among("run_id", part)
             rows = self._query(
                 "SELECT run_id, name, step_max, last_time, last_value FROM (SELECT run_id, name, step_max, "
                 "last_time, last_value, ROW_NUMBER() OVER (PARTITION BY run_id, name ORDER BY step_max DESC, "
-                "last_time DESC, last_value DESC) AS k FROM metric_chunks "
-                f"WHERE run_id IN ({', '.join('?' * len(part))}) AND last_time IS NOT NULL) x WHERE k = 1 "
-                "ORDER BY run_id, name",
-                part,
+                f"last_time DESC, last_value DESC) AS k FROM metric_chunks WHERE {among} AND last_time IS NOT NULL) x "
+                "WHERE k = 1 ORDER BY run_id, name",
+                args,
             )
             for run_id, name, step, wall_time, value in rows:
                 out[run_id].append(
@@ -867,10 +870,8 @@ class SqlStore(QueryStore):
         ids = list(run_ids)
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
-            rows = self._query(
-                f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' * len(part))}) AND deleted_time IS NOT NULL",
-                part,
-            )
+            among, args = self._among("run_id", part)
+            rows = self._query(f"SELECT run_id FROM runs WHERE {among} AND deleted_time IS NOT NULL", args)
             out.update(r[0] for r in rows)
         return out
 
