@@ -21,8 +21,10 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from expboard import Workspace  # noqa: E402
+from expboard import Experiment, Run, Workspace  # noqa: E402
+from expboard.errors import ConfigError  # noqa: E402
 from expboard.records import RunStatus  # noqa: E402
+from expboard.server.mlflow_local import LocalServer  # noqa: E402
 from expboard.server.process import ServerProcess  # noqa: E402
 from expboard.tensorboard import Tensorboard  # noqa: E402
 from expboard.tensorboard.export import export_to_tensorboard  # noqa: E402
@@ -75,35 +77,42 @@ def _get_json(url: str) -> Any:
 
 def test_an_mlflow_script_shows_up_in_runs_list_and_exports_with_hparams(tmp_path: Path) -> None:
     project = tmp_path / "project"
-    Workspace.init(project).close()
-    (project / "train.py").write_text(TRAIN_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPBOARD_", "MLFLOW_"))}
-    done = subprocess.run(
-        [sys.executable, "train.py"], cwd=project, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    listed = subprocess.run(
-        [sys.executable, "-m", "expboard", "runs", "list", "--all", "--json"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert listed.returncode == 0, listed.stderr
-    text = listed.stdout
-    assert "ridge-sweep" in text and "alpha0.1" in text and "alpha0.5" in text and "mlflow-script" in text
+    with ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as server:
+        Workspace.init(project, tracking_uri=server.url).close()
+        (project / "train.py").write_text(TRAIN_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPBOARD_", "MLFLOW_"))}
+        done = subprocess.run(
+            [sys.executable, "train.py"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        listed = subprocess.run(
+            [sys.executable, "-m", "expboard", "runs", "list", "--all", "--json"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert listed.returncode == 0, listed.stderr
+        text = listed.stdout
+        assert "ridge-sweep" in text and "alpha0.1" in text and "alpha0.5" in text and "mlflow-script" in text
+        result, _ = _check_and_export(project, tmp_path / "exported")
+    _check_hparams(result)
 
+
+def _check_and_export(project: Path, logdir: Path) -> Any:
     with Workspace.from_config(project) as ws:
-        (root,) = [r for r in ws.experiments["mlflow-script"].get_runs() if r.display_name == "ridge-sweep"]
+        (root,) = [r for r in Experiment.get(ws, "mlflow-script").get_runs() if r.display_name == "ridge-sweep"]
         assert RunStatus(root.get_status()) == RunStatus.COMPLETED
         children = {c.display_name: c for c in root.get_children()}
         assert set(children) == {"alpha0.1", "alpha0.5"}
         assert children["alpha0.1"].get_metrics() == {"mse": [300.0, 301.0, 302.0]}
         assert root.get_metrics(recursive=True)[children["alpha0.5"].id] == {"mse": [1500.0, 1501.0, 1502.0]}
 
-        logdir = tmp_path / "exported"
-        result = export_to_tensorboard(root, logdir)
+        return export_to_tensorboard(root, logdir), root.id
+
+
+def _check_hparams(result: Any) -> None:
     from tensorboard.backend.event_processing import plugin_event_accumulator as pea
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -125,16 +134,18 @@ def test_an_mlflow_script_shows_up_in_runs_list_and_exports_with_hparams(tmp_pat
 
 def test_an_mlflow_run_is_live_in_tensorboard(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "project")
+    with pytest.raises(ConfigError, match="expboard server --backend-store-uri sqlite:///"):
+        ws.get_mlflow_tracking_uri()  # embedded: the error says which server to start
+    server = LocalServer(ws.store).start()
     tb = None
     try:
-        uri = ws.get_mlflow_tracking_uri()
-        assert uri.startswith("http://127.0.0.1:") and os.environ["MLFLOW_TRACKING_TOKEN"]
-        assert ws.get_mlflow_tracking_uri() == uri  # one server per workspace
+        uri = server.mlflow_tracking_uri()
+        assert uri.startswith("http://127.0.0.1:") and os.environ["MLFLOW_TRACKING_TOKEN"] == server.token
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment("live")
         with mlflow.start_run(run_name="training") as active:
             mlflow.log_metric("loss", 1.0, step=0)
-            run = ws.get_run(active.info.run_id)
+            run = Run.get(ws, active.info.run_id)
             tb = Tensorboard([run], local_root=tmp_path / "tb", port=0)
             url = tb.start()
 
@@ -151,8 +162,9 @@ def test_an_mlflow_run_is_live_in_tensorboard(tmp_path: Path) -> None:
     finally:
         if tb is not None:
             tb.stop()
+        server.stop()
         ws.close()
-    with pytest.raises(urllib.error.URLError):  # close() stopped the in-process server
+    with pytest.raises(urllib.error.URLError):  # stop() ended the in-process server
         urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/get?experiment_id=0", timeout=5)
 
 
@@ -166,7 +178,7 @@ def test_a_server_workspace_gives_its_url_and_token(tmp_path: Path) -> None:
             mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
             with mlflow.start_run(run_name="remote") as active:
                 mlflow.log_metric("x", 2.0)
-            assert ws.get_run(active.info.run_id).get_metrics() == {"x": 2.0}
+            assert Run.get(ws, active.info.run_id).get_metrics() == {"x": 2.0}
         finally:
             ws.close()
 
