@@ -31,6 +31,7 @@ from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunR
 from ..stores.base import UNSET, MetricChunk, Store
 from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
+from .mlflow_api import mlflow_router
 
 __all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
 
@@ -483,6 +484,8 @@ def create_app(
         return StreamingResponse(
             iterate_in_threadpool(pieces), status_code=status, media_type="application/octet-stream", headers=headers
         )
+
+    api.include_router(mlflow_router(store))  # MLflow's tracking REST API: server/mlflow_api.py
 
     open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]
     # auth first: a client without a valid token gets its 401 before the server reads any of its body

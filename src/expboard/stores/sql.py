@@ -36,7 +36,7 @@ from ..names import (
     check_time,
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store, check_chunk
+from .base import RUN_ATTRIBUTES, UNSET, LatestMetric, MetricChunk, QueryStore, RunFilter, RunOrder, check_chunk
 from .files import FileStorage, FileWriter
 from .storages import open_file_storage
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
@@ -84,6 +84,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
             "CREATE INDEX metric_chunks_by_run ON metric_chunks (run_id, name, id)",
             "CREATE TABLE metric_batches (batch_id TEXT PRIMARY KEY, created {real} NOT NULL)",
+        ],
+    ),
+    (
+        2,  # soft deletion, and each chunk's latest point (for searches on a run's latest metric values)
+        [
+            "ALTER TABLE runs ADD COLUMN deleted_time {real}",
+            "ALTER TABLE experiments ADD COLUMN deleted_time {real}",
+            "ALTER TABLE metric_chunks ADD COLUMN last_time {real}",
+            "ALTER TABLE metric_chunks ADD COLUMN last_value {real}",
+            "CREATE INDEX metric_chunks_latest ON metric_chunks (run_id, name, step_max, last_time)",
         ],
     ),
 ]
@@ -214,7 +224,7 @@ def sqlite_path_from_uri(uri: str) -> Path:
     return Path(path)
 
 
-class SqlStore(Store):
+class SqlStore(QueryStore):
     """Run history in SQLite or PostgreSQL; run files in a folder or object storage (``artifact_root``: a
     path, ``s3://bucket/prefix`` or an open :class:`~expboard.stores.files.FileStorage`).
 
@@ -296,6 +306,8 @@ class SqlStore(Store):
                     continue
                 for statement in statements:
                     self._exec(conn, statement.format(**self.dialect.types))
+                if version == 2:
+                    self._backfill_latest(conn)
                 self._exec(conn, "INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     def flush(self, timeout: float | None = None) -> None:
@@ -397,14 +409,10 @@ class SqlStore(Store):
         props: dict[str, dict[str, str]] = {i: {} for i in ids}
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
-            marks = ", ".join("?" * len(part))
-            for run_id, key, value in self._query(
-                f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks})", part
-            ):
+            among, args = self._among("run_id", part)
+            for run_id, key, value in self._query(f"SELECT run_id, key, value FROM tags WHERE {among}", args):
                 tags[run_id][key] = value
-            for run_id, key, value in self._query(
-                f"SELECT run_id, key, value FROM properties WHERE run_id IN ({marks})", part
-            ):
+            for run_id, key, value in self._query(f"SELECT run_id, key, value FROM properties WHERE {among}", args):
                 props[run_id][key] = value
         out = []
         for r in rows:
@@ -454,7 +462,8 @@ class SqlStore(Store):
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(RunStatus(s).value for s in statuses)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        where.append("deleted_time IS NULL")
+        clause = f" WHERE {' AND '.join(where)}"
         rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created DESC, run_id DESC", params)
         return self._runs_from_rows(rows)
 
@@ -554,7 +563,22 @@ class SqlStore(Store):
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
             step_range = (int(steps.min()), int(steps.max()))
-            rows.append((chunk.run_id, chunk.name, kind, n, *step_range, dtype, pack_i8(steps), times, vals))
+            last_time, last_value = _latest_point(steps, chunk.wall_times, chunk.values, dtype)
+            rows.append(
+                (
+                    chunk.run_id,
+                    chunk.name,
+                    kind,
+                    n,
+                    *step_range,
+                    dtype,
+                    pack_i8(steps),
+                    times,
+                    vals,
+                    last_time,
+                    last_value,
+                )
+            )
         if not rows and batch_id is None:
             return
         try:
@@ -570,7 +594,7 @@ class SqlStore(Store):
                     conn.cursor().executemany(
                         self.dialect.sql(
                             "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, "
-                            "wall_times, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                            "wall_times, vals, last_time, last_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         ),
                         rows,
                     )
@@ -690,6 +714,209 @@ class SqlStore(Store):
 
     def file_info(self, run_id: str, name: str) -> FileInfo:
         return self.files.stat(run_id, name)
+
+    # --- queries over many runs (QueryStore) -------------------------------------------------------
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (...)``: one array parameter on PostgreSQL (long placeholder lists are slow to
+        prepare), one placeholder per value on SQLite."""
+        if self.dialect.name == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def _backfill_latest(self, conn: Any) -> None:
+        """Fill the latest-point columns of chunks stored before they existed (once, while migrating)."""
+        rows = self._exec(
+            conn, "SELECT id, steps, wall_times, vals, dtype FROM metric_chunks WHERE dtype IN ('f8', 'i8', 'b1')"
+        ).fetchall()
+        updates = []
+        for chunk_id, steps, times, vals, dtype in rows:
+            values = decode_values(dtype, bytes(vals))
+            last_time, last_value = _latest_point(unpack_i8(bytes(steps)), unpack_f8(bytes(times)), values, dtype)
+            updates.append((last_time, last_value, chunk_id))
+        if updates:
+            conn.cursor().executemany(
+                self.dialect.sql("UPDATE metric_chunks SET last_time = ?, last_value = ? WHERE id = ?"), updates
+            )
+
+    def _like(self, column: str, op: str) -> str:
+        """Case-sensitive LIKE and case-insensitive ILIKE in both dialects (SQLite's LIKE ignores case)."""
+        if self.dialect.name == "postgresql":
+            return f"{column} {op} ?"
+        return f"{column} GLOB ?" if op == "LIKE" else f"{column} LIKE ?"
+
+    def _like_param(self, op: str, pattern: str) -> str:
+        if self.dialect.name == "postgresql" or op == "ILIKE":
+            return pattern
+        out = []
+        for ch in pattern:  # a LIKE pattern as a GLOB pattern
+            out.append("*" if ch == "%" else "?" if ch == "_" else f"[{ch}]" if ch in "*?[]" else ch)
+        return "".join(out)
+
+    def _value_expr(self, field: str, key: str, params: list[Any]) -> str:
+        """The SQL expression of a run's attribute, tag, property or latest metric value."""
+        if field == "attribute":
+            if key not in RUN_ATTRIBUTES:
+                raise ValidationError(f"unknown run attribute {key!r}: use one of {', '.join(RUN_ATTRIBUTES)}")
+            return f"r.{key}"
+        if field in ("tag", "property"):
+            params.append(key)
+            table = "tags" if field == "tag" else "properties"
+            return f"(SELECT x.value FROM {table} x WHERE x.run_id = r.run_id AND x.key = ?)"
+        if field == "metric":
+            params.append(key)
+            return (
+                "(SELECT c.last_value FROM metric_chunks c WHERE c.run_id = r.run_id AND c.name = ? "
+                "AND c.last_time IS NOT NULL ORDER BY c.step_max DESC, c.last_time DESC, c.last_value DESC LIMIT 1)"
+            )
+        raise ValidationError(f"unknown run field {field!r}: use metric, property, tag or attribute")
+
+    def _condition(self, f: RunFilter, params: list[Any]) -> str:
+        op = f.op.upper()
+        if f.field in ("tag", "property") and op in ("IS NULL", "IS NOT NULL"):
+            table = "tags" if f.field == "tag" else "properties"
+            params.append(f.key)
+            exists = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = ?)"
+            return exists if op == "IS NOT NULL" else f"NOT {exists}"
+        expr = self._value_expr(f.field, f.key, params)
+        if op in ("IS NULL", "IS NOT NULL"):
+            return f"{expr} {op}"
+        if op in ("IN", "NOT IN"):
+            values = list(f.value)
+            if not values:
+                return "1 = 0" if op == "IN" else "1 = 1"
+            params.extend(values)
+            return f"{expr} {op} ({', '.join('?' * len(values))})"
+        if op in ("LIKE", "ILIKE"):
+            params.append(self._like_param(op, str(f.value)))
+            return self._like(expr, op)
+        if op not in ("=", "!=", "<", "<=", ">", ">="):
+            raise ValidationError(f"unsupported comparison {f.op!r}")
+        params.append(f.value)
+        return f"{expr} {op} ?"
+
+    def search_runs(
+        self,
+        experiments: Sequence[str] | None = None,
+        filters: Sequence[RunFilter] = (),
+        order_by: Sequence[RunOrder] = (),
+        offset: int = 0,
+        limit: int = 1000,
+        deleted: bool | None = False,
+    ) -> list[RunRecord]:
+        params: list[Any] = []
+        where: list[str] = []
+        if experiments is not None:
+            if not experiments:
+                return []
+            where.append(f"r.experiment IN ({', '.join('?' * len(experiments))})")
+            params.extend(experiments)
+        if deleted is not None:
+            where.append("r.deleted_time IS NOT NULL" if deleted else "r.deleted_time IS NULL")
+        where.extend(self._condition(f, params) for f in filters)
+        orders = []
+        for o in order_by:
+            expr = self._value_expr(o.field, o.key, params)
+            orders.append(f"{expr} {'DESC' if o.descending else 'ASC'} NULLS LAST")
+        orders += ["r.created DESC", "r.run_id DESC"]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        params += [int(limit), int(offset)]
+        columns = ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT {columns} FROM runs r{clause} ORDER BY {', '.join(orders)} LIMIT ? OFFSET ?", params
+        )
+        return self._runs_from_rows(rows)
+
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[LatestMetric]]:
+        out: dict[str, list[LatestMetric]] = {r: [] for r in run_ids}
+        ids = list(out)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            among, args = self._among("run_id", part)
+            rows = self._query(
+                "SELECT run_id, name, step_max, last_time, last_value FROM (SELECT run_id, name, step_max, "
+                "last_time, last_value, ROW_NUMBER() OVER (PARTITION BY run_id, name ORDER BY step_max DESC, "
+                f"last_time DESC, last_value DESC) AS k FROM metric_chunks WHERE {among} AND last_time IS NOT NULL) x "
+                "WHERE k = 1 ORDER BY run_id, name",
+                args,
+            )
+            for run_id, name, step, wall_time, value in rows:
+                out[run_id].append(
+                    LatestMetric(name, int(step), float(wall_time), float("nan") if value is None else float(value))
+                )
+        return out
+
+    def get_metric_page(self, run_id: str, name: str, offset: int = 0, limit: int | None = None) -> MetricSeries:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValidationError("offset and limit must not be negative")
+        sizes = self._query("SELECT id, n FROM metric_chunks WHERE run_id = ? AND name = ? ORDER BY id", (run_id, name))
+        end = None if limit is None else offset + limit
+        wanted: list[int] = []
+        first = seen = 0
+        for chunk_id, n in sizes:
+            if seen + n > offset and (end is None or seen < end):
+                if not wanted:
+                    first = seen
+                wanted.append(chunk_id)
+            seen += n
+        empty = MetricSeries(run_id, name, MetricKind.SCALAR, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        if not wanted:
+            return empty
+        rows = self._query(
+            "SELECT kind, dtype, steps, wall_times, vals FROM metric_chunks WHERE run_id = ? AND name = ? "
+            "AND id >= ? AND id <= ? ORDER BY id",
+            (run_id, name, wanted[0], wanted[-1]),
+        )
+        steps = np.concatenate([unpack_i8(bytes(r[2])) for r in rows])
+        times = np.concatenate([unpack_f8(bytes(r[3])) for r in rows])
+        values = concat_values([decode_values(r[1], bytes(r[4])) for r in rows])
+        lo = offset - first
+        hi = None if end is None else end - first
+        values = values[lo:hi]
+        return MetricSeries(run_id, name, MetricKind(rows[0][0]), steps[lo:hi], times[lo:hi], values)
+
+    def set_run_deleted(self, run_id: str, deleted: bool) -> None:
+        self.get_run(run_id)
+        with self._write() as conn:
+            self._exec(
+                conn, "UPDATE runs SET deleted_time = ? WHERE run_id = ?", (time.time() if deleted else None, run_id)
+            )
+
+    def deleted_runs(self, run_ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        ids = list(run_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            among, args = self._among("run_id", part)
+            rows = self._query(f"SELECT run_id FROM runs WHERE {among} AND deleted_time IS NOT NULL", args)
+            out.update(r[0] for r in rows)
+        return out
+
+    def set_experiment_deleted(self, name: str, deleted: bool) -> None:
+        self.get_experiment(name)
+        with self._write() as conn:
+            self._exec(
+                conn, "UPDATE experiments SET deleted_time = ? WHERE name = ?", (time.time() if deleted else None, name)
+            )
+
+    def deleted_experiments(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT name FROM experiments WHERE deleted_time IS NOT NULL")}
+
+
+def _latest_point(steps: np.ndarray, wall_times: Any, values: Any, dtype: str) -> tuple[float | None, float | None]:
+    """(wall time, value) of a chunk's latest point: highest step, then latest time, then largest value;
+    (None, None) unless the values are numbers. A NaN value is stored as NULL."""
+    if dtype not in ("f8", "i8", "b1"):
+        return None, None
+    times = np.asarray(wall_times, dtype=np.float64)
+    vals = np.asarray(values, dtype=np.float64)
+    cand = np.flatnonzero(steps == steps.max())
+    if len(cand) > 1:
+        cand = cand[times[cand] == times[cand].max()]
+    if len(cand) > 1 and not np.isnan(vals[cand]).all():
+        cand = cand[[int(np.nanargmax(vals[cand]))]]
+    i = int(cand[-1])
+    value = float(vals[i])
+    return float(times[i]), None if np.isnan(value) else value
 
 
 def downsample(series: MetricSeries, max_points: int) -> MetricSeries:

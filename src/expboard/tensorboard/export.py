@@ -16,8 +16,8 @@ the stored ones (points of one tag are written in step order, which TensorBoard'
 
 **HParams.** Child runs become HParams sessions (each in its own folder, never the logdir root); when no
 exported run has children but several top-level runs are exported, those runs are the sessions. A session's
-hyperparameters are its tags and properties plus single-valued metrics (logged exactly once, a number,
-bool or string) chosen by ``hparams``:
+hyperparameters are its tags (but MLflow's ``mlflow.*`` system tags) and properties (MLflow's params) plus
+single-valued metrics (logged exactly once, a number, bool or string) chosen by ``hparams``:
 
 - ``hparams=["alpha", ...]``: exactly these metrics;
 - ``hparams=None`` (default): the single-valued metrics whose name and value appear together in the run's
@@ -295,7 +295,8 @@ def export_to_tensorboard(
     for p in planned:
         if not p.session:
             continue
-        hp: dict[str, Any] = {**p.record.tags, **p.record.properties}
+        tags = {k: v for k, v in p.record.tags.items() if not k.startswith("mlflow.")}  # not MLflow's own
+        hp: dict[str, Any] = {**tags, **p.record.properties}
         chosen: set[str] = set()
         for s in p.series:
             v = _single_value(s)
