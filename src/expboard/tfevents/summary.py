@@ -1,4 +1,8 @@
-"""Pure functions that build TensorBoard Event payloads and Summary.Value messages, as bytes.
+"""Pure functions that build TensorBoard Event payloads and Summary.Value messages, as bytes; and the
+builders of ``torch.utils.tensorboard.summary`` (same names and arguments: :func:`scalar`,
+:func:`histogram`, :func:`image`, :func:`text`, :func:`audio`, :func:`video`, :func:`hparams`,
+:func:`pr_curve`, :func:`custom_scalars`, :func:`mesh`, ...), which return TensorBoard's protobuf
+``Summary`` messages.
 
 Everything here is byte-identical to protobuf's serialization of TensorBoard's protos (see the tests).
 Functions named ``*_value`` return one serialized ``Summary.Value``; wrap one or more of them into an Event
@@ -23,11 +27,63 @@ from typing import Any
 
 import numpy as np
 
+from ._builders import (
+    audio,
+    compute_curve,
+    convert_to_HWC,
+    custom_scalars,
+    draw_boxes,
+    half_to_int,
+    histogram,
+    histogram_raw,
+    hparams,
+    image,
+    image_boxes,
+    int_to_half,
+    make_grid,
+    make_histogram,
+    make_image,
+    make_video,
+    mesh,
+    pr_curve,
+    pr_curve_raw,
+    prepare_video,
+    scalar,
+    tensor_proto,
+    text,
+    video,
+)
 from ._crc import crc32c_rows, length_header, mask_array
+from ._inputs import make_np
 from ._png import encode_png
 from ._proto import f_bytes, f_double, f_float, f_packed_doubles, f_varint, varint, varint_size
 
 __all__ = [
+    "audio",
+    "compute_curve",
+    "convert_to_HWC",
+    "custom_scalars",
+    "draw_boxes",
+    "half_to_int",
+    "histogram",
+    "histogram_raw",
+    "hparams",
+    "image",
+    "image_boxes",
+    "int_to_half",
+    "make_grid",
+    "make_histogram",
+    "make_image",
+    "make_video",
+    "mesh",
+    "pr_curve",
+    "pr_curve_raw",
+    "prepare_video",
+    "scalar",
+    "tensor_proto",
+    "text",
+    "video",
+    "make_np",
     "DatasetType",
     "HParam",
     "HParamType",
@@ -46,6 +102,8 @@ __all__ = [
     "scalar_event",
     "scalar_value",
     "summary_event",
+    "histogram_buckets",
+    "summary_event_from_summary",
     "tensorflow_bins",
     "text_table_value",
     "text_value",
@@ -121,6 +179,19 @@ def summary_event(values: Sequence[bytes], step: int = 0, wall_time: float | Non
         out += b"\x10" + varint(step)
     summary = b"".join(b"\x0a" + varint(len(v)) + v for v in values)
     out += b"\x2a" + varint(len(summary)) + summary  # oneof member: written even when empty
+    return bytes(out)
+
+
+def summary_event_from_summary(summary: bytes, step: int = 0, wall_time: float | None = None) -> bytes:
+    """Event payload ``{wall_time, step, summary}`` from a serialized ``Summary`` message."""
+    out = bytearray()
+    wb = _F64.pack(_wall(wall_time))
+    if wb != b"\0" * 8:
+        out += b"\x09" + wb
+    step = int(step)
+    if step:
+        out += b"\x10" + varint(step)
+    out += b"\x2a" + varint(len(summary)) + summary
     return bytes(out)
 
 
@@ -267,10 +338,15 @@ def image_value(tag: str, image: Any, *, dataformats: str = "HWC") -> bytes:
 
 
 def tensorflow_bins() -> np.ndarray:
-    """TensorFlow's default histogram bucket edges: ±1e-12 * 1.1**k up to 1e20, and 0."""
-    pos = 1e-12 * 1.1 ** np.arange(0, 775)
-    pos = pos[pos < 1e20]
-    return np.concatenate([-pos[::-1], [0.0], pos])
+    """TensorFlow's default histogram bucket edges, as torch's SummaryWriter computes them: ``v = 1e-12``
+    multiplied by 1.1 while below 1e20, mirrored to the negatives, and 0 (bit-identical edges)."""
+    pos = []
+    v = 1e-12
+    while v < 1e20:
+        pos.append(v)
+        v *= 1.1
+    arr = np.array(pos)
+    return np.concatenate([-arr[::-1], [0.0], arr])
 
 
 _TF_BINS: np.ndarray | None = None
@@ -293,54 +369,63 @@ def histogram_value_from_buckets(
     for field, v in ((1, min), (2, max), (3, num), (4, sum), (5, sum_squares)):
         if _F64.pack(float(v)) != b"\0" * 8:
             h += f_double(field, float(v))
-    h += f_packed_doubles(6, [float(x) for x in bucket_limits])
-    h += f_packed_doubles(7, [float(x) for x in bucket_counts])
+    h += f_packed_doubles(6, np.asarray(bucket_limits, dtype=np.float64))
+    h += f_packed_doubles(7, np.asarray(bucket_counts, dtype=np.float64))
     return _tag_field(tag) + f_bytes(5, bytes(h))
+
+
+def histogram_buckets(
+    values: np.ndarray, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(bucket_limits, bucket_counts)`` of a flat float64 array, bucketed as torch's SummaryWriter does.
+
+    ``numpy.histogram`` with ``bins``; past ``max_bins`` buckets, groups of ``len // max_bins`` buckets are
+    merged (the last group padded); then empty buckets at both ends are dropped, keeping one empty bucket on
+    the left whose right edge is the left edge of the first non-empty bucket.
+    """
+    global _TF_BINS
+    if isinstance(bins, str) and bins == "tensorflow":
+        if _TF_BINS is None:
+            _TF_BINS = tensorflow_bins()
+        bins = _TF_BINS
+    counts, limits = np.histogram(values, bins=bins)
+    n = len(counts)
+    if max_bins is not None and n > max_bins > 0:
+        sub = n // max_bins
+        rem = n % sub
+        if rem:
+            counts = np.concatenate([counts, np.zeros(sub - rem, counts.dtype)])
+        counts = counts.reshape(-1, sub).sum(axis=-1)
+        new_limits = np.empty(counts.size + 1, limits.dtype)
+        new_limits[:-1] = limits[:-1:sub]
+        new_limits[-1] = limits[-1]
+        limits = new_limits
+    nz = np.flatnonzero(counts)
+    if nz.size == 0:
+        raise ValueError("no value falls inside the histogram's bins")
+    start, end = int(nz[0]), int(nz[-1]) + 1
+    out_counts = counts[start - 1 : end] if start > 0 else np.concatenate([[0], counts[:end]])
+    out_limits = limits[start : end + 1]
+    return out_limits.astype(np.float64), out_counts.astype(np.float64)
 
 
 def histogram_value(
     tag: str, values: Any, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
 ) -> bytes:
-    """A legacy ``histo`` Summary.Value of ``values`` (any array-like; NaN/inf are not allowed).
+    """A legacy ``histo`` Summary.Value of ``values`` (any array-like), bucketed as torch's SummaryWriter does
+    (see :func:`histogram_buckets`).
 
     ``bins`` is "tensorflow" (TensorFlow's exponential buckets), a bin count, explicit edges, or any string
-    ``numpy.histogram`` accepts ("auto", "fd", ...). Empty buckets at both ends are trimmed, keeping one empty
-    bucket on the left so that the first bucket's left edge is known.
+    ``numpy.histogram`` accepts ("auto", "fd", ...).
     """
-    global _TF_BINS
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if v.size == 0:
-        raise ValueError("histogram of an empty array")
-    if not np.isfinite(v).all():
-        raise ValueError("histogram values must be finite")
-    if isinstance(bins, str) and bins == "tensorflow":
-        if _TF_BINS is None:
-            _TF_BINS = tensorflow_bins()
-        bins = _TF_BINS
-    counts, edges = np.histogram(v, bins=bins)
-    if max_bins is not None and len(counts) > max_bins:
-        factor = -(-len(counts) // max_bins)
-        pad = (-len(counts)) % factor
-        counts = np.concatenate([counts, np.zeros(pad, counts.dtype)]).reshape(-1, factor).sum(axis=1)
-        edges = np.concatenate([edges, np.full(pad, edges[-1])])[::factor]
-        edges = np.concatenate([edges, [edges[-1] if pad == 0 else v.max()]])
-    nz = np.flatnonzero(counts)
-    if nz.size == 0:  # all values outside the explicit edges
-        lo, hi = 0, len(counts) - 1
-    else:
-        lo, hi = int(nz[0]), int(nz[-1])
-    if lo > 0:
-        lo -= 1
-        limits = edges[lo + 1 : hi + 2]
-    else:
-        limits = np.concatenate([[edges[0]], edges[1 : hi + 2]])
-        counts = np.concatenate([[0], counts])
-        hi += 1
-    counts = counts[lo : hi + 1]
+        raise ValueError("histogram of an empty array: the input has no element")
+    limits, counts = histogram_buckets(v, bins, max_bins)
     return histogram_value_from_buckets(
         tag,
-        limits.tolist(),
-        counts.astype(np.float64).tolist(),
+        limits,
+        counts,
         min=float(v.min()),
         max=float(v.max()),
         num=float(v.size),
