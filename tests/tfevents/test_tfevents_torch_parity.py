@@ -263,7 +263,9 @@ def by_writer(listing: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def test_plugins_listing_and_per_plugin_tags_over_http(board: str) -> None:
-    listing = wait_for(lambda: (d := get_json(board + "data/plugins_listing")) and all(d[p]["enabled"] for p in PLUGINS) and d)
+    listing = wait_for(
+        lambda: (d := get_json(board + "data/plugins_listing")) and all(d[p]["enabled"] for p in PLUGINS) and d
+    )
     for plugin in (*PLUGINS, "scalars", "histograms", "images", "text", "hparams"):
         assert listing[plugin]["enabled"], plugin
     for plugin in ("scalars", "histograms", "images", "audio", "text", "pr_curves", "mesh"):
@@ -277,7 +279,9 @@ def test_plugins_listing_and_per_plugin_tags_over_http(board: str) -> None:
         series = {}
         for writer in ("torch", "ours"):
             q = urllib.parse.urlencode({"run": writer, "tag": tag})
-            series[writer] = [(step, value) for _wall, step, value in get_json(f"{board}data/plugin/scalars/scalars?{q}")]
+            series[writer] = [
+                (step, value) for _wall, step, value in get_json(f"{board}data/plugin/scalars/scalars?{q}")
+            ]
         assert series["ours"] == series["torch"] and series["ours"], tag
 
 

@@ -377,18 +377,45 @@ def histogram_value_from_buckets(
 def histogram_buckets(
     values: np.ndarray, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(bucket_limits, bucket_counts)`` of a flat float64 array, bucketed as torch's SummaryWriter does.
+    """``(bucket_limits, bucket_counts)``; see :func:`_histogram`."""
+    limits, counts, _lo, _hi = _histogram(values, bins, max_bins)
+    return limits, counts
+
+
+def _histogram(
+    values: np.ndarray, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``(bucket_limits, bucket_counts, min, max)`` of a flat float64 array, bucketed as torch's
+    SummaryWriter does.
 
     ``numpy.histogram`` with ``bins``; past ``max_bins`` buckets, groups of ``len // max_bins`` buckets are
     merged (the last group padded); then empty buckets at both ends are dropped, keeping one empty bucket on
     the left whose right edge is the left edge of the first non-empty bucket.
     """
     global _TF_BINS
+    v_min = v_max = None
     if isinstance(bins, str) and bins == "tensorflow":
         if _TF_BINS is None:
             _TF_BINS = tensorflow_bins()
-        bins = _TF_BINS
-    counts, limits = np.histogram(values, bins=bins)
+        limits = _TF_BINS
+        # numpy.histogram's own method for uneven edges (sort, then search the edges), without its checks,
+        # and searching only the edges between the smallest and largest value (NaN sorts last, uncounted)
+        sa = np.sort(values)
+        n_ok = int(sa.searchsorted(np.nan)) if sa.size and np.isnan(sa[-1]) else sa.size
+        counts = np.zeros(len(limits) - 1, dtype=np.intp)
+        if n_ok:
+            lo = min(max(int(limits.searchsorted(sa[0], "right")) - 1, 0), len(limits) - 2)
+            hi = min(int(limits.searchsorted(sa[n_ok - 1], "left")) + 1, len(limits) - 1)
+            if lo < hi:
+                edges = limits[lo : hi + 1]
+                cum = sa.searchsorted(edges, "left")
+                if hi == len(limits) - 1:
+                    cum[-1] = sa.searchsorted(edges[-1], "right")
+                counts[lo:hi] = np.diff(cum)
+        if sa.size:  # min and max as numpy gives them: NaN when there is a NaN
+            v_min, v_max = (float("nan"), float("nan")) if n_ok < sa.size else (float(sa[0]), float(sa[-1]))
+    else:
+        counts, limits = np.histogram(values, bins=bins)
     n = len(counts)
     if max_bins is not None and n > max_bins > 0:
         sub = n // max_bins
@@ -406,7 +433,9 @@ def histogram_buckets(
     start, end = int(nz[0]), int(nz[-1]) + 1
     out_counts = counts[start - 1 : end] if start > 0 else np.concatenate([[0], counts[:end]])
     out_limits = limits[start : end + 1]
-    return out_limits.astype(np.float64), out_counts.astype(np.float64)
+    if v_min is None or v_max is None:
+        v_min, v_max = float(values.min()), float(values.max())
+    return out_limits.astype(np.float64), out_counts.astype(np.float64), v_min, v_max
 
 
 def histogram_value(
@@ -421,13 +450,13 @@ def histogram_value(
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if v.size == 0:
         raise ValueError("histogram of an empty array: the input has no element")
-    limits, counts = histogram_buckets(v, bins, max_bins)
+    limits, counts, v_min, v_max = _histogram(v, bins, max_bins)
     return histogram_value_from_buckets(
         tag,
         limits,
         counts,
-        min=float(v.min()),
-        max=float(v.max()),
+        min=v_min,
+        max=v_max,
         num=float(v.size),
         sum=float(v.sum()),
         sum_squares=float(v.dot(v)),
