@@ -16,12 +16,14 @@ measurement is the best of --repeat runs (default 1).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,15 @@ from expboard.tfevents import (
 )
 
 TAGS = 100
+
+
+def peer(module: str) -> Any:
+    """A peer's module (untyped: the peers ship no type stubs)."""
+    return importlib.import_module(module)
+
+
+def count_points(run: Path) -> int:
+    return sum(len(s.values) for s in read_scalars(run).values())
 
 
 def best_rate(fn: Callable[[], int], repeat: int) -> float:
@@ -129,10 +140,9 @@ def bench_methods(root: Path, rep: int, peers: bool, scale: float) -> dict[str, 
     ]
     writers: list[tuple[str, type]] = [("expboard", SummaryWriter)]
     if peers:
-        import tensorboardX
         from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
-        writers += [("torch", TorchWriter), ("tensorboardX", tensorboardX.SummaryWriter)]
+        writers += [("torch", TorchWriter), ("tensorboardX", peer("tensorboardX").SummaryWriter)]
     rates: dict[str, float] = {}
     for label, calls, call in cases:
         for who, cls in writers:
@@ -170,8 +180,9 @@ def main() -> None:
                 batch_writer(root, f"ours_b_{tags}", n, tags), rep
             )
             if not args.no_peers:
-                import tensorboardX
                 from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+                tensorboardX = peer("tensorboardX")
 
                 rates[f"tensorboardX add_scalar, {label} [{pn:,} pts]"] = best_rate(
                     per_point_writer(tensorboardX.SummaryWriter, root, f"tbx_{tags}", pn, tags), rep
@@ -181,22 +192,18 @@ def main() -> None:
                 )
             # reading: expboard on the big file; peers on a peer-size file; both interleaved like a training loop
             big = interleaved_file(root, f"read_{tags}", n, tags)
-            rates[f"expboard read_scalars, {label}"] = best_rate(
-                lambda big=big: sum(len(s.values) for s in read_scalars(big).values()), rep
-            )
+            rates[f"expboard read_scalars, {label}"] = best_rate(partial(count_points, big), rep)
             if not args.no_peers:
                 small = interleaved_file(root, f"small_{tags}", pn, tags)
-                rates[f"expboard read_scalars, {label} [{pn:,} pts]"] = best_rate(
-                    lambda small=small: sum(len(s.values) for s in read_scalars(small).values()), rep
-                )
+                rates[f"expboard read_scalars, {label} [{pn:,} pts]"] = best_rate(partial(count_points, small), rep)
 
                 def tbparse_read(small: Path = small) -> int:
-                    from tbparse import SummaryReader
+                    SummaryReader = peer("tbparse").SummaryReader  # noqa: N806
 
                     return len(SummaryReader(str(small)).scalars)
 
                 def accumulator_read(small: Path = small) -> int:
-                    from tensorboard.backend.event_processing import event_accumulator as ea
+                    ea = peer("tensorboard.backend.event_processing.event_accumulator")
 
                     acc = ea.EventAccumulator(str(small), size_guidance={ea.SCALARS: 0})
                     acc.Reload()

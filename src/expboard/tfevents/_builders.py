@@ -8,6 +8,7 @@ compression), videos are GIFs written with Pillow (torch needs moviepy), and tor
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import math
@@ -17,13 +18,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from google.protobuf import struct_pb2
-from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
-from tensorboard.compat.proto.tensor_pb2 import TensorProto
-from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from ._inputs import is_tensor, make_np
 from ._png import encode_png
+
+
+def _pb(name: str) -> Any:
+    """A protobuf module of TensorBoard (a core dependency), untyped for mypy: it ships no stubs."""
+    return importlib.import_module(name)
+
+
+struct_pb2 = _pb("google.protobuf.struct_pb2")
+_summary_pb2 = _pb("tensorboard.compat.proto.summary_pb2")
+Summary = _summary_pb2.Summary
+SummaryMetadata = _summary_pb2.SummaryMetadata
+HistogramProto = _summary_pb2.HistogramProto
+TensorProto = _pb("tensorboard.compat.proto.tensor_pb2").TensorProto
+TensorShapeProto = _pb("tensorboard.compat.proto.tensor_shape_pb2").TensorShapeProto
 
 __all__ = [
     "audio",
@@ -118,7 +129,7 @@ def prepare_video(v: np.ndarray) -> np.ndarray:
         raise ValueError(f"a video must have shape (N, T, C, H, W), got {v.shape}")
     b, t, c, h, w = v.shape
     if v.dtype == np.uint8:
-        v = np.float32(v) / 255.0
+        v = v.astype(np.float32) / 255.0
     if b & (b - 1):
         v = np.concatenate([v, np.zeros((2 ** b.bit_length() - b, t, c, h, w), dtype=v.dtype)], axis=0)
     n_rows = 2 ** ((b.bit_length() - 1) // 2)
@@ -137,15 +148,15 @@ def int_to_half(i: int) -> float:
     return float(struct.unpack("<f", struct.pack("<i", i))[0])
 
 
-def _summary(value: Summary.Value) -> Summary:
+def _summary(value: Any) -> Any:
     return Summary(value=[value])
 
 
-def _plugin(name: str, content: bytes = b"") -> SummaryMetadata:
+def _plugin(name: str, content: bytes = b"") -> Any:
     return SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=name, content=content))
 
 
-def _shape(dims: Sequence[int]) -> TensorShapeProto:
+def _shape(dims: Sequence[int]) -> Any:
     return TensorShapeProto(dim=[TensorShapeProto.Dim(size=int(d)) for d in dims])
 
 
@@ -154,7 +165,7 @@ def _shape(dims: Sequence[int]) -> TensorShapeProto:
 
 def scalar(
     name: str, tensor: Any, collections: Any = None, new_style: bool = False, double_precision: bool = False
-) -> Summary:
+) -> Any:
     """One scalar: legacy ``simple_value``, or with ``new_style`` a float (double) tensor, plugin "scalars"."""
     arr = make_np(tensor).squeeze()
     if arr.ndim != 0:
@@ -189,7 +200,7 @@ _TORCH_TENSOR_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
-def tensor_proto(tag: str, tensor: Any) -> Summary:
+def tensor_proto(tag: str, tensor: Any) -> Any:
     """A whole tensor (plugin "tensor"), dtypes mapped as torch maps them (half and bfloat16 into
     ``half_val`` through :func:`half_to_int`, complex values as interleaved real and imaginary parts)."""
     dtype_name = str(tensor.dtype).removeprefix("torch.") if is_tensor(tensor) else None
@@ -227,7 +238,7 @@ def histogram_raw(
     sum_squares: float,
     bucket_limits: Sequence[float],
     bucket_counts: Sequence[float],
-) -> Summary:
+) -> Any:
     """A histogram from precomputed buckets (``bucket_limits[i]`` is the right edge of bucket ``i``)."""
     hist = HistogramProto(
         min=min,
@@ -241,7 +252,7 @@ def histogram_raw(
     return _summary(Summary.Value(tag=name, histo=hist))
 
 
-def make_histogram(values: np.ndarray, bins: Any, max_bins: int | None = None) -> HistogramProto:
+def make_histogram(values: np.ndarray, bins: Any, max_bins: int | None = None) -> Any:
     """A ``HistogramProto`` of ``values``, bucketed as torch's SummaryWriter does."""
     from .summary import histogram_buckets
 
@@ -260,14 +271,14 @@ def make_histogram(values: np.ndarray, bins: Any, max_bins: int | None = None) -
     )
 
 
-def histogram(name: str, values: Any, bins: Any, max_bins: int | None = None) -> Summary:
+def histogram(name: str, values: Any, bins: Any, max_bins: int | None = None) -> Any:
     """A histogram of ``values`` (``bins``: "tensorflow", a count, edges or a numpy rule such as "auto")."""
     return _summary(Summary.Value(tag=name, histo=make_histogram(make_np(values), bins, max_bins)))
 
 
 def make_image(
     tensor: np.ndarray, rescale: float = 1, rois: np.ndarray | None = None, labels: Sequence[str] | None = None
-) -> Summary.Image:
+) -> Any:
     """A ``Summary.Image`` from an HWC uint8 array (boxes drawn and resizing need Pillow)."""
     height, width, channels = tensor.shape
     if rois is not None or rescale != 1:
@@ -285,7 +296,7 @@ def make_image(
     )
 
 
-def image(tag: str, tensor: Any, rescale: float = 1, dataformats: str = "NCHW") -> Summary:
+def image(tag: str, tensor: Any, rescale: float = 1, dataformats: str = "NCHW") -> Any:
     """An image (or a batch tiled into one) from uint8 in [0, 255] or floats in [0, 1]."""
     hwc = image_to_uint8(convert_to_HWC(make_np(tensor), dataformats))
     return _summary(Summary.Value(tag=tag, image=make_image(hwc, rescale=rescale)))
@@ -298,7 +309,7 @@ def image_boxes(
     rescale: float = 1,
     dataformats: str = "CHW",
     labels: Sequence[str] | None = None,
-) -> Summary:
+) -> Any:
     """An image with boxes drawn on it (rows of ``tensor_boxes`` are xmin, ymin, xmax, ymax); needs Pillow."""
     hwc = image_to_uint8(convert_to_HWC(make_np(tensor_image), dataformats))
     boxes = make_np(tensor_boxes)
@@ -333,7 +344,7 @@ def draw_boxes(disp_image: Any, boxes: np.ndarray, labels: Sequence[str] | None 
     return disp_image
 
 
-def make_video(tensor: np.ndarray, fps: float | int) -> Summary.Image:
+def make_video(tensor: np.ndarray, fps: float | int) -> Any:
     """A ``Summary.Image`` holding an animated GIF of (T, H, W, C) uint8 frames (needs Pillow)."""
     pil = _pil("add_video")
     _t, h, w, c = tensor.shape
@@ -345,7 +356,7 @@ def make_video(tensor: np.ndarray, fps: float | int) -> Summary.Image:
     return Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=buf.getvalue())
 
 
-def video(tag: str, tensor: Any, fps: float | int = 4) -> Summary:
+def video(tag: str, tensor: Any, fps: float | int = 4) -> Any:
     """A video from a (N, T, C, H, W) array: uint8 in [0, 255] or floats in [0, 1]."""
     frames = image_to_uint8(prepare_video(make_np(tensor)))
     return _summary(Summary.Value(tag=tag, image=make_video(frames, fps)))
@@ -368,7 +379,7 @@ def audio_wav(tensor: Any, sample_rate: int = 44100) -> tuple[bytes, int]:
     return fio.getvalue(), int(pcm.shape[-1])
 
 
-def audio(tag: str, tensor: Any, sample_rate: int = 44100) -> Summary:
+def audio(tag: str, tensor: Any, sample_rate: int = 44100) -> Any:
     """Mono audio from a 1-D array of samples in [-1, 1] (clipped), as 16-bit WAV."""
     data, frames = audio_wav(tensor, sample_rate)
     au = Summary.Audio(
@@ -381,9 +392,9 @@ def audio(tag: str, tensor: Any, sample_rate: int = 44100) -> Summary:
     return _summary(Summary.Value(tag=tag, audio=au))
 
 
-def custom_scalars(layout: Mapping[str, Mapping[str, Sequence[Any]]]) -> Summary:
+def custom_scalars(layout: Mapping[str, Mapping[str, Sequence[Any]]]) -> Any:
     """The Custom Scalars layout: ``{category: {chart: ["Multiline", [tags]] or ["Margin", [v, lo, hi]]}}``."""
-    from tensorboard.plugins.custom_scalar import layout_pb2
+    layout_pb2 = _pb("tensorboard.plugins.custom_scalar.layout_pb2")
 
     categories = []
     for title, charts_spec in layout.items():
@@ -405,14 +416,14 @@ def custom_scalars(layout: Mapping[str, Mapping[str, Sequence[Any]]]) -> Summary
     return _summary(Summary.Value(tag="custom_scalars__config__", tensor=tp, metadata=_plugin("custom_scalars")))
 
 
-def text(tag: str, text: str) -> Summary:
+def text(tag: str, text: str) -> Any:
     """Text (Markdown) under tag ``<tag>/text_summary``, as a one-element string tensor (plugin "text")."""
     tp = TensorProto(dtype="DT_STRING", string_val=[text.encode("utf_8")], tensor_shape=_shape([1]))
     return _summary(Summary.Value(tag=tag + "/text_summary", metadata=_plugin("text"), tensor=tp))
 
 
-def _pr_summary(tag: str, data: np.ndarray, num_thresholds: int) -> Summary:
-    from tensorboard.plugins.pr_curve.plugin_data_pb2 import PrCurvePluginData
+def _pr_summary(tag: str, data: np.ndarray, num_thresholds: int) -> Any:
+    PrCurvePluginData = _pb("tensorboard.plugins.pr_curve.plugin_data_pb2").PrCurvePluginData  # noqa: N806
 
     content = PrCurvePluginData(version=0, num_thresholds=num_thresholds).SerializeToString()
     tp = TensorProto(dtype="DT_FLOAT", float_val=data.reshape(-1).tolist(), tensor_shape=_shape(data.shape[:2]))
@@ -429,7 +440,7 @@ def pr_curve_raw(
     recall: Any,
     num_thresholds: int = 127,
     weights: Any = None,
-) -> Summary:
+) -> Any:
     """A precision-recall curve from precomputed counts (at most 127 thresholds, as torch)."""
     rows = [make_np(x).reshape(-1).astype(np.float64) for x in (tp, fp, tn, fn, precision, recall)]
     return _pr_summary(tag, np.stack(rows), min(num_thresholds, 127))
@@ -454,7 +465,7 @@ def compute_curve(
     return np.stack((tp, fp, tn, fn, precision, recall))
 
 
-def pr_curve(tag: str, labels: Any, predictions: Any, num_thresholds: int = 127, weights: Any = None) -> Summary:
+def pr_curve(tag: str, labels: Any, predictions: Any, num_thresholds: int = 127, weights: Any = None) -> Any:
     """A precision-recall curve of binary ``labels`` against ``predictions`` in [0, 1]."""
     n = min(num_thresholds, 127)
     return _pr_summary(tag, compute_curve(make_np(labels), make_np(predictions), n, weights), n)
@@ -468,10 +479,10 @@ def mesh(
     config_dict: Mapping[str, Any] | None,
     display_name: str | None = None,
     description: str | None = None,
-) -> Summary:
+) -> Any:
     """A mesh or point cloud: one value per component (vertices, faces, colors), plugin "mesh"."""
-    from tensorboard.plugins.mesh import metadata
-    from tensorboard.plugins.mesh.plugin_data_pb2 import MeshPluginData
+    metadata = _pb("tensorboard.plugins.mesh.metadata")
+    MeshPluginData = _pb("tensorboard.plugins.mesh.plugin_data_pb2").MeshPluginData  # noqa: N806
 
     json_config = "{}" if config_dict is None else json.dumps(config_dict, sort_keys=True)
     parts = [
@@ -498,12 +509,13 @@ def hparams(
     hparam_dict: Mapping[str, Any] | None = None,
     metric_dict: Mapping[str, Any] | None = None,
     hparam_domain_discrete: Mapping[str, Sequence[Any]] | None = None,
-) -> tuple[Summary, Summary, Summary]:
+) -> tuple[Any, Any, Any]:
     """The three HParams summaries (experiment, session start, session end SUCCESS), typed as torch types
     them: int, float and bool as FLOAT64 (a bool is an int), str as STRING, a tensor as FLOAT64 of its
     first element; None values are left out."""
-    from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, MetricInfo, MetricName, Status
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+    api = _pb("tensorboard.plugins.hparams.api_pb2")
+    plugin_data = _pb("tensorboard.plugins.hparams.plugin_data_pb2")
+    HParamsPluginData = plugin_data.HParamsPluginData  # noqa: N806
 
     if not isinstance(hparam_dict, dict):
         raise TypeError("parameter: hparam_dict should be a dictionary, nothing logged.")
@@ -522,7 +534,7 @@ def hparams(
                 f"parameter: hparam_domain_discrete[{k}] should be a list of same type as hparam_dict[{k}]."
             )
     infos = []
-    ssi = SessionStartInfo()
+    ssi = plugin_data.SessionStartInfo()
     for k, v in hparam_dict.items():
         if v is None:
             continue
@@ -545,13 +557,14 @@ def hparams(
             dtype = "DATA_TYPE_FLOAT64"
         else:
             raise ValueError(f"hparam {k!r}: value should be one of int, float, str, bool, or torch.Tensor")
-        infos.append(HParamInfo(name=k, type=DataType.Value(dtype), domain_discrete=discrete))
+        infos.append(api.HParamInfo(name=k, type=api.DataType.Value(dtype), domain_discrete=discrete))
 
-    def wrap(tag: str, data: HParamsPluginData) -> Summary:
+    def wrap(tag: str, data: Any) -> Any:
         return _summary(Summary.Value(tag=tag, metadata=_plugin("hparams", data.SerializeToString())))
 
-    exp = Experiment(hparam_infos=infos, metric_infos=[MetricInfo(name=MetricName(tag=k)) for k in metric_dict])
-    sei = SessionEndInfo(status=Status.Value("STATUS_SUCCESS"))
+    metrics = [api.MetricInfo(name=api.MetricName(tag=k)) for k in metric_dict]
+    exp = api.Experiment(hparam_infos=infos, metric_infos=metrics)
+    sei = plugin_data.SessionEndInfo(status=api.Status.Value("STATUS_SUCCESS"))
     return (
         wrap("_hparams_/experiment", HParamsPluginData(experiment=exp, version=0)),
         wrap("_hparams_/session_start_info", HParamsPluginData(session_start_info=ssi, version=0)),

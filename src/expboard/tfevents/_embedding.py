@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._builders import make_grid
+from ._builders import _pb, make_grid
 from ._inputs import is_tensor, make_np
 from ._png import encode_png
 
@@ -37,7 +37,7 @@ def write_embedding(
 ) -> Any:
     """Write ``tensors.tsv`` (and ``metadata.tsv``, ``sprite.png``) in ``save_path``; return the
     ``EmbeddingInfo`` for the projector config."""
-    from tensorboard.plugins.projector.projector_config_pb2 import EmbeddingInfo
+    EmbeddingInfo = _pb("tensorboard.plugins.projector.projector_config_pb2").EmbeddingInfo  # noqa: N806
 
     if mat.ndim != 2:
         raise ValueError(f"mat should be 2D, where mat.size(0) is the number of data points; got {mat.shape}")
@@ -86,10 +86,8 @@ def write_embedding(
 
 def write_projector_config(logdir: str, embeddings: Sequence[Any]) -> None:
     """``<logdir>/projector_config.pbtxt`` listing every embedding written so far."""
-    from google.protobuf import text_format
-    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-
-    config = ProjectorConfig()
+    text_format = _pb("google.protobuf.text_format")
+    config = _pb("tensorboard.plugins.projector.projector_config_pb2").ProjectorConfig()
     config.embeddings.extend(embeddings)
     with open(os.path.join(logdir, "projector_config.pbtxt"), "wb") as f:
         f.write(text_format.MessageToString(config).encode("utf-8"))

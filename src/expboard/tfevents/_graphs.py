@@ -16,27 +16,29 @@ def torch_graph(model: Any, input_to_model: Any, verbose: bool, use_strict_trace
     try:
         import torch  # noqa: F401
         from torch.utils.tensorboard import _pytorch_graph
-    except ImportError as exc:
+    except ImportError as exc:  # torch is optional: only this method needs it
         raise ImportError(
             "add_graph traces a torch.nn.Module and needs torch: pip install torch "
             "(every other SummaryWriter method works without it)"
         ) from exc
-    graph, stepstats = _pytorch_graph.graph(model, input_to_model, verbose, use_strict_trace)
-    return graph.SerializeToString(), stepstats.SerializeToString()
+    build: Any = _pytorch_graph.graph
+    graph, stepstats = build(model, input_to_model, verbose, use_strict_trace)
+    return bytes(graph.SerializeToString()), bytes(stepstats.SerializeToString())
 
 
 def onnx_graph(path: str | os.PathLike[str]) -> bytes:
     """``GraphDef`` bytes of an ONNX model file: its inputs and outputs as Variable nodes with dtype and
     shape, then one node per operator with its parameters as text."""
     try:
-        import onnx
+        onnx: Any = __import__("onnx")
     except ImportError as exc:
         raise ImportError("add_onnx_graph reads ONNX files and needs onnx: pip install onnx") from exc
-    from tensorboard.compat.proto.attr_value_pb2 import AttrValue
-    from tensorboard.compat.proto.graph_pb2 import GraphDef
-    from tensorboard.compat.proto.node_def_pb2 import NodeDef
-    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
-    from tensorboard.compat.proto.versions_pb2 import VersionDef
+    from ._builders import TensorShapeProto, _pb
+
+    AttrValue = _pb("tensorboard.compat.proto.attr_value_pb2").AttrValue  # noqa: N806
+    GraphDef = _pb("tensorboard.compat.proto.graph_pb2").GraphDef  # noqa: N806
+    NodeDef = _pb("tensorboard.compat.proto.node_def_pb2").NodeDef  # noqa: N806
+    VersionDef = _pb("tensorboard.compat.proto.versions_pb2").VersionDef  # noqa: N806
 
     g = onnx.load(os.fspath(path)).graph
     nodes = []

@@ -354,8 +354,8 @@ _TF_BINS: np.ndarray | None = None
 
 def histogram_value_from_buckets(
     tag: str,
-    bucket_limits: Sequence[float],
-    bucket_counts: Sequence[float],
+    bucket_limits: Sequence[float] | np.ndarray,
+    bucket_counts: Sequence[float] | np.ndarray,
     *,
     min: float,
     max: float,

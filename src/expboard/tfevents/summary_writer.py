@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -108,7 +109,7 @@ class SummaryWriter:
             w = self._file = self._last = self._new_file(self.log_dir)
             self._all = {self.log_dir: w}
             if self.purge_step is not None:
-                payload = b"\x09" + np.float64(_time()).astype("<f8").tobytes()
+                payload = b"\x09" + struct.pack("<d", _time())
                 payload += b"\x10" + varint(int(self.purge_step)) if self.purge_step else b""
                 w.write_event(payload + b"\x3a\x02\x08\x01")  # Event{step, session_log{status: START}}
                 self.purge_step = None
@@ -159,8 +160,8 @@ class SummaryWriter:
         if w is None or w.closed:
             w = self._get_file_writer()
         if new_style:
-            value = _scalar_value(tag, to_float(scalar_value), new_style=True, double_precision=double_precision)
-            self._write(value, global_step, walltime)
+            data = _scalar_value(tag, to_float(scalar_value), new_style=True, double_precision=double_precision)
+            self._write(data, global_step, walltime)
             return
         tv = type(scalar_value)
         value = scalar_value if tv is float or tv is int else to_float(scalar_value)
@@ -300,7 +301,7 @@ class SummaryWriter:
             raise ImportError("add_figure needs matplotlib: pip install matplotlib") from exc
 
         def render(fig: Any) -> np.ndarray:
-            canvas = agg.FigureCanvasAgg(fig)
+            canvas: Any = agg.FigureCanvasAgg(fig)
             canvas.draw()
             w, h = fig.canvas.get_width_height()
             rgb = np.frombuffer(canvas.buffer_rgba(), dtype=np.uint8).reshape(h, w, 4)[:, :, :3]
@@ -355,7 +356,7 @@ class SummaryWriter:
         w = self._get_file_writer()
         w.write_event(_graph_event(graph))
         run_metadata = f_bytes(1, b"step1") + f_bytes(2, stepstats)
-        wall = b"\x09" + np.float64(_time()).astype("<f8").tobytes()
+        wall = b"\x09" + struct.pack("<d", _time())
         w.write_event(wall + f_bytes(8, run_metadata))  # Event{tagged_run_metadata}
 
     # ----------------------------------------------------------------------------------------- embeddings
@@ -513,4 +514,4 @@ class SummaryWriter:
 
 def _graph_event(graph_def: bytes) -> bytes:
     """Event{wall_time, graph_def}."""
-    return b"\x09" + np.float64(_time()).astype("<f8").tobytes() + f_bytes(4, graph_def)
+    return b"\x09" + struct.pack("<d", _time()) + f_bytes(4, graph_def)
