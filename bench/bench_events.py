@@ -198,7 +198,7 @@ def main() -> None:
                 rates[f"expboard read_scalars, {label} [{pn:,} pts]"] = best_rate(partial(count_points, small), rep)
 
                 def tbparse_read(small: Path = small) -> int:
-                    SummaryReader = peer("tbparse").SummaryReader  # noqa: N806
+                    SummaryReader = peer("tbparse").SummaryReader
 
                     return len(SummaryReader(str(small)).scalars)
 

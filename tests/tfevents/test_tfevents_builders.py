@@ -186,7 +186,7 @@ def test_default_histogram_buckets_equal_torchs(values: list[float], max_bins: i
     assert np.array_equal([ours.min, ours.max], [theirs.min, theirs.max], equal_nan=True)
 
 
-def T_default_bins() -> list[float]:  # noqa: N802
+def T_default_bins() -> list[float]:
     """The edges torch's SummaryWriter passes for bins="tensorflow"."""
     v, pos = 1e-12, []
     while v < 1e20:

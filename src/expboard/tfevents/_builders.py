@@ -87,7 +87,7 @@ def make_grid(images: np.ndarray, ncols: int = 8) -> np.ndarray:
     return canvas
 
 
-def convert_to_HWC(tensor: np.ndarray, input_format: str) -> np.ndarray:  # noqa: N802 - torch's name
+def convert_to_HWC(tensor: np.ndarray, input_format: str) -> np.ndarray:
     """An image array in any layout (``dataformats`` such as "CHW", "HWC", "HW", "NCHW", "NHWC") as HWC,
     the way torch lays it out: a batch is tiled 8 per row, one channel or none becomes RGB."""
     fmt = input_format.upper()
@@ -423,7 +423,7 @@ def text(tag: str, text: str) -> Any:
 
 
 def _pr_summary(tag: str, data: np.ndarray, num_thresholds: int) -> Any:
-    PrCurvePluginData = _pb("tensorboard.plugins.pr_curve.plugin_data_pb2").PrCurvePluginData  # noqa: N806
+    PrCurvePluginData = _pb("tensorboard.plugins.pr_curve.plugin_data_pb2").PrCurvePluginData
 
     content = PrCurvePluginData(version=0, num_thresholds=num_thresholds).SerializeToString()
     tp = TensorProto(dtype="DT_FLOAT", float_val=data.reshape(-1).tolist(), tensor_shape=_shape(data.shape[:2]))
@@ -482,7 +482,7 @@ def mesh(
 ) -> Any:
     """A mesh or point cloud: one value per component (vertices, faces, colors), plugin "mesh"."""
     metadata = _pb("tensorboard.plugins.mesh.metadata")
-    MeshPluginData = _pb("tensorboard.plugins.mesh.plugin_data_pb2").MeshPluginData  # noqa: N806
+    MeshPluginData = _pb("tensorboard.plugins.mesh.plugin_data_pb2").MeshPluginData
 
     json_config = "{}" if config_dict is None else json.dumps(config_dict, sort_keys=True)
     parts = [
@@ -515,7 +515,7 @@ def hparams(
     first element; None values are left out."""
     api = _pb("tensorboard.plugins.hparams.api_pb2")
     plugin_data = _pb("tensorboard.plugins.hparams.plugin_data_pb2")
-    HParamsPluginData = plugin_data.HParamsPluginData  # noqa: N806
+    HParamsPluginData = plugin_data.HParamsPluginData
 
     if not isinstance(hparam_dict, dict):
         raise TypeError("parameter: hparam_dict should be a dictionary, nothing logged.")

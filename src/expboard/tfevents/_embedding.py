@@ -37,7 +37,7 @@ def write_embedding(
 ) -> Any:
     """Write ``tensors.tsv`` (and ``metadata.tsv``, ``sprite.png``) in ``save_path``; return the
     ``EmbeddingInfo`` for the projector config."""
-    EmbeddingInfo = _pb("tensorboard.plugins.projector.projector_config_pb2").EmbeddingInfo  # noqa: N806
+    EmbeddingInfo = _pb("tensorboard.plugins.projector.projector_config_pb2").EmbeddingInfo
 
     if mat.ndim != 2:
         raise ValueError(f"mat should be 2D, where mat.size(0) is the number of data points; got {mat.shape}")

@@ -35,10 +35,10 @@ def onnx_graph(path: str | os.PathLike[str]) -> bytes:
         raise ImportError("add_onnx_graph reads ONNX files and needs onnx: pip install onnx") from exc
     from ._builders import TensorShapeProto, _pb
 
-    AttrValue = _pb("tensorboard.compat.proto.attr_value_pb2").AttrValue  # noqa: N806
-    GraphDef = _pb("tensorboard.compat.proto.graph_pb2").GraphDef  # noqa: N806
-    NodeDef = _pb("tensorboard.compat.proto.node_def_pb2").NodeDef  # noqa: N806
-    VersionDef = _pb("tensorboard.compat.proto.versions_pb2").VersionDef  # noqa: N806
+    AttrValue = _pb("tensorboard.compat.proto.attr_value_pb2").AttrValue
+    GraphDef = _pb("tensorboard.compat.proto.graph_pb2").GraphDef
+    NodeDef = _pb("tensorboard.compat.proto.node_def_pb2").NodeDef
+    VersionDef = _pb("tensorboard.compat.proto.versions_pb2").VersionDef
 
     g = onnx.load(os.fspath(path)).graph
     nodes = []

@@ -70,7 +70,7 @@ def _create_exclusive(logdir: Path, wall_time: float, suffix: str) -> tuple[Path
     for _ in range(1000):
         path = logdir / event_file_name(wall_time, suffix)
         try:
-            return path, open(path, "xb", buffering=0)  # noqa: SIM115 - closed by EventFileWriter.close
+            return path, open(path, "xb", buffering=0)
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a new event file in {logdir}: every name tried exists")
@@ -81,7 +81,7 @@ def _close_all() -> None:
     for w in list(_open_writers):
         try:
             w.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:
             pass
 
 
@@ -322,7 +322,7 @@ class EventFileWriter:
         try:
             if not self._closed:
                 self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     def __repr__(self) -> str:
@@ -345,6 +345,6 @@ def _flush_loop(ref: weakref.ref[EventFileWriter], wake: threading.Event, interv
         try:
             if w.queued:
                 w.write_pending()
-        except Exception:  # noqa: BLE001 - a failing write must not kill the thread; close() reports errors
+        except Exception:
             pass
         del w
