@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator as ea
 
@@ -106,7 +107,7 @@ def test_max_queue_events_are_written_at_once(tmp_path: Path) -> None:
             w.add_scalar("a", float(i), i)
         # no sleep, no flush: the fifth event wrote the queue from the calling thread
         assert read_scalars(tmp_path)["a"].steps.tolist() == [0, 1, 2, 3, 4]
-        w.add_histogram("h", [1.0, 2.0], 1)
+        w.add_histogram("h", np.array([1.0, 2.0]), 1)
         w.add_text("t", "x", 1)
         assert "a" in read_scalars(tmp_path)  # still readable, nothing half-written
     finally:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import is_tensor, make_np
+from ._inputs import as_array, is_tensor, make_np
 from ._png import encode_png
 
 
@@ -246,8 +246,8 @@ def histogram_raw(
         num=num,
         sum=sum,
         sum_squares=sum_squares,
-        bucket_limit=[float(x) for x in make_np(bucket_limits).reshape(-1).tolist()],
-        bucket=[float(x) for x in make_np(bucket_counts).reshape(-1).tolist()],
+        bucket_limit=[float(x) for x in as_array(bucket_limits).reshape(-1).tolist()],
+        bucket=[float(x) for x in as_array(bucket_counts).reshape(-1).tolist()],
     )
     return _summary(Summary.Value(tag=name, histo=hist))
 
@@ -442,7 +442,7 @@ def pr_curve_raw(
     weights: Any = None,
 ) -> Any:
     """A precision-recall curve from precomputed counts (at most 127 thresholds, as torch)."""
-    rows = [make_np(x).reshape(-1).astype(np.float64) for x in (tp, fp, tn, fn, precision, recall)]
+    rows = [as_array(x).reshape(-1).astype(np.float64) for x in (tp, fp, tn, fn, precision, recall)]
     return _pr_summary(tag, np.stack(rows), min(num_thresholds, 127))
 
 
@@ -450,7 +450,7 @@ def compute_curve(
     labels: np.ndarray, predictions: np.ndarray, num_thresholds: int = 127, weights: Any = None
 ) -> np.ndarray:
     """Rows (tp, fp, tn, fn, precision, recall) over ``num_thresholds`` thresholds in [0, 1]."""
-    w = 1.0 if weights is None else make_np(weights)
+    w = 1.0 if weights is None else as_array(weights)
     buckets = np.int32(np.floor(np.asarray(predictions) * (num_thresholds - 1)))
     lab = np.asarray(labels).astype(np.float64)
     rng = (0, num_thresholds - 1)
@@ -474,9 +474,9 @@ def pr_curve(tag: str, labels: Any, predictions: Any, num_thresholds: int = 127,
 def mesh(
     tag: str,
     vertices: Any,
-    colors: Any,
-    faces: Any,
-    config_dict: Mapping[str, Any] | None,
+    colors: Any = None,
+    faces: Any = None,
+    config_dict: Mapping[str, Any] | None = None,
     display_name: str | None = None,
     description: str | None = None,
 ) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["is_tensor", "make_np", "to_float", "to_int"]
+__all__ = ["as_array", "is_tensor", "make_np", "to_float", "to_int"]
 
 
 def is_tensor(x: Any) -> bool:
@@ -29,18 +29,25 @@ def _tensor_to_numpy(x: Any) -> np.ndarray:
 
 
 def make_np(x: Any) -> np.ndarray:
-    """An ndarray of ``x``: arrays as they are, a Python or numpy scalar as shape (1,) (like torch's
-    ``make_np``), a torch tensor through ``detach().cpu().numpy()`` (bfloat16 and half as float32), and
-    lists or tuples through ``numpy.asarray``."""
+    """An ndarray of ``x``, accepting what torch's SummaryWriter accepts: arrays as they are, a Python or
+    numpy scalar as shape (1,), a torch tensor through ``detach().cpu().numpy()`` (bfloat16 and half as
+    float32). Lists are refused, as torch refuses them."""
     if isinstance(x, np.ndarray):
         return x
     if is_tensor(x):
         return _tensor_to_numpy(x)
     if np.isscalar(x):
         return np.array([x])
-    if isinstance(x, list | tuple) or hasattr(x, "__array__"):
-        return np.asarray(x)
-    raise TypeError(f"expected a number, a numpy array or a torch tensor, got {type(x).__name__}")
+    raise TypeError(
+        f"expected a numpy array, a torch tensor or a number, got {type(x).__name__} "
+        "(as torch's SummaryWriter: pass numpy.asarray(...) for a list)"
+    )
+
+
+def as_array(x: Any) -> np.ndarray:
+    """Like :func:`make_np`, also taking lists and tuples (where torch takes them: raw histogram buckets,
+    raw PR-curve counts)."""
+    return make_np(x) if isinstance(x, np.ndarray) or is_tensor(x) or np.isscalar(x) else np.asarray(x)
 
 
 def to_float(x: Any) -> float:

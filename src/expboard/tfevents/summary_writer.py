@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import _builders as B
-from ._inputs import make_np, to_float, to_int
+from ._inputs import as_array, make_np, to_float, to_int
 from ._png import encode_png
 from ._proto import f_bytes, f_varint, varint
 from .summary import histogram_value, histogram_value_from_buckets, text_value
@@ -221,8 +221,8 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """A histogram from precomputed buckets (``bucket_limits[i]`` is the right edge of bucket ``i``)."""
-        limits = make_np(bucket_limits).reshape(-1)
-        counts = make_np(bucket_counts).reshape(-1)
+        limits = as_array(bucket_limits).reshape(-1)
+        counts = as_array(bucket_counts).reshape(-1)
         if len(limits) != len(counts):
             raise ValueError("len(bucket_limits) != len(bucket_counts), see the document.")
         value = histogram_value_from_buckets(
