@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_array", "is_tensor", "make_np", "to_float", "to_int"]
+__all__ = ["UnsupportedInputError", "as_array", "is_tensor", "make_np", "to_float", "to_int"]
+
+
+class UnsupportedInputError(TypeError, NotImplementedError):
+    """An input of a type SummaryWriter does not take (a TypeError; also the NotImplementedError that
+    torch's ``make_np`` raises, so code catching either keeps working)."""
 
 
 def is_tensor(x: Any) -> bool:
@@ -38,7 +43,7 @@ def make_np(x: Any) -> np.ndarray:
         return _tensor_to_numpy(x)
     if np.isscalar(x):
         return np.array([x])
-    raise TypeError(
+    raise UnsupportedInputError(
         f"expected a numpy array, a torch tensor or a number, got {type(x).__name__} "
         "(as torch's SummaryWriter: pass numpy.asarray(...) for a list)"
     )
