@@ -53,7 +53,7 @@ from ._builders import (
     text,
     video,
 )
-from ._crc import crc32c_rows, length_header, mask_array
+from ._crc import crc32c_rows, frame_record, length_header, mask_array
 from ._inputs import make_np
 from ._png import encode_png
 from ._proto import f_bytes, f_double, f_float, f_packed_doubles, f_varint, varint, varint_size
@@ -90,6 +90,7 @@ __all__ = [
     "MetricSpec",
     "SessionStatus",
     "encode_scalars",
+    "encode_scalars_few",
     "encoded_image_value",
     "file_version_event",
     "hparams_experiment",
@@ -649,6 +650,28 @@ def _encode_block(
     crc = mask_array(crc32c_rows(mat[:, 12 : 12 + plen], varying))
     mat[:, 12 + plen :] = crc.astype("<u4").view(np.uint8).reshape(m, 4)
     return mat
+
+
+_F32 = struct.Struct("<f")
+
+
+def encode_scalars_few(tag: str, steps: Sequence[int], wall_times: Sequence[float], values: Sequence[float]) -> bytes:
+    """Like :func:`encode_scalars` for a few points given as Python lists: no numpy, so its cost is per
+    point, not per call (for many points :func:`encode_scalars` is faster)."""
+    tf = _tag_field(tag)
+    v_len = len(tf) + 5
+    prefix = b"\x2a" + varint(1 + varint_size(v_len) + v_len) + b"\x0a" + varint(v_len) + tf + b"\x15"
+    pack_d, pack_f, zero = _F64.pack, _F32.pack, b"\0" * 8
+    out = []
+    for step, wall, value in zip(steps, wall_times, values, strict=True):
+        wb = pack_d(wall)
+        try:
+            vb = pack_f(value)
+        except OverflowError:  # out of float32 range: ±inf, as protobuf's float cast does
+            vb = pack_f(float("inf") if value > 0 else float("-inf"))
+        payload = (b"" if wb == zero else b"\x09" + wb) + (b"\x10" + varint(step) if step else b"") + prefix + vb
+        out.append(frame_record(payload))
+    return b"".join(out)
 
 
 def encode_scalars(tag: str, steps: Any, wall_times: Any, values: Any) -> bytes:

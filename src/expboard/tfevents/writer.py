@@ -11,9 +11,10 @@ in bulk by :func:`~expboard.tfevents.summary.encode_scalars`; other events are f
 reaches the file (``os.write``, so it survives the process being killed; the operating system writes it
 to the disk):
 
-- ``max_queue`` events are waiting (like torch's queue). In a loop adding events faster than one every
-  ``min_gap`` seconds (0.002), the write is left to the background thread, which does it ``min_gap`` later,
-  so a tight loop writes every few milliseconds in large batches instead of every few events;
+- ``max_queue`` events are waiting (like torch's queue). In a loop adding events faster than that, writes
+  are spaced by at least ``MIN_GAP`` (2 ms) and 20 times what the last write took (at most ``MAX_GAP``,
+  0.25 s), the background thread doing the write when the loop pauses first; so a tight loop writes every
+  few milliseconds in large batches, spending about 5% of its time on writing at most;
 - ``flush_secs`` seconds passed (the background thread's period);
 - :meth:`~EventFileWriter.flush`, :meth:`~EventFileWriter.close`, the writer being garbage-collected, and
   interpreter exit.
@@ -41,6 +42,7 @@ import numpy as np
 from ._crc import frame_record
 from .summary import (
     encode_scalars,
+    encode_scalars_few,
     file_version_event,
     histogram_value,
     image_value,
@@ -56,8 +58,14 @@ _uid = itertools.count()
 _open_writers: weakref.WeakSet[EventFileWriter] = weakref.WeakSet()
 _time = time.time
 
-#: Shortest time between two writes triggered by ``max_queue`` from the logging thread itself (seconds).
+#: Shortest time between two writes triggered by ``max_queue`` (seconds).
 MIN_GAP = 0.002
+#: Longest: the gap between writes grows to GAP_FACTOR times what the last write took, up to this, so that
+#: a tight loop spends at most about 1 / GAP_FACTOR of its time writing.
+MAX_GAP = 0.25
+GAP_FACTOR = 20
+#: Below this many points, a tag's pending points are encoded without numpy.
+FEW = 24
 
 
 def event_file_name(wall_time: float | None = None, suffix: str = "") -> str:
@@ -126,6 +134,7 @@ class EventFileWriter:
         self.max_queue = max(1, int(max_queue)) if max_queue else max_pending
         self._max_pending = max_pending
         self._last_write = now
+        self._gap = MIN_GAP
         self._closed = False
         self.flush_secs = flush_secs
         self._wake = threading.Event()
@@ -178,12 +187,15 @@ class EventFileWriter:
         n = len(vals)
         if n == 0:
             return
-        data = encode_scalars(
-            tag,
-            np.array(steps[:n], dtype=np.int64),
-            np.array(walls[:n], dtype=np.float64),
-            np.array(vals[:n], dtype=np.float64),
-        )
+        if n < FEW:
+            data = encode_scalars_few(tag, steps[:n], walls[:n], vals[:n])
+        else:
+            data = encode_scalars(
+                tag,
+                np.array(steps[:n], dtype=np.int64),
+                np.array(walls[:n], dtype=np.float64),
+                np.array(vals[:n], dtype=np.float64),
+            )
         # producers only append, so the first n items of each list are exactly the ones encoded
         del steps[:n], walls[:n], vals[:n]
         self._append(data, 0)
@@ -258,10 +270,10 @@ class EventFileWriter:
         return self._queued
 
     def _queue_full(self, now: float) -> None:
-        if now - self._last_write >= MIN_GAP or self._thread is None:
+        if now - self._last_write >= self._gap or self._thread is None:
             self.write_pending()
         elif not self._wake.is_set():
-            self._wake.set()  # a tight loop: the background thread writes in MIN_GAP, in one batch
+            self._wake.set()  # a tight loop: the background thread writes once the gap has passed
 
     def _append(self, data: bytes, events: int) -> None:
         if self._closed:
@@ -287,9 +299,11 @@ class EventFileWriter:
         with self._lock:
             if self._closed:
                 return
+            t0 = time.perf_counter()
             self._queued = 0
             self._drain()
             self._write_chunks()
+            self._gap = min(MAX_GAP, max(MIN_GAP, GAP_FACTOR * (time.perf_counter() - t0)))
 
     def flush(self) -> None:
         """Encode pending scalars and write everything buffered to the file."""
@@ -337,8 +351,10 @@ def _flush_loop(ref: weakref.ref[EventFileWriter], wake: threading.Event, interv
             return
         if woken:
             wake.clear()
+            # a tight loop: write once the gap since the last write has passed, in one larger batch
+            pause = max(MIN_GAP, w._gap - (_time() - w._last_write))
             del w
-            time.sleep(MIN_GAP)  # let a tight loop add more: one larger batch
+            time.sleep(min(pause, MAX_GAP))
             w = ref()
             if w is None or w.closed:
                 return
