@@ -299,11 +299,11 @@ class EventFileWriter:
         with self._lock:
             if self._closed:
                 return
-            t0 = time.perf_counter()
+            t0 = time.thread_time()  # CPU time: being preempted on a busy machine does not widen the gap
             self._queued = 0
             self._drain()
             self._write_chunks()
-            self._gap = min(MAX_GAP, max(MIN_GAP, GAP_FACTOR * (time.perf_counter() - t0)))
+            self._gap = min(MAX_GAP, max(MIN_GAP, GAP_FACTOR * (time.thread_time() - t0)))
 
     def flush(self) -> None:
         """Encode pending scalars and write everything buffered to the file."""
