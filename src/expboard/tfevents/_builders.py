@@ -100,11 +100,12 @@ def convert_to_HWC(tensor: np.ndarray, input_format: str) -> np.ndarray:
     if len(fmt) == 4:
         if set(fmt) != set("NCHW"):
             raise ValueError(f"dataformats {input_format!r}: a batch needs N, C, H and W")
-        return make_grid(tensor.transpose([fmt.index(c) for c in "NCHW"])).transpose(1, 2, 0)
+        grid: np.ndarray = make_grid(tensor.transpose([fmt.index(c) for c in "NCHW"])).transpose(1, 2, 0)
+        return grid
     if len(fmt) == 3:
         if set(fmt) != set("CHW"):
             raise ValueError(f"dataformats {input_format!r}: an image needs C, H and W (or H and W)")
-        hwc = tensor.transpose([fmt.index(c) for c in "HWC"])
+        hwc: np.ndarray = tensor.transpose([fmt.index(c) for c in "HWC"])
         if hwc.shape[2] == 1:
             hwc = np.concatenate([hwc, hwc, hwc], 2)
         return hwc
