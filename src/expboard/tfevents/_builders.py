@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._histogram import histogram_buckets
 from ._inputs import as_array, is_tensor, make_np
 from ._png import encode_png
 
@@ -255,8 +256,6 @@ def histogram_raw(
 
 def make_histogram(values: np.ndarray, bins: Any, max_bins: int | None = None) -> Any:
     """A ``HistogramProto`` of ``values``, bucketed as torch's SummaryWriter does."""
-    from .summary import histogram_buckets
-
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if v.size == 0:
         raise ValueError("The input has no element.")

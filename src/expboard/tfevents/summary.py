@@ -54,6 +54,7 @@ from ._builders import (
     video,
 )
 from ._crc import crc32c_rows, frame_record, length_header, mask_array
+from ._histogram import bucket_histogram, histogram_buckets, tensorflow_bins
 from ._inputs import make_np
 from ._png import encode_png
 from ._proto import f_bytes, f_double, f_float, f_packed_doubles, f_varint, varint, varint_size
@@ -338,21 +339,6 @@ def image_value(tag: str, image: Any, *, dataformats: str = "HWC") -> bytes:
 # --------------------------------------------------------------------------------------------- histograms
 
 
-def tensorflow_bins() -> np.ndarray:
-    """TensorFlow's default histogram bucket edges, as torch's SummaryWriter computes them: ``v = 1e-12``
-    multiplied by 1.1 while below 1e20, mirrored to the negatives, and 0 (bit-identical edges)."""
-    pos = []
-    v = 1e-12
-    while v < 1e20:
-        pos.append(v)
-        v *= 1.1
-    arr = np.array(pos)
-    return np.concatenate([-arr[::-1], [0.0], arr])
-
-
-_TF_BINS: np.ndarray | None = None
-
-
 def histogram_value_from_buckets(
     tag: str,
     bucket_limits: Sequence[float] | np.ndarray,
@@ -375,70 +361,6 @@ def histogram_value_from_buckets(
     return _tag_field(tag) + f_bytes(5, bytes(h))
 
 
-def histogram_buckets(
-    values: np.ndarray, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(bucket_limits, bucket_counts)``; see :func:`_histogram`."""
-    limits, counts, _lo, _hi = _histogram(values, bins, max_bins)
-    return limits, counts
-
-
-def _histogram(
-    values: np.ndarray, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """``(bucket_limits, bucket_counts, min, max)`` of a flat float64 array, bucketed as torch's
-    SummaryWriter does.
-
-    ``numpy.histogram`` with ``bins``; past ``max_bins`` buckets, groups of ``len // max_bins`` buckets are
-    merged (the last group padded); then empty buckets at both ends are dropped, keeping one empty bucket on
-    the left whose right edge is the left edge of the first non-empty bucket.
-    """
-    global _TF_BINS
-    v_min = v_max = None
-    if isinstance(bins, str) and bins == "tensorflow":
-        if _TF_BINS is None:
-            _TF_BINS = tensorflow_bins()
-        limits = _TF_BINS
-        # numpy.histogram's own method for uneven edges (sort, then search the edges), without its checks,
-        # and searching only the edges between the smallest and largest value (NaN sorts last, uncounted)
-        sa = np.sort(values)
-        n_ok = int(sa.searchsorted(np.nan)) if sa.size and np.isnan(sa[-1]) else sa.size
-        counts = np.zeros(len(limits) - 1, dtype=np.intp)
-        if n_ok:
-            lo = min(max(int(limits.searchsorted(sa[0], "right")) - 1, 0), len(limits) - 2)
-            hi = min(int(limits.searchsorted(sa[n_ok - 1], "left")) + 1, len(limits) - 1)
-            if lo < hi:
-                edges = limits[lo : hi + 1]
-                cum = sa.searchsorted(edges, "left")
-                if hi == len(limits) - 1:
-                    cum[-1] = sa.searchsorted(edges[-1], "right")
-                counts[lo:hi] = np.diff(cum)
-        if sa.size:  # min and max as numpy gives them: NaN when there is a NaN
-            v_min, v_max = (float("nan"), float("nan")) if n_ok < sa.size else (float(sa[0]), float(sa[-1]))
-    else:
-        counts, limits = np.histogram(values, bins=bins)
-    n = len(counts)
-    if max_bins is not None and n > max_bins > 0:
-        sub = n // max_bins
-        rem = n % sub
-        if rem:
-            counts = np.concatenate([counts, np.zeros(sub - rem, counts.dtype)])
-        counts = counts.reshape(-1, sub).sum(axis=-1)
-        new_limits = np.empty(counts.size + 1, limits.dtype)
-        new_limits[:-1] = limits[:-1:sub]
-        new_limits[-1] = limits[-1]
-        limits = new_limits
-    nz = np.flatnonzero(counts)
-    if nz.size == 0:
-        raise ValueError("no value falls inside the histogram's bins")
-    start, end = int(nz[0]), int(nz[-1]) + 1
-    out_counts = counts[start - 1 : end] if start > 0 else np.concatenate([[0], counts[:end]])
-    out_limits = limits[start : end + 1]
-    if v_min is None or v_max is None:
-        v_min, v_max = float(values.min()), float(values.max())
-    return out_limits.astype(np.float64), out_counts.astype(np.float64), v_min, v_max
-
-
 def histogram_value(
     tag: str, values: Any, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
 ) -> bytes:
@@ -451,7 +373,7 @@ def histogram_value(
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if v.size == 0:
         raise ValueError("histogram of an empty array: the input has no element")
-    limits, counts, v_min, v_max = _histogram(v, bins, max_bins)
+    limits, counts, v_min, v_max = bucket_histogram(v, bins, max_bins)
     return histogram_value_from_buckets(
         tag,
         limits,
