@@ -36,7 +36,7 @@ from ..names import (
     check_time,
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store, check_chunk
+from .base import UNSET, MetricChunk, MetricInfo, Store, check_chunk
 from .files import LocalFiles
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
 
@@ -597,6 +597,8 @@ class SqlStore(Store):
             raise ValidationError(f"max_points must be at least 1 (got {max_points})")
         check_run_id(run_id)
         min_step, max_step = _clamp_step(min_step), _clamp_step(max_step)  # beyond int64 nothing is stored
+        if max_points is not None and min_step is None and max_step is None:
+            return self._thinned(run_id, name, max_points)
         where: list[str] = ["run_id = ?"]
         params: list[Any] = [run_id]
         if name is not None:
@@ -634,6 +636,156 @@ class SqlStore(Store):
             if max_points is not None and len(series) > max_points:
                 series = downsample(series, max_points)
             out.append(series)
+        return out
+
+    def _thinned(self, run_id: str, name: str | None, max_points: int) -> list[MetricSeries]:
+        """``get_metrics`` with ``max_points`` and no step range, thinned in the database.
+
+        The chunks' sizes are read first (no points); the evenly spaced picks, first and last point included,
+        are mapped to chunks. A chunk with few picks gives just those points (``substr`` of its packed
+        columns, in SQL); a chunk with many picks, or of JSON values, is read whole and indexed with numpy.
+        So a long series costs about ``max_points`` points of transfer, never a decode of every point."""
+        where, params = ["run_id = ?"], [run_id]
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        meta = self._query(
+            f"SELECT name, kind, id, n, dtype FROM metric_chunks WHERE {' AND '.join(where)} ORDER BY id", params
+        )
+        by_name: dict[str, tuple[str, list[tuple[int, int, str]]]] = {}
+        for mname, kind, cid, n, dtype in meta:
+            by_name.setdefault(mname, (kind, []))[1].append((int(cid), int(n), str(dtype)))
+        out = []
+        for mname, (kind, chunks) in by_name.items():
+            sizes = np.array([n for _, n, _ in chunks], dtype=np.int64)
+            total = int(sizes.sum())
+            if total <= max_points:
+                keep = np.arange(total, dtype=np.int64)
+            elif max_points == 1:
+                keep = np.array([total - 1], dtype=np.int64)
+            else:
+                keep = np.unique(np.round(np.linspace(0, total - 1, max_points)).astype(np.int64))
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            owner = np.searchsorted(starts, keep, side="right") - 1
+            whole: list[int] = []
+            points: list[tuple[int, int, int, int]] = []  # chunk id, offset, value byte position, value width
+            owners, first = np.unique(owner, return_index=True)
+            bounds = [*first.tolist(), len(keep)]
+            for j, ci in enumerate(owners.tolist()):
+                cid, n, dtype = chunks[ci]
+                width = _WIDTHS.get(dtype)
+                count = bounds[j + 1] - bounds[j]
+                if width is None or count > 64 or count * 8 >= n:
+                    whole.append(ci)
+                elif count == 1:
+                    o = int(keep[bounds[j]] - starts[ci])
+                    points.append((cid, o, o * width + 1, width))
+                else:
+                    points += [(cid, o, o * width + 1, width) for o in (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()]
+            parts = self._thinned_parts(chunks, starts, keep, owner, whole, points)
+            order = sorted(parts)
+            out.append(
+                MetricSeries(
+                    run_id=run_id,
+                    name=mname,
+                    kind=MetricKind(kind),
+                    steps=np.array([parts[i][0] for i in order], dtype=np.int64),
+                    wall_times=np.array([parts[i][1] for i in order], dtype=np.float64),
+                    values=_values_column([parts[i][2] for i in order], {c[2] for c in chunks}),
+                )
+            )
+        return out
+
+    def _thinned_parts(
+        self,
+        chunks: list[tuple[int, int, str]],
+        starts: np.ndarray,
+        keep: np.ndarray,
+        owner: np.ndarray,
+        whole: list[int],
+        points: list[tuple[int, int, int, int]],
+    ) -> dict[int, tuple[int, float, Any]]:
+        """Global point index -> (step, wall time, value) of the picks, read as ``_thinned`` planned."""
+        index_of = {c[0]: i for i, c in enumerate(chunks)}
+        parts: dict[int, tuple[int, float, Any]] = {}
+        for start in range(0, len(whole), 200):
+            ids = [chunks[ci][0] for ci in whole[start : start + 200]]
+            rows = self._query(
+                f"SELECT id, dtype, steps, wall_times, vals FROM metric_chunks WHERE id IN ({', '.join('?' * len(ids))})",
+                ids,
+            )
+            for cid, dtype, steps, times, vals in rows:
+                ci = index_of[int(cid)]
+                picks = keep[owner == ci]
+                offsets = picks - starts[ci]
+                s, t, v = unpack_i8(bytes(steps)), unpack_f8(bytes(times)), decode_values(dtype, bytes(vals))
+                for g, o in zip(picks.tolist(), offsets.tolist(), strict=True):
+                    value = v[o]
+                    parts[g] = (int(s[o]), float(t[o]), value.item() if isinstance(value, np.generic) else value)
+        for start in range(0, len(points), 500):
+            batch = points[start : start + 500]
+            pick = ", ".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(batch))
+            rows = self._query(
+                "SELECT c.id, p.column2, c.dtype, substr(c.steps, p.column2 * 8 + 1, 8), "
+                "substr(c.wall_times, p.column2 * 8 + 1, 8), substr(c.vals, p.column3, p.column4) "
+                f"FROM (VALUES {pick}) AS p JOIN metric_chunks c ON c.id = p.column1",
+                [x for row in batch for x in row],
+            )
+            for cid, offset, dtype, step, wall, val in rows:
+                ci = index_of[int(cid)]
+                value = decode_values(dtype, bytes(val))[0]
+                parts[int(starts[ci]) + int(offset)] = (
+                    int(unpack_i8(bytes(step))[0]),
+                    float(unpack_f8(bytes(wall))[0]),
+                    value.item() if isinstance(value, np.generic) else value,
+                )
+        return parts
+
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        ids = list(dict.fromkeys(run_ids))
+        out: list[MetricInfo] = []
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            groups = self._query(
+                "SELECT run_id, name, MIN(kind), SUM(n), MAX(step_max), MAX(id), "
+                "SUM(CASE WHEN dtype = 'json' THEN 1 ELSE 0 END) "
+                f"FROM metric_chunks WHERE run_id IN ({marks}) GROUP BY run_id, name",
+                part,
+            )
+            last_ids = [int(g[5]) for g in groups]
+            last: dict[int, tuple[int, float, Any]] = {}
+            for s2 in range(0, len(last_ids), 500):
+                chunk_ids = last_ids[s2 : s2 + 500]
+                rows = self._query(
+                    "SELECT id, dtype, substr(steps, 8 * n - 7, 8), substr(wall_times, 8 * n - 7, 8), "
+                    "CASE dtype WHEN 'json' THEN vals WHEN 'b1' THEN substr(vals, n, 1) "
+                    "ELSE substr(vals, 8 * n - 7, 8) END "
+                    f"FROM metric_chunks WHERE id IN ({', '.join('?' * len(chunk_ids))})",
+                    chunk_ids,
+                )
+                for cid, dtype, step, wall, val in rows:
+                    value = decode_values(dtype, bytes(val))[-1]
+                    last[int(cid)] = (
+                        int(unpack_i8(bytes(step))[0]),
+                        float(unpack_f8(bytes(wall))[0]),
+                        value.item() if isinstance(value, np.generic) else value,
+                    )
+            for run_id, mname, kind, count, max_step, last_id, json_chunks in groups:
+                step, wall, value = last[int(last_id)]
+                out.append(
+                    MetricInfo(
+                        run_id=run_id,
+                        name=mname,
+                        kind=MetricKind(kind),
+                        count=int(count),
+                        max_step=int(max_step),
+                        last_step=step,
+                        last_wall_time=wall,
+                        last_value=value,
+                        numeric=int(json_chunks) == 0,
+                    )
+                )
         return out
 
     # --- files -----------------------------------------------------------------------------------
@@ -688,6 +840,16 @@ def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
     values = series.values
     values = values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
     return replace(series, steps=series.steps[keep], wall_times=series.wall_times[keep], values=values)
+
+
+_WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
+
+
+def _values_column(values: list[Any], dtypes: set[str]) -> np.ndarray | list[Any]:
+    """Picked values as the column ``get_metrics`` would return: an array when all chunks are of one array type."""
+    if len(dtypes) == 1 and (dtype := next(iter(dtypes))) != "json":
+        return np.array(values, dtype={"f8": np.float64, "i8": np.int64, "b1": bool}[dtype])
+    return values
 
 
 def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:
