@@ -681,7 +681,9 @@ class SqlStore(Store):
                     o = int(keep[bounds[j]] - starts[ci])
                     points.append((cid, o, o * width + 1, width))
                 else:
-                    points += [(cid, o, o * width + 1, width) for o in (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()]
+                    points += [
+                        (cid, o, o * width + 1, width) for o in (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()
+                    ]
             parts = self._thinned_parts(chunks, starts, keep, owner, whole, points)
             order = sorted(parts)
             out.append(
@@ -724,7 +726,9 @@ class SqlStore(Store):
                     parts[g] = (int(s[o]), float(t[o]), value.item() if isinstance(value, np.generic) else value)
         for start in range(0, len(points), 500):
             batch = points[start : start + 500]
-            pick = ", ".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(batch))
+            pick = ", ".join(
+                ["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(batch)
+            )
             rows = self._query(
                 "SELECT c.id, p.column2, c.dtype, substr(c.steps, p.column2 * 8 + 1, 8), "
                 "substr(c.wall_times, p.column2 * 8 + 1, 8), substr(c.vals, p.column3, p.column4) "
@@ -749,7 +753,7 @@ class SqlStore(Store):
             marks = ", ".join("?" * len(part))
             groups = self._query(
                 "SELECT run_id, name, MIN(kind), SUM(n), MAX(step_max), MAX(id), "
-                "SUM(CASE WHEN dtype = 'json' THEN 1 ELSE 0 END) "
+                "COUNT(DISTINCT dtype), MIN(dtype) "
                 f"FROM metric_chunks WHERE run_id IN ({marks}) GROUP BY run_id, name",
                 part,
             )
@@ -771,7 +775,7 @@ class SqlStore(Store):
                         float(unpack_f8(bytes(wall))[0]),
                         value.item() if isinstance(value, np.generic) else value,
                     )
-            for run_id, mname, kind, count, max_step, last_id, json_chunks in groups:
+            for run_id, mname, kind, count, max_step, last_id, dtypes, dtype in groups:
                 step, wall, value = last[int(last_id)]
                 out.append(
                     MetricInfo(
@@ -783,7 +787,7 @@ class SqlStore(Store):
                         last_step=step,
                         last_wall_time=wall,
                         last_value=value,
-                        numeric=int(json_chunks) == 0,
+                        numeric=int(dtypes) == 1 and dtype != "json",  # one array type, as get_metrics returns
                     )
                 )
         return out
