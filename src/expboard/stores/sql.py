@@ -712,10 +712,9 @@ class SqlStore(Store):
         parts: dict[int, tuple[int, float, Any]] = {}
         for start in range(0, len(whole), 200):
             ids = [chunks[ci][0] for ci in whole[start : start + 200]]
-            rows = self._query(
-                f"SELECT id, dtype, steps, wall_times, vals FROM metric_chunks WHERE id IN ({', '.join('?' * len(ids))})",
-                ids,
-            )
+            marks = ", ".join("?" * len(ids))
+            sql = f"SELECT id, dtype, steps, wall_times, vals FROM metric_chunks WHERE id IN ({marks})"
+            rows = self._query(sql, ids)
             for cid, dtype, steps, times, vals in rows:
                 ci = index_of[int(cid)]
                 picks = keep[owner == ci]
