@@ -50,6 +50,7 @@ from ..stores.base import MetricInfo, Store
 from ..tfevents import image_size, text_table_value, text_value
 from ._convert import TagNamer, TagPoints, split_series
 from .export import run_folder_name
+from .ingest import EventIngester, IndexEntry
 from .sessions import SessionCandidate, SessionPlan, plan_sessions
 
 __all__ = ["RUN_TABLE_METHOD", "DataProviderServer", "StoreDataProvider"]
@@ -80,17 +81,24 @@ def _value(encoded: bytes) -> summary_pb2.Summary.Value:
     return summary_pb2.Summary.Value.FromString(encoded)
 
 
-def _blob_key(run_id: str, file_name: str, part: int) -> str:
-    raw = json.dumps([run_id, file_name, part], separators=(",", ":")).encode()
+def _encode_key(parts: list[Any]) -> str:
+    raw = json.dumps(parts, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _parse_blob_key(key: str) -> tuple[str, str, int]:
+def _blob_key(run_id: str, file_name: str, part: int) -> str:
+    """An image logged with ``log_image``: part 0 its width, 1 its height, 2 the file."""
+    return _encode_key([run_id, file_name, part])
+
+
+def _decode_key(key: str) -> list[Any]:
     try:
-        run_id, file_name, part = json.loads(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
-        return str(run_id), str(file_name), int(part)
+        parts = json.loads(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"not a blob key of this provider: {key!r}") from exc
+    if not isinstance(parts, list) or len(parts) not in (3, 6):
+        raise ValidationError(f"not a blob key of this provider: {key!r}")
+    return parts
 
 
 # --------------------------------------------------------------------------------------------- the view
@@ -113,6 +121,8 @@ class _Tag:
     points: TagPoints | None = None  # computed from a whole (JSON) series
     tensor: tuple[bytes, float] | None = None  # an HParams summary value (encoded) and its wall time
     max_length: int = 0
+    entries: list[IndexEntry] | None = None  # values ingested from the run's event files
+    summary_metadata: Any = None  # their tag's metadata
 
 
 @dataclass
@@ -142,6 +152,9 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         self.run_ids = list(run_ids)
         self.experiments = list(experiments)
         self.hparams = hparams
+        self.ingester = EventIngester(store)
+        self.seen: dict[str, bool] = {}  # run ids requests have shown (what to ingest) -> whether it has ended
+        self.ingested: set[str] = set()  # ended runs whose event files are all in
 
     # --- selection -----------------------------------------------------------------------------------
     def _records(self, experiment_id: str) -> list[tuple[RunRecord, int]]:
@@ -183,6 +196,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
             names[record.run_id] = name
             runs[name] = _Run(name, record, depth)
         infos: dict[str, list[MetricInfo]] = {r.record.run_id: [] for r in runs.values()}
+        self.seen.update((r.record.run_id, r.record.status.is_terminal) for r in runs.values())
         for info in self.store.get_metric_info(list(infos)):
             infos[info.run_id].append(info)
         plan = plan_sessions(
@@ -218,6 +232,22 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 tags[tag] = _Tag(SCALARS, info.max_step, info.last_wall_time, metric=info.name, info=info)
             else:
                 complex_names.append(info.name)
+        entries, metadata = self.ingester.index(run.record.run_id)
+        by_tag: dict[str, list[IndexEntry]] = {}
+        for entry in entries:
+            by_tag.setdefault(entry.tag, []).append(entry)
+        for t, items in by_tag.items():
+            md = metadata[t]
+            blob = md.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+            items.sort(key=lambda e: (e.step, e.offset))
+            tags[namer(t, md.plugin_data.plugin_name)] = _Tag(
+                md.plugin_data.plugin_name,
+                max(e.step for e in items),
+                max(e.wall_time for e in items),
+                max_length=max(e.blobs for e in items) if blob else 0,
+                entries=items,
+                summary_metadata=md,
+            )
         for name in complex_names:
             for series in self.store.get_metrics(run.record.run_id, name):
                 parts, _ = split_series(series.kind, series.name, series.steps, series.wall_times, series.values)
@@ -272,6 +302,9 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
             plugins: set[str] = set()
             if view.plan.hparams:
                 plugins.add(HPARAMS)
+            for run in view.runs.values():
+                _, metadata = self.ingester.index(run.record.run_id)
+                plugins.update(md.plugin_data.plugin_name for md in metadata.values())
             for infos in view.infos.values():
                 for info in infos:
                     if info.kind is MetricKind.IMAGE:
@@ -318,6 +351,8 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 item.metadata.max_wall_time = tag.max_wall_time
                 if tag.tensor is not None:
                     item.metadata.summary_metadata.CopyFrom(_value(tag.tensor[0]).metadata)
+                elif tag.summary_metadata is not None:
+                    item.metadata.summary_metadata.CopyFrom(tag.summary_metadata)
                 else:
                     item.metadata.summary_metadata.CopyFrom(_metadata(plugin))
                 if tag.max_length:
@@ -374,6 +409,15 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                     item = entry.tags.add(tag_name=t)
                     if num_points <= 0:
                         continue
+                    if tag.entries is not None:
+                        run_id = view.runs[run_name].record.run_id
+                        for e in _thin_list(tag.entries, num_points):
+                            v = self.ingester.read_value(run_id, e, tag.summary_metadata)
+                            if v is not None:
+                                item.data.step.append(e.step)
+                                item.data.wall_time.append(e.wall_time)
+                                item.data.value.add().CopyFrom(v.tensor)
+                        continue
                     if tag.tensor is not None:
                         item.data.step.append(0)
                         item.data.wall_time.append(tag.tensor[1])
@@ -401,6 +445,15 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 run_id = view.runs[run_name].record.run_id
                 for t, tag in tags.items():
                     item = entry.tags.add(tag_name=t)
+                    if num_points > 0 and tag.entries is not None:
+                        for e in _thin_list(tag.entries, num_points):
+                            item.data.step.append(e.step)
+                            item.data.wall_time.append(e.wall_time)
+                            refs = item.data.values.add()
+                            for i in range(e.blobs):
+                                key = [run_id, e.file, e.offset, e.length, e.tag, i]
+                                refs.blob_refs.add(blob_key=_encode_key(key))
+                        continue
                     if num_points <= 0 or tag.points is None:
                         continue
                     steps, walls, names = _thin(tag.points, num_points)
@@ -416,16 +469,43 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
 
     def ReadBlob(self, request: pb.ReadBlobRequest, context: grpc.ServicerContext) -> Any:
         def answer() -> list[pb.ReadBlobResponse]:
-            run_id, file_name, part = _parse_blob_key(request.blob_key)
-            data = self.store.read_file(run_id, file_name)
-            if part < 2:  # width, height of the image
-                height, width, _ = image_size(data)
-                data = str(width if part == 0 else height).encode()
-            return [
-                pb.ReadBlobResponse(data=data[i : i + _BLOB_CHUNK]) for i in range(0, max(len(data), 1), _BLOB_CHUNK)
-            ]
+            data = self._blob(_decode_key(request.blob_key))
+            pieces = range(0, max(len(data), 1), _BLOB_CHUNK)
+            return [pb.ReadBlobResponse(data=data[i : i + _BLOB_CHUNK]) for i in pieces]
 
         yield from _guard(context, answer)
+
+    def _blob(self, key: list[Any]) -> bytes:
+        if len(key) == 6:  # a value ingested from an event file
+            run_id, file_name, offset, length, tag, index = key
+            _, metadata = self.ingester.index(run_id)
+            entry = IndexEntry(file_name, tag, "", 0, 0, 0.0, int(offset), int(length))
+            v = self.ingester.read_value(run_id, entry, metadata.get(tag))
+            if v is None or int(index) >= len(v.tensor.string_val):
+                raise NotFoundError("no such blob in the run's event files")
+            return bytes(v.tensor.string_val[int(index)])
+        run_id, file_name, part = str(key[0]), str(key[1]), int(key[2])
+        data = self.store.read_file(run_id, file_name)
+        if part < 2:  # width, height of the image
+            height, width, _ = image_size(data)
+            data = str(width if part == 0 else height).encode()
+        return data
+
+    def ingest_once(self) -> int:
+        """One ingest pass over the runs requests have shown and that are not all in; returns what was added."""
+        total = 0
+        for run_id, ended in list(self.seen.items()):
+            if run_id in self.ingested:
+                continue
+            try:
+                n, caught_up = self.ingester.ingest_run(run_id)
+            except ExpboardError as exc:
+                _log.warning("ingesting the event files of run %s: %s", run_id, exc)
+                continue
+            total += n
+            if ended and caught_up:
+                self.ingested.add(run_id)
+        return total
 
     # --- the "Runs" tab ------------------------------------------------------------------------------
     def run_table(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -470,6 +550,15 @@ def _thin(points: TagPoints, num_points: int) -> tuple[np.ndarray, np.ndarray, A
     return points.steps[keep], points.wall_times[keep], values
 
 
+def _thin_list(items: list[T], num_points: int) -> list[T]:
+    n = len(items)
+    if n <= num_points:
+        return items
+    if num_points == 1:
+        return [items[-1]]
+    return [items[i] for i in np.unique(np.round(np.linspace(0, n - 1, num_points)).astype(int)).tolist()]
+
+
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     """Run an RPC, turning expboard errors into gRPC statuses TensorBoard understands."""
     try:
@@ -505,8 +594,12 @@ class DataProviderServer:
         port: int = 0,
         hparams: Sequence[str] | None = None,
         max_workers: int = 8,
+        ingest_interval: float | None = 0.2,
     ) -> None:
         self.provider = StoreDataProvider(store, run_ids, experiments, hparams=hparams)
+        self.ingest_interval = ingest_interval
+        self._ingest_thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self.host = host
         self.requested_port = port
         self.max_workers = max_workers
@@ -536,12 +629,29 @@ class DataProviderServer:
                 raise ExpboardError(f"cannot serve the data provider on {self.host}:{self.requested_port}")
             server.start()
             self._server, self.port = server, port
+            if self.ingest_interval is not None:
+                self._stop.clear()
+                self._ingest_thread = threading.Thread(target=self._ingest_loop, name="expboard-ingest", daemon=True)
+                self._ingest_thread.start()
             return f"{self.host}:{port}"
+
+    def _ingest_loop(self) -> None:
+        assert self.ingest_interval is not None
+        while not self._stop.is_set():
+            try:
+                self.provider.ingest_once()
+            except Exception:  # never let one bad pass end ingestion
+                _log.exception("ingest pass failed")
+            self._stop.wait(self.ingest_interval)
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving (idempotent). A later :meth:`start` serves on the same port again."""
         with self._lock:
             server, self._server = self._server, None
+            thread, self._ingest_thread = self._ingest_thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=30)
         if server is not None:
             server.stop(grace).wait()
 
