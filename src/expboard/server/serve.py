@@ -12,10 +12,16 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["add_arguments", "build_parser", "cmd_server", "main", "register", "serve"]
+__all__ = ["APP_EXTENSIONS", "add_arguments", "build_parser", "cmd_server", "main", "register", "serve"]
+
+# Upper layers (the team TensorBoard) plug in here without the server importing them: each entry gets the
+# parsed arguments and returns None, or a function (app, store, tokens) -> (app, close) that wraps the app
+# (serving more routes in front of it) and a function that releases what it started.
+AppWrapper = Callable[[Any, Any, list[str]], tuple[Any, Callable[[], None]]]
+APP_EXTENSIONS: list[Callable[[argparse.Namespace], AppWrapper | None]] = []
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,8 +75,9 @@ def serve(
     port: int = 5000,
     auth_token_file: str | os.PathLike[str] | None = None,
     max_request_bytes: int = 64 * 1024 * 1024,
+    wrappers: Sequence[AppWrapper] = (),
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then close the store."""
+    """Serve until SIGINT/SIGTERM, then close the store. ``wrappers``: see ``APP_EXTENSIONS``."""
     from ..errors import ConfigError
 
     try:
@@ -91,8 +98,12 @@ def serve(
             "(without tokens the server only listens on 127.0.0.1)"
         )
     store = SqlStore(backend_store_uri, artifacts_root)
+    closers: list[Callable[[], None]] = []
     try:
         app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes)
+        for wrap in wrappers:
+            app, close = wrap(app, store, tokens)
+            closers.append(close)
         sock = _bind(host, port)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
@@ -110,9 +121,10 @@ def serve(
             **http_protocol_options(),
         }
         _log_to_stderr()
-        server = uvicorn.Server(uvicorn.Config(app, **config))
+        server = _make_server(uvicorn.Config(app, **config), _close_all(closers))
         server.run(sockets=[sock])
     finally:
+        _close_all(closers)()
         store.close()
 
 
@@ -127,6 +139,33 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
+def _close_all(closers: list[Callable[[], None]]) -> Callable[[], None]:
+    def close() -> None:
+        while closers:
+            closers.pop()()
+
+    return close
+
+
+def _make_server(config: Any, before_exit: Callable[[], None]) -> Any:
+    """uvicorn's server, calling ``before_exit`` (releasing what the app wrappers started) before it re-raises
+    a caught SIGTERM, which would end the process before any ``finally`` around ``run`` runs."""
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    before_exit()
+
+    return Server(config)
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     serve(
         args.backend_store_uri,
@@ -135,6 +174,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         port=args.port,
         auth_token_file=args.auth_token_file,
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        wrappers=[w for w in (ext(args) for ext in APP_EXTENSIONS) if w is not None],
     )
     return 0
 

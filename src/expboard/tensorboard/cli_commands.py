@@ -145,3 +145,21 @@ def register(sub: Any, runs_sub: Any) -> None:
     p.add_argument("--load-fast", default="auto", choices=["auto", "true", "false"], help="TensorBoard's loader")
     p.add_argument("--browser", action="store_true", help="open the URL in a web browser")
     p.set_defaults(func=cmd_tensorboard)
+    _add_server_flag(sub)
+
+
+def _add_server_flag(sub: Any) -> None:
+    """``expboard server --tensorboard``: the team TensorBoard, plugged into the server by its registry."""
+    server = sub.choices.get("server")
+    if server is None:
+        return
+    server.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also serve a TensorBoard over the whole run history at /tensorboard/ (same tokens as the API)",
+    )
+    from ..server.serve import APP_EXTENSIONS
+    from .team import server_extension
+
+    if server_extension not in APP_EXTENSIONS:
+        APP_EXTENSIONS.append(server_extension)

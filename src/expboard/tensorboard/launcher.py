@@ -89,6 +89,8 @@ class Tensorboard:
     mode ("auto": the Rust data server when installed, "false": the Python loader). ``poll_interval``:
     seconds between syncs of active runs (files mode). ``experiments``: names of experiments whose runs are
     shown too, new ones included (provider mode; ``store`` is then the store to read, e.g. ``ws.store``).
+    ``grpc_data_provider``: ``host:port`` of a data provider already serving (instead of starting one).
+    ``path_prefix``: TensorBoard's ``--path_prefix`` (e.g. ``/tensorboard`` behind a proxy).
     """
 
     def __init__(
@@ -105,6 +107,8 @@ class Tensorboard:
         mode: str | None = None,
         experiments: Sequence[str] = (),
         store: Any = None,
+        grpc_data_provider: str | None = None,
+        path_prefix: str = "",
     ) -> None:
         if not 0 <= int(port) <= 0xFFFF:
             raise ValidationError(f"port must be between 0 and 65535, got {port}")
@@ -118,6 +122,8 @@ class Tensorboard:
         self._store = store if store is not None else (self._experiment.workspace.store if self._experiment else None)
         self.runs = runs_of(runs, "Tensorboard") if runs is not None else []
         self.provider: DataProviderServer | None = None
+        self.grpc_data_provider = grpc_data_provider
+        self.path_prefix = path_prefix.rstrip("/")
         self.requested_local_root = Path(local_root) if local_root is not None else None
         self.requested_port = int(port)
         self.load_fast = load_fast
@@ -164,7 +170,9 @@ class Tensorboard:
                     "or use port 0 (`--port 0` on the command line) to pick a free one"
                 )
             try:
-                if self.mode == "provider" and (self.runs or self.experiments):
+                if self.grpc_data_provider is not None:
+                    pass  # TensorBoard reads a provider that serves already
+                elif self.mode == "provider" and (self.runs or self.experiments):
                     self._start_provider()
                 else:
                     self._prepare_root()
@@ -249,7 +257,9 @@ class Tensorboard:
         self.sync.start()
 
     def _launch(self, port: int) -> None:
-        if self.provider is not None:
+        if self.grpc_data_provider is not None:
+            source = ["--grpc_data_provider", self.grpc_data_provider]
+        elif self.provider is not None:
             assert self.provider.address is not None
             source = ["--grpc_data_provider", self.provider.address]
         else:
@@ -262,6 +272,8 @@ class Tensorboard:
                 f"--load_fast={self.load_fast}",
             ]
         cmd = [sys.executable, "-m", "tensorboard.main", *source, "--host", "127.0.0.1", "--port", str(port)]
+        if self.path_prefix:
+            cmd += ["--path_prefix", self.path_prefix]
         cmd += self.extra_args
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._output.clear()
@@ -303,18 +315,18 @@ class Tensorboard:
                     f"TensorBoard exited with code {self.process.returncode} before answering; its output:\n"
                     f"{self.output.strip()}"
                 )
-            if port is not None and _answers(port):
+            if port is not None and _answers(port, self.path_prefix):
                 self.port = port
-                return f"http://127.0.0.1:{port}/"
+                return f"http://127.0.0.1:{port}{self.path_prefix}/"
             time.sleep(0.1)
         raise TensorboardError(
             f"TensorBoard did not answer within {self.startup_timeout:.0f} s; its output:\n{self.output.strip()}"
         )
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, path_prefix: str = "") -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/environment", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path_prefix}/data/environment", timeout=2) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
