@@ -132,7 +132,12 @@ export async function render() {
   const count = el("span", { class: "muted", id: "count" });
   const table = el("table", { id: "runs" });
   document.body.append(el("div", { class: "bar" }, el("h2", {}, "Runs"), filter, count), table);
-  let rows = [], sortKey = "created", sortDir = -1, metricNames = [];
+  // the frame's own URL may preset them: plugin_entry.html?name=expboard_runs&filter=...&sort=-metric:mse
+  const params = new URLSearchParams(location.search);
+  filter.value = params.get("filter") || "";
+  const presetSort = params.get("sort") || "-created";
+  let rows = [], metricNames = [];
+  let sortKey = presetSort.replace(/^-/, ""), sortDir = presetSort.startsWith("-") ? -1 : 1;
 
   async function load() {
     const resp = await fetch("./runs");
