@@ -283,7 +283,7 @@ def bench_live(ws: Any, tmp: Path, samples: int) -> dict[str, Any]:
             metric_run = name if mode == "provider" else f"{name}/run_history"
             log_run = name if mode == "provider" else f"{name}/logs"
 
-            def served(run_name: str, tag: str, step: int) -> bool:
+            def served(run_name: str, tag: str, step: int, url: str = url) -> bool:
                 q = urllib.parse.urlencode({"run": run_name, "tag": tag})
                 try:
                     return any(p[1] == step for p in _get(f"{url}data/plugin/scalars/scalars?{q}", timeout=10))
@@ -358,8 +358,12 @@ def main() -> None:
     p.add_argument("--live", type=int, default=20)
     p.add_argument("--idle", type=float, default=30.0)
     p.add_argument("--timeout", type=float, default=600.0, help="per start-up measurement")
-    p.add_argument("--python-loader-max-points", type=int, default=2_000_000,
-                   help="skip TensorBoard's Python loader above this many points (it reads ~100k points/s)")  # fmt: skip
+    p.add_argument(
+        "--python-loader-max-points",
+        type=int,
+        default=2_000_000,
+        help="skip TensorBoard's Python loader above this many points (it reads ~100k points/s)",
+    )
     a = p.parse_args()
     report: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "load_before": _uptime()}
     with tempfile.TemporaryDirectory(prefix="bench-provider-") as d:
