@@ -75,6 +75,16 @@ class TB:
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
+    def wait_up(self, timeout: float = 300) -> None:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                _get(f"{self.url}data/environment", timeout=10)
+                return
+            except (urllib.error.URLError, OSError, ValueError):
+                time.sleep(0.1)
+        raise RuntimeError(f"tensorboard on {self.url} did not answer")
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
@@ -281,7 +291,7 @@ def bench_live(ws: Any, tmp: Path, samples: int) -> dict[str, Any]:
             url = tb.start()
             name = run_folder_name(run._record)
             metric_run = name if mode == "provider" else f"{name}/run_history"
-            log_run = name if mode == "provider" else f"{name}/logs"
+            log_run = name  # the provider ingests logs/ into the run; the mirror copies logs/ into its folder
 
             def served(run_name: str, tag: str, step: int, url: str = url) -> bool:
                 q = urllib.parse.urlencode({"run": run_name, "tag": tag})
@@ -322,6 +332,7 @@ def bench_idle(ws: Any, experiment: str, logdir: Path, seconds: float) -> dict[s
     with DataProviderServer(ws.store, experiments=[experiment]) as server:
         tb = TB(["--grpc_data_provider", str(server.address)])
         try:
+            tb.wait_up()
             _get(f"{tb.url}experiment/{experiment}/data/runs", timeout=300)  # served once, as a browser would
             time.sleep(5)  # the first ingest pass over every run
             c0, s0, t0 = tb.cpu_seconds(), sum(me.cpu_times()[:2]), time.perf_counter()
@@ -335,6 +346,7 @@ def bench_idle(ws: Any, experiment: str, logdir: Path, seconds: float) -> dict[s
             tb.stop()
     tb = TB(["--logdir", str(logdir), "--load_fast=true"])
     try:
+        tb.wait_up()
         _get(f"{tb.url}data/runs", timeout=300)
         time.sleep(30)  # loaded
         c0, t0 = tb.cpu_seconds(), time.perf_counter()

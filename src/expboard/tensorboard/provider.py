@@ -204,9 +204,12 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         )
         return _View(runs, infos, plan, time.time())
 
-    def _tags(self, view: _View, run_name: str) -> dict[str, _Tag]:
-        """Every tag of a run (computed once per request and run)."""
-        cached = view._tags.get(run_name)
+    def _tags(self, view: _View, run_name: str, plugin: str) -> dict[str, _Tag]:
+        """The tags of a run a plugin may ask for (computed once per request, run and plugin): whole JSON
+        series are read only for scalars, text and images, the event-file index only for what is not scalars
+        (ingested scalars are metric series already) or HParams."""
+        key = f"{plugin}\0{run_name}"
+        cached = view._tags.get(key)
         if cached is not None:
             return cached
         tags: dict[str, _Tag] = {}
@@ -215,7 +218,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 tags["_hparams_/experiment"] = _Tag(
                     HPARAMS, 0, view.created, tensor=(view.plan.experiment_value(view.created), view.created)
                 )
-            view._tags[run_name] = tags
+            view._tags[key] = tags
             return tags
         run = view.runs[run_name]
         namer = TagNamer()
@@ -232,7 +235,10 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 tags[tag] = _Tag(SCALARS, info.max_step, info.last_wall_time, metric=info.name, info=info)
             else:
                 complex_names.append(info.name)
-        entries, metadata = self.ingester.index(run.record.run_id)
+        if plugin == HPARAMS:
+            view._tags[key] = tags
+            return tags
+        entries, metadata = self.ingester.index(run.record.run_id) if plugin != SCALARS else ([], {})
         by_tag: dict[str, list[IndexEntry]] = {}
         for entry in entries:
             by_tag.setdefault(entry.tag, []).append(entry)
@@ -248,7 +254,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 entries=items,
                 summary_metadata=md,
             )
-        for name in complex_names:
+        for name in complex_names if plugin in (SCALARS, TEXT, IMAGES) else []:
             for series in self.store.get_metrics(run.record.run_id, name):
                 parts, _ = split_series(series.kind, series.name, series.steps, series.wall_times, series.values)
                 for part in parts:
@@ -261,7 +267,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                         points=part,
                         max_length=3 if plugin == IMAGES else 0,
                     )
-        view._tags[run_name] = tags
+        view._tags[key] = tags
         return tags
 
     def _run_names(self, view: _View, rtf: pb.RunTagFilter) -> list[str]:
@@ -276,7 +282,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         for run_name in self._run_names(view, rtf):
             tags = {
                 t: tag
-                for t, tag in self._tags(view, run_name).items()
+                for t, tag in self._tags(view, run_name, plugin).items()
                 if tag.plugin == plugin and (wanted is None or t in wanted)
             }
             if tags:
