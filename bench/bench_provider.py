@@ -89,7 +89,7 @@ class TB:
         return time.perf_counter() - self.t0
 
     def cpu_seconds(self) -> float:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         try:
             p = psutil.Process(self.proc.pid)
@@ -218,8 +218,8 @@ def _pcts(xs: list[float]) -> dict[str, float]:
 
 
 def bench_reads(ws: Any, root: Path, n: int, reads: int) -> dict[str, Any]:
-    import grpc
-    from tensorboard.data.proto import data_provider_pb2 as pb
+    import grpc  # type: ignore[import-untyped]
+    from tensorboard.data.proto import data_provider_pb2 as pb  # type: ignore[import-untyped]
     from tensorboard.data.proto import data_provider_pb2_grpc as pb_grpc
 
     from expboard.tensorboard.provider import DataProviderServer

@@ -247,3 +247,28 @@ def test_run_table_method(world: dict[str, Any]) -> None:
     (row,) = [r for r in table["runs"] if r["display_name"] == "kinds"]
     assert row["status"] == "Running" and row["metrics"]["loss"] == 0.0
     assert "provider-kinds" in table["experiments"]
+
+
+def test_public_names() -> None:
+    from expboard.tensorboard import ingest, plugin, provider, sessions, team
+
+    assert sorted(provider.__all__) == ["DataProviderServer", "RUN_TABLE_METHOD", "StoreDataProvider"]
+    assert sorted(sessions.__all__) == [
+        "SessionCandidate",
+        "SessionPlan",
+        "info_of_series",
+        "plan_sessions",
+        "session_status",
+    ]
+    assert sorted(ingest.__all__) == [
+        "EventIngester",
+        "INGEST_PREFIX",
+        "IndexEntry",
+        "decode_value",
+        "ingest_state_name",
+    ]
+    assert sorted(plugin.__all__) == ["PLUGIN_NAME", "RunsPlugin"]
+    assert sorted(team.__all__) == ["PREFIX", "TeamTensorboard", "server_extension"]
+    for module in (ingest, plugin, provider, sessions, team):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
