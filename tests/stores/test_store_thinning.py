@@ -42,6 +42,11 @@ def test_thinned_read_matches_the_points_and_keeps_first_and_last(store: Store) 
         assert np.allclose(s.wall_times, 1000.0 + s.steps * 0.5)
         gaps = np.diff(s.steps)
         assert gaps.max() - gaps.min() <= 1  # evenly spaced
+    long = np.arange(200_000, dtype=np.int64)  # one chunk long enough to be read point by point
+    _log(store, run_id, "long", long, long * 0.5)
+    (s,) = store.get_metrics(run_id, "long", max_points=1000)
+    assert len(s) == 1000 and s.steps[0] == 0 and s.steps[-1] == 199_999
+    assert np.array_equal(s.values, s.steps * 0.5) and np.allclose(s.wall_times, 1000.0 + s.steps * 0.5)
     (last,) = store.get_metrics(run_id, "many", max_points=1)
     assert last.steps.tolist() == [19_999] and last.values.tolist() == [39_998.0]
     (short,) = store.get_metrics(run_id, "many", max_points=50_000)

@@ -642,9 +642,10 @@ class SqlStore(Store):
         """``get_metrics`` with ``max_points`` and no step range, thinned in the database.
 
         The chunks' sizes are read first (no points); the evenly spaced picks, first and last point included,
-        are mapped to chunks. A chunk with few picks gives just those points (``substr`` of its packed
-        columns, in SQL); a chunk with many picks, or of JSON values, is read whole and indexed with numpy.
-        So a long series costs about ``max_points`` points of transfer, never a decode of every point."""
+        are mapped to chunks. A chunk with few picks for its size gives just those points (SQLite: incremental
+        blob reads of 8 bytes; PostgreSQL: ``substr`` of the packed columns in SQL); a chunk with many picks,
+        or of JSON values, is read whole and indexed with numpy. So a long series costs about ``max_points``
+        points of transfer, never a decode of every point."""
         where, params = ["run_id = ?"], [run_id]
         if name is not None:
             where.append("name = ?")
@@ -665,84 +666,127 @@ class SqlStore(Store):
                 keep = np.array([total - 1], dtype=np.int64)
             else:
                 keep = np.unique(np.round(np.linspace(0, total - 1, max_points)).astype(np.int64))
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
             owner = np.searchsorted(starts, keep, side="right") - 1
-            whole: list[int] = []
-            points: list[tuple[int, int, int, int]] = []  # chunk id, offset, value byte position, value width
+            dtypes = {c[2] for c in chunks}
+            numeric = len(dtypes) == 1 and next(iter(dtypes)) != "json"
+            steps = np.empty(len(keep), dtype=np.int64)
+            walls = np.empty(len(keep), dtype=np.float64)
+            values: Any = np.empty(len(keep), dtype=_NUMPY[next(iter(dtypes))]) if numeric else [None] * len(keep)
             owners, first = np.unique(owner, return_index=True)
             bounds = [*first.tolist(), len(keep)]
+            whole: list[tuple[int, int, int]] = []  # chunk index, first and last+1 position in keep
+            points: list[tuple[int, int, int, int, int]] = []  # chunk id, offset, value byte, width, position
+            blob_points: list[tuple[int, int, int, int, int]] = []  # the same, read with SQLite's blob I/O
+            blob_reads = self._blob_reads_available()
             for j, ci in enumerate(owners.tolist()):
                 cid, n, dtype = chunks[ci]
                 width = _WIDTHS.get(dtype)
                 count = bounds[j + 1] - bounds[j]
-                if width is None or count > 64 or count * 8 >= n:
-                    whole.append(ci)
-                elif count == 1:
-                    o = int(keep[bounds[j]] - starts[ci])
-                    points.append((cid, o, o * width + 1, width))
+                big = blob_reads and n > _BLOB_READ_MIN_POINTS  # seeking in one blob beats reading it whole
+                if width is None or count * 8 >= n or (count > 64 and not big):
+                    whole.append((ci, bounds[j], bounds[j + 1]))
                 else:
-                    points += [
-                        (cid, o, o * width + 1, width) for o in (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()
-                    ]
-            parts = self._thinned_parts(chunks, starts, keep, owner, whole, points)
-            order = sorted(parts)
-            out.append(
-                MetricSeries(
-                    run_id=run_id,
-                    name=mname,
-                    kind=MetricKind(kind),
-                    steps=np.array([parts[i][0] for i in order], dtype=np.int64),
-                    wall_times=np.array([parts[i][1] for i in order], dtype=np.float64),
-                    values=_values_column([parts[i][2] for i in order], {c[2] for c in chunks}),
-                )
-            )
+                    offsets = (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()
+                    target = blob_points if big else points
+                    target += [(cid, o, o * width, width, bounds[j] + k) for k, o in enumerate(offsets)]
+            self._read_whole(chunks, starts, keep, whole, steps, walls, values, numeric)
+            chunk_dtypes = {c[0]: c[2] for c in chunks}
+            self._read_points(points, chunk_dtypes, steps, walls, values, blobs=False)
+            self._read_points(blob_points, chunk_dtypes, steps, walls, values, blobs=True)
+            out.append(MetricSeries(run_id, mname, MetricKind(kind), steps, walls, values))
         return out
 
-    def _thinned_parts(
+    def _blob_reads_available(self) -> bool:
+        return self.dialect.name == "sqlite" and hasattr(sqlite3.Connection, "blobopen")
+
+    def _read_whole(
         self,
         chunks: list[tuple[int, int, str]],
         starts: np.ndarray,
         keep: np.ndarray,
-        owner: np.ndarray,
-        whole: list[int],
-        points: list[tuple[int, int, int, int]],
-    ) -> dict[int, tuple[int, float, Any]]:
-        """Global point index -> (step, wall time, value) of the picks, read as ``_thinned`` planned."""
-        index_of = {c[0]: i for i, c in enumerate(chunks)}
-        parts: dict[int, tuple[int, float, Any]] = {}
-        for start in range(0, len(whole), 200):
-            ids = [chunks[ci][0] for ci in whole[start : start + 200]]
-            marks = ", ".join("?" * len(ids))
+        whole: list[tuple[int, int, int]],
+        steps: np.ndarray,
+        walls: np.ndarray,
+        values: Any,
+        numeric: bool,
+    ) -> None:
+        by_id = {chunks[ci][0]: (ci, a, b) for ci, a, b in whole}
+        ids = list(by_id)
+        for start in range(0, len(ids), 200):
+            part = ids[start : start + 200]
+            marks = ", ".join("?" * len(part))
             sql = f"SELECT id, dtype, steps, wall_times, vals FROM metric_chunks WHERE id IN ({marks})"
-            rows = self._query(sql, ids)
-            for cid, dtype, steps, times, vals in rows:
-                ci = index_of[int(cid)]
-                picks = keep[owner == ci]
-                offsets = picks - starts[ci]
-                s, t, v = unpack_i8(bytes(steps)), unpack_f8(bytes(times)), decode_values(dtype, bytes(vals))
-                for g, o in zip(picks.tolist(), offsets.tolist(), strict=True):
-                    value = v[o]
-                    parts[g] = (int(s[o]), float(t[o]), value.item() if isinstance(value, np.generic) else value)
+            for cid, dtype, s, t, v in self._query(sql, part):
+                ci, a, b = by_id[int(cid)]
+                offsets = keep[a:b] - starts[ci]
+                steps[a:b] = unpack_i8(bytes(s))[offsets]
+                walls[a:b] = unpack_f8(bytes(t))[offsets]
+                column = decode_values(dtype, bytes(v))
+                if numeric:
+                    values[a:b] = np.asarray(column)[offsets]
+                else:
+                    items = column.tolist() if isinstance(column, np.ndarray) else column
+                    values[a:b] = [items[o] for o in offsets.tolist()]
+
+    def _read_points(
+        self,
+        points: list[tuple[int, int, int, int, int]],
+        dtypes: dict[int, str],
+        steps: np.ndarray,
+        walls: np.ndarray,
+        values: Any,
+        blobs: bool,
+    ) -> None:
+        if not points:
+            return
+        if blobs:  # SQLite reads just those bytes of the stored columns
+            conn = self._conn()
+            by_chunk: dict[int, list[tuple[int, int, int, int, int]]] = {}
+            for p in points:
+                by_chunk.setdefault(p[0], []).append(p)
+            for cid, picks in by_chunk.items():
+                with (
+                    conn.blobopen("metric_chunks", "steps", cid, readonly=True) as bs,
+                    conn.blobopen("metric_chunks", "wall_times", cid, readonly=True) as bt,
+                    conn.blobopen("metric_chunks", "vals", cid, readonly=True) as bv,
+                ):
+                    raw_s, raw_t, raw_v = bytearray(), bytearray(), bytearray()
+                    for _, o, vpos, width, _ in picks:
+                        bs.seek(o * 8)
+                        raw_s += bs.read(8)
+                        bt.seek(o * 8)
+                        raw_t += bt.read(8)
+                        bv.seek(vpos)
+                        raw_v += bv.read(width)
+                positions = [p[4] for p in picks]
+                steps[positions] = unpack_i8(bytes(raw_s))
+                walls[positions] = unpack_f8(bytes(raw_t))
+                column = decode_values(dtypes[cid], bytes(raw_v))
+                if isinstance(values, np.ndarray):
+                    values[positions] = column
+                else:
+                    for pos, v in zip(positions, np.asarray(column).tolist(), strict=True):
+                        values[pos] = v
+            return
         for start in range(0, len(points), 500):
             batch = points[start : start + 500]
             pick = ", ".join(
                 ["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(batch)
             )
             rows = self._query(
-                "SELECT c.id, p.column2, c.dtype, substr(c.steps, p.column2 * 8 + 1, 8), "
-                "substr(c.wall_times, p.column2 * 8 + 1, 8), substr(c.vals, p.column3, p.column4) "
+                "SELECT p.column2, c.dtype, substr(c.steps, p.column2 * 8 + 1, 8), "
+                "substr(c.wall_times, p.column2 * 8 + 1, 8), substr(c.vals, p.column3, p.column4), p.column1 "
                 f"FROM (VALUES {pick}) AS p JOIN metric_chunks c ON c.id = p.column1",
-                [x for row in batch for x in row],
+                [x for cid, o, vpos, width, _ in batch for x in (cid, o, vpos + 1, width)],
             )
-            for cid, offset, dtype, step, wall, val in rows:
-                ci = index_of[int(cid)]
+            where = {(cid, o): pos for cid, o, _, _, pos in batch}
+            for offset, dtype, step, wall, val, cid in rows:
+                pos = where[(int(cid), int(offset))]
+                steps[pos] = unpack_i8(bytes(step))[0]
+                walls[pos] = unpack_f8(bytes(wall))[0]
                 value = decode_values(dtype, bytes(val))[0]
-                parts[int(starts[ci]) + int(offset)] = (
-                    int(unpack_i8(bytes(step))[0]),
-                    float(unpack_f8(bytes(wall))[0]),
-                    value.item() if isinstance(value, np.generic) else value,
-                )
-        return parts
+                values[pos] = value.item() if isinstance(value, np.generic) and isinstance(values, list) else value
 
     def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
         ids = list(dict.fromkeys(run_ids))
@@ -846,13 +890,8 @@ def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
 
 
 _WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
-
-
-def _values_column(values: list[Any], dtypes: set[str]) -> np.ndarray | list[Any]:
-    """Picked values as the column ``get_metrics`` would return: an array when all chunks are of one array type."""
-    if len(dtypes) == 1 and (dtype := next(iter(dtypes))) != "json":
-        return np.array(values, dtype={"f8": np.float64, "i8": np.int64, "b1": bool}[dtype])
-    return values
+_BLOB_READ_MIN_POINTS = 65536  # chunks this long are read point by point (SQLite), not whole
+_NUMPY: dict[str, Any] = {"f8": np.float64, "i8": np.int64, "b1": bool}
 
 
 def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:

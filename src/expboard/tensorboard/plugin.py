@@ -180,7 +180,8 @@ export async function render() {
     const body = shown.map(r => {
       const link = el("a", { title: "show this run's scalars" }, r.display_name || r.run);
       link.addEventListener("click", () => {
-        window.top.location.hash = "timeseries&runFilter=" + encodeURIComponent("^" + escapeRegex(r.run) + "$");
+        const top = window.top.location;  // TensorBoard's deep link: the Time Series dashboard, filtered to the run
+        top.href = top.pathname + "?runFilter=" + encodeURIComponent("^" + escapeRegex(r.run) + "$") + "#timeseries";
       });
       const badge = el("span", { class: "status", style: `background:${STATUS_COLORS[r.status] || "#757575"}` },
         r.status);
