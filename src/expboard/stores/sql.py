@@ -539,16 +539,34 @@ class SqlStore(Store):
                 continue
             try:
                 kind = MetricKind(chunk.kind).value
-                steps = np.asarray(chunk.steps, dtype=np.int64)
-                times = pack_f8(chunk.wall_times)
-                dtype, vals = encode_values(chunk.values)
+                all_steps = np.asarray(chunk.steps, dtype=np.int64)
+                all_walls = np.asarray(chunk.wall_times, dtype=np.float64)
+                encoded = []
+                for lo in range(0, n, _ROW_POINTS):  # rows of bounded size: thinned reads touch few bytes of each
+                    hi = min(n, lo + _ROW_POINTS)
+                    part = chunk.values[lo:hi] if (lo, hi) != (0, n) else chunk.values
+                    encoded.append((lo, hi, *encode_values(part)))
             except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 raise ValidationError(
                     f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
-            step_range = (int(steps.min()), int(steps.max()))
-            rows.append((chunk.run_id, chunk.name, kind, n, *step_range, dtype, pack_i8(steps), times, vals))
+            for lo, hi, dtype, vals in encoded:
+                steps = all_steps[lo:hi]
+                step_range = (int(steps.min()), int(steps.max()))
+                rows.append(
+                    (
+                        chunk.run_id,
+                        chunk.name,
+                        kind,
+                        hi - lo,
+                        *step_range,
+                        dtype,
+                        pack_i8(steps),
+                        pack_f8(all_walls[lo:hi]),
+                        vals,
+                    )
+                )
         if not rows and batch_id is None:
             return
         try:
@@ -890,7 +908,8 @@ def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
 
 
 _WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
-_BLOB_READ_MIN_POINTS = 65536  # chunks this long are read point by point (SQLite), not whole
+_BLOB_READ_MIN_POINTS = 4096  # chunks this long are read point by point (SQLite), not whole
+_ROW_POINTS = 16384  # points of one metric chunk per row at most
 _NUMPY: dict[str, Any] = {"f8": np.float64, "i8": np.int64, "b1": bool}
 
 
