@@ -164,7 +164,7 @@ def build_many(root: Path, n_runs: int, n_tags: int, n_points: int) -> tuple[Any
         for tag, v in values.items():
             run.log_array(tag, v, steps=steps, wall_times=walls)
         run.complete()
-        name = run_folder_name(run._record)
+        name = run_folder_name(run.record)
         names.append(name)
         with EventFileWriter(logdir / name, flush_secs=0) as w:
             for tag, v in values.items():
@@ -185,7 +185,7 @@ def build_big(ws: Any, root: Path, n: int, experiment: str) -> tuple[str, Path]:
         sl = slice(start, start + 1_000_000)
         run.log_array("loss", values[sl], steps=steps[sl], wall_times=walls[sl])
     run.complete()
-    name = run_folder_name(run._record)
+    name = run_folder_name(run.record)
     logdir = root / f"events-{experiment}"
     with EventFileWriter(logdir / name, flush_secs=0) as w:
         w.add_scalars_array("loss", steps, values, wall_times=walls)
@@ -289,7 +289,7 @@ def bench_live(ws: Any, tmp: Path, samples: int) -> dict[str, Any]:
     for mode in ("provider", "files"):
         with Tensorboard([run], port=0, mode=mode, poll_interval=0.2) as tb:
             url = tb.start()
-            name = run_folder_name(run._record)
+            name = run_folder_name(run.record)
             metric_run = name if mode == "provider" else f"{name}/run_history"
             log_run = name  # the provider ingests logs/ into the run; the mirror copies logs/ into its folder
 

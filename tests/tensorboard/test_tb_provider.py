@@ -110,7 +110,7 @@ def test_sweep_shows_in_hparams_without_export(world: dict[str, Any], tmp_path: 
 
 def test_every_metric_kind_in_the_stock_dashboards(world: dict[str, Any]) -> None:
     url = f"{world['url']}experiment/provider-kinds/"
-    run = run_folder_name(world["run"]._record)
+    run = run_folder_name(world["run"].record)
     assert get_json(f"{url}data/runs") == [run]
     tags = get_json(f"{url}data/plugin/scalars/tags")[run]
     assert set(tags) == {"loss", "rows/a", "rows/b", "tbl/x", "tbl/y"}
@@ -136,7 +136,7 @@ def test_new_run_appears_without_restart(world: dict[str, Any]) -> None:
     with kinds.start_logging(display_name="late") as late:
         late.log("acc", 0.5)
         late.flush()
-        name = run_folder_name(late._record)
+        name = run_folder_name(late.record)
         assert wait_for(lambda: [p[1:] for p in scalars(url, name, "acc")] == [(0, 0.5)])
         late.log("acc", 0.75)
         late.flush()
@@ -145,7 +145,7 @@ def test_new_run_appears_without_restart(world: dict[str, Any]) -> None:
     with world["root"].child_run("alpha0.9") as child:
         child.log("alpha", 0.9)
         child.log("mse", 3000.0)
-    nested = f"{run_folder_name(world['root']._record)}/{run_folder_name(child._record)}"
+    nested = f"{run_folder_name(world['root'].record)}/{run_folder_name(child.record)}"
     assert wait_for(lambda: nested in get_json(f"{world['url']}data/runs"))
     assert world["tb"].pid == pid
 
@@ -169,7 +169,7 @@ def test_event_files_are_ingested_live(module_ws: Workspace, tmp_path: Path) -> 
     module_ws.store.append_file(run.id, name, sent, 0)
     with Tensorboard([run], port=0) as tb:
         url = tb.start()
-        tb_run = run_folder_name(run._record)
+        tb_run = run_folder_name(run.record)
         assert wait_for(lambda: [p[1] for p in scalars(url, tb_run, "loss")] == [0, 1, 2])
         (hist,) = wait_for(lambda: _query(url, "data/plugin/histograms/histograms", run=tb_run, tag="weights"))
         assert hist[1] == 0 and sum(b[2] for b in hist[2]) == pytest.approx(100)
@@ -202,12 +202,12 @@ def test_stopped_provider_is_an_error_and_recovers(module_ws: Workspace) -> None
     tb = Tensorboard([], port=0, extra_args=["--grpc_data_provider", address], mode="files")
     try:
         url = tb.start()
-        assert wait_for(lambda: get_json(f"{url}data/runs") == [run_folder_name(run._record)])
+        assert wait_for(lambda: get_json(f"{url}data/runs") == [run_folder_name(run.record)])
         server.stop()
         assert wait_for(lambda: _status(f"{url}data/runs") >= 500)
         assert server.start() == address  # back on the same port
         assert wait_for(lambda: _status(f"{url}data/runs") == 200, timeout=60)
-        assert get_json(f"{url}data/runs") == [run_folder_name(run._record)]
+        assert get_json(f"{url}data/runs") == [run_folder_name(run.record)]
     finally:
         tb.stop()
         server.stop()
@@ -225,8 +225,8 @@ def test_runs_through_a_tracking_server_on_postgresql(local_postgres: Any, tmp_p
                 url = tb.start()
                 groups = wait_for(lambda: (g := session_groups(url)["sessionGroups"]) and len(g) == 7 and g)
                 assert {g["sessions"][0]["status"] for g in groups} == {"STATUS_SUCCESS"}
-                child = sorted(root_run.get_children(), key=lambda c: c._record.created)[0]
-                name = f"{run_folder_name(root_run._record)}/{run_folder_name(child._record)}"
+                child = sorted(root_run.get_children(), key=lambda c: c.record.created)[0]
+                name = f"{run_folder_name(root_run.record)}/{run_folder_name(child.record)}"
                 assert [p[1:] for p in scalars(url, name, "alpha")] == [(0, pytest.approx(0.1))]
         finally:
             ws.close()

@@ -79,7 +79,7 @@ def test_team_tensorboard_behind_the_api_tokens(
         assert _get(f"{base}data/runs")[0] == 401  # no token: nothing
         assert _get(f"{base}data/runs", {"Authorization": "Bearer wrong-token-0123456789"})[0] == 401
         bearer = {"Authorization": f"Bearer {TOKEN}"}
-        name = run_folder_name(run._record)
+        name = run_folder_name(run.record)
         assert wait_for(lambda: json.loads(_get(f"{base}data/runs", bearer)[2] or b"[]") == [name])
         status, _, body = _get(f"{base}data/plugin/scalars/scalars?run={name}&tag=loss", bearer)
         assert status == 200 and [p[1:] for p in json.loads(body)] == [[0, 1.0], [1, 0.5], [2, pytest.approx(1 / 3)]]

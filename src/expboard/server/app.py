@@ -12,6 +12,7 @@ same class again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
