@@ -102,7 +102,7 @@ def serve(
     try:
         app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes)
         for wrap in wrappers:
-            app, close = wrap(app, store, tokens)
+            app, close = wrap(app, store, [t.secret for t in tokens])  # any scope may read
             closers.append(close)
         sock = _bind(host, port)
         bound = sock.getsockname()[1]
