@@ -12,6 +12,7 @@ same class again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -373,6 +374,20 @@ def create_app(
         if format == "json":
             return JSONResponse({"series": [series_to_json(s) for s in series]})
         return Response(encode_batch(series), media_type=WIRE_CONTENT_TYPE)
+
+    @api.get(f"{API_PREFIX}/metric-info", tags=["metrics"])
+    async def get_metric_info(run_id: list[str] = Query(...)) -> Any:
+        """Per metric of each run: kind, count, highest step and the last point, without the points."""
+        infos = await call(store.get_metric_info, run_id)
+        return [
+            {
+                **dataclasses.asdict(i),
+                "kind": str(i.kind),
+                "last_wall_time": json_safe(i.last_wall_time),
+                "last_value": json_safe(i.last_value),
+            }
+            for i in infos
+        ]
 
     # --- files ----------------------------------------------------------------------------------------
     def info_json(i: FileInfo) -> dict[str, Any]:

@@ -16,7 +16,17 @@ from ..names import check_metric_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .files import READ_PIECE_BYTES, FileWriter
 
-__all__ = ["LatestMetric", "MetricChunk", "QueryStore", "RunFilter", "RunOrder", "Store", "UNSET", "check_chunk"]
+__all__ = [
+    "LatestMetric",
+    "MetricChunk",
+    "MetricInfo",
+    "QueryStore",
+    "RunFilter",
+    "RunOrder",
+    "Store",
+    "UNSET",
+    "check_chunk",
+]
 
 
 class _Unset:
@@ -51,6 +61,25 @@ def check_chunk(chunk: MetricChunk) -> None:
         raise ValidationError(
             f"metric {chunk.name!r}: unknown kind {chunk.kind!r}; use one of {', '.join(k.value for k in MetricKind)}"
         ) from None
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A summary of one metric of one run, read without its points: what a dashboard lists before it plots.
+
+    ``numeric``: every value is stored as a number or bool (no strings, rows or other JSON values).
+    ``last_value``: the value of the last point logged (a float, int or bool when numeric, else a JSON value).
+    """
+
+    run_id: str
+    name: str
+    kind: MetricKind
+    count: int
+    max_step: int
+    last_step: int
+    last_wall_time: float
+    last_value: Any
+    numeric: bool
 
 
 class Store(ABC):
@@ -127,6 +156,11 @@ class Store(ABC):
 
         With ``max_points``, a longer series is thinned to that many evenly spaced points (its first and
         last point always kept), for plotting long series without reading every point."""
+
+    @abstractmethod
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        """One :class:`MetricInfo` per metric of each of the runs (unknown ids have none), without reading the
+        points: one query for many runs, for listing tags and answering "latest value" reads."""
 
     # --- files -------------------------------------------------------------------------------
     @abstractmethod

@@ -64,7 +64,7 @@ from ..errors import (
 )
 from ..names import check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store, check_chunk
+from .base import UNSET, MetricChunk, MetricInfo, Store, check_chunk
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
 __all__ = ["TOKEN_ENV", "HttpStore"]
@@ -658,6 +658,29 @@ class HttpStore(Store):
             MetricSeries(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
             for p in parts
         ]
+
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        ids = list(dict.fromkeys(run_ids))
+        out: list[MetricInfo] = []
+        for start in range(0, len(ids), 100):  # bounded URLs
+            for d in self._json("GET", f"{API}/metric-info", run_id=ids[start : start + 100]):
+                value = d["last_value"]
+                if d["numeric"] and isinstance(value, str):  # non-finite floats travel as "nan", "inf", "-inf"
+                    value = float(value)
+                out.append(
+                    MetricInfo(
+                        run_id=d["run_id"],
+                        name=d["name"],
+                        kind=MetricKind(d["kind"]),
+                        count=int(d["count"]),
+                        max_step=int(d["max_step"]),
+                        last_step=int(d["last_step"]),
+                        last_wall_time=float(d["last_wall_time"]),
+                        last_value=value,
+                        numeric=bool(d["numeric"]),
+                    )
+                )
+        return out
 
     # --- spool -----------------------------------------------------------------------------------------
     def _spool(self, bodies: list[bytes], suffix: str = ".batch") -> None:

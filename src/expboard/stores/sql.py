@@ -36,7 +36,17 @@ from ..names import (
     check_time,
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import RUN_ATTRIBUTES, UNSET, LatestMetric, MetricChunk, QueryStore, RunFilter, RunOrder, check_chunk
+from .base import (
+    RUN_ATTRIBUTES,
+    UNSET,
+    LatestMetric,
+    MetricChunk,
+    MetricInfo,
+    QueryStore,
+    RunFilter,
+    RunOrder,
+    check_chunk,
+)
 from .files import FileStorage, FileWriter
 from .storages import open_file_storage
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
@@ -554,31 +564,38 @@ class SqlStore(QueryStore):
                 continue
             try:
                 kind = MetricKind(chunk.kind).value
-                steps = np.asarray(chunk.steps, dtype=np.int64)
-                times = pack_f8(chunk.wall_times)
-                dtype, vals = encode_values(chunk.values)
+                all_steps = np.asarray(chunk.steps, dtype=np.int64)
+                all_walls = np.asarray(chunk.wall_times, dtype=np.float64)
+                encoded = []
+                for lo in range(0, n, _ROW_POINTS):  # rows of bounded size: thinned reads touch few bytes of each
+                    hi = min(n, lo + _ROW_POINTS)
+                    part = chunk.values[lo:hi] if (lo, hi) != (0, n) else chunk.values
+                    encoded.append((lo, hi, *encode_values(part)))
             except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 raise ValidationError(
                     f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
-            step_range = (int(steps.min()), int(steps.max()))
-            last_time, last_value = _latest_point(steps, chunk.wall_times, chunk.values, dtype)
-            rows.append(
-                (
-                    chunk.run_id,
-                    chunk.name,
-                    kind,
-                    n,
-                    *step_range,
-                    dtype,
-                    pack_i8(steps),
-                    times,
-                    vals,
-                    last_time,
-                    last_value,
+            for lo, hi, dtype, vals in encoded:
+                steps = all_steps[lo:hi]
+                step_range = (int(steps.min()), int(steps.max()))
+                part_values = chunk.values[lo:hi] if (lo, hi) != (0, n) else chunk.values
+                last_time, last_value = _latest_point(steps, all_walls[lo:hi], part_values, dtype)
+                rows.append(
+                    (
+                        chunk.run_id,
+                        chunk.name,
+                        kind,
+                        hi - lo,
+                        *step_range,
+                        dtype,
+                        pack_i8(steps),
+                        pack_f8(all_walls[lo:hi]),
+                        vals,
+                        last_time,
+                        last_value,
+                    )
                 )
-            )
         if not rows and batch_id is None:
             return
         try:
@@ -627,6 +644,8 @@ class SqlStore(QueryStore):
             raise ValidationError(f"max_points must be at least 1 (got {max_points})")
         check_run_id(run_id)
         min_step, max_step = _clamp_step(min_step), _clamp_step(max_step)  # beyond int64 nothing is stored
+        if max_points is not None and min_step is None and max_step is None:
+            return self._thinned(run_id, name, max_points)
         where: list[str] = ["run_id = ?"]
         params: list[Any] = [run_id]
         if name is not None:
@@ -664,6 +683,203 @@ class SqlStore(QueryStore):
             if max_points is not None and len(series) > max_points:
                 series = downsample(series, max_points)
             out.append(series)
+        return out
+
+    def _thinned(self, run_id: str, name: str | None, max_points: int) -> list[MetricSeries]:
+        """``get_metrics`` with ``max_points`` and no step range, thinned in the database.
+
+        The chunks' sizes are read first (no points); the evenly spaced picks, first and last point included,
+        are mapped to chunks. A chunk with few picks for its size gives just those points (SQLite: incremental
+        blob reads of 8 bytes; PostgreSQL: ``substr`` of the packed columns in SQL); a chunk with many picks,
+        or of JSON values, is read whole and indexed with numpy. So a long series costs about ``max_points``
+        points of transfer, never a decode of every point."""
+        where, params = ["run_id = ?"], [run_id]
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        meta = self._query(
+            f"SELECT name, kind, id, n, dtype FROM metric_chunks WHERE {' AND '.join(where)} ORDER BY id", params
+        )
+        by_name: dict[str, tuple[str, list[tuple[int, int, str]]]] = {}
+        for mname, kind, cid, n, dtype in meta:
+            by_name.setdefault(mname, (kind, []))[1].append((int(cid), int(n), str(dtype)))
+        out = []
+        for mname, (kind, chunks) in by_name.items():
+            sizes = np.array([n for _, n, _ in chunks], dtype=np.int64)
+            total = int(sizes.sum())
+            if total <= max_points:
+                keep = np.arange(total, dtype=np.int64)
+            elif max_points == 1:
+                keep = np.array([total - 1], dtype=np.int64)
+            else:
+                keep = np.unique(np.round(np.linspace(0, total - 1, max_points)).astype(np.int64))
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            owner = np.searchsorted(starts, keep, side="right") - 1
+            dtypes = {c[2] for c in chunks}
+            numeric = len(dtypes) == 1 and next(iter(dtypes)) != "json"
+            steps = np.empty(len(keep), dtype=np.int64)
+            walls = np.empty(len(keep), dtype=np.float64)
+            values: Any = np.empty(len(keep), dtype=_NUMPY[next(iter(dtypes))]) if numeric else [None] * len(keep)
+            owners, first = np.unique(owner, return_index=True)
+            bounds = [*first.tolist(), len(keep)]
+            whole: list[tuple[int, int, int]] = []  # chunk index, first and last+1 position in keep
+            points: list[tuple[int, int, int, int, int]] = []  # chunk id, offset, value byte, width, position
+            blob_points: list[tuple[int, int, int, int, int]] = []  # the same, read with SQLite's blob I/O
+            blob_reads = self._blob_reads_available()
+            for j, ci in enumerate(owners.tolist()):
+                cid, n, dtype = chunks[ci]
+                width = _WIDTHS.get(dtype)
+                count = bounds[j + 1] - bounds[j]
+                big = blob_reads and n > _BLOB_READ_MIN_POINTS  # seeking in one blob beats reading it whole
+                if width is None or count * 8 >= n or (count > 64 and not big):
+                    whole.append((ci, bounds[j], bounds[j + 1]))
+                else:
+                    offsets = (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()
+                    target = blob_points if big else points
+                    target += [(cid, o, o * width, width, bounds[j] + k) for k, o in enumerate(offsets)]
+            self._read_whole(chunks, starts, keep, whole, steps, walls, values, numeric)
+            chunk_dtypes = {c[0]: c[2] for c in chunks}
+            self._read_points(points, chunk_dtypes, steps, walls, values, blobs=False)
+            self._read_points(blob_points, chunk_dtypes, steps, walls, values, blobs=True)
+            out.append(MetricSeries(run_id, mname, MetricKind(kind), steps, walls, values))
+        return out
+
+    def _blob_reads_available(self) -> bool:
+        return self.dialect.name == "sqlite" and hasattr(sqlite3.Connection, "blobopen")
+
+    def _read_whole(
+        self,
+        chunks: list[tuple[int, int, str]],
+        starts: np.ndarray,
+        keep: np.ndarray,
+        whole: list[tuple[int, int, int]],
+        steps: np.ndarray,
+        walls: np.ndarray,
+        values: Any,
+        numeric: bool,
+    ) -> None:
+        by_id = {chunks[ci][0]: (ci, a, b) for ci, a, b in whole}
+        ids = list(by_id)
+        for start in range(0, len(ids), 200):
+            part = ids[start : start + 200]
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT id, dtype, steps, wall_times, vals FROM metric_chunks WHERE id IN ({marks})"
+            for cid, dtype, s, t, v in self._query(sql, part):
+                ci, a, b = by_id[int(cid)]
+                offsets = keep[a:b] - starts[ci]
+                steps[a:b] = unpack_i8(bytes(s))[offsets]
+                walls[a:b] = unpack_f8(bytes(t))[offsets]
+                column = decode_values(dtype, bytes(v))
+                if numeric:
+                    values[a:b] = np.asarray(column)[offsets]
+                else:
+                    items = column.tolist() if isinstance(column, np.ndarray) else column
+                    values[a:b] = [items[o] for o in offsets.tolist()]
+
+    def _read_points(
+        self,
+        points: list[tuple[int, int, int, int, int]],
+        dtypes: dict[int, str],
+        steps: np.ndarray,
+        walls: np.ndarray,
+        values: Any,
+        blobs: bool,
+    ) -> None:
+        if not points:
+            return
+        if blobs:  # SQLite reads just those bytes of the stored columns
+            conn = self._conn()
+            by_chunk: dict[int, list[tuple[int, int, int, int, int]]] = {}
+            for p in points:
+                by_chunk.setdefault(p[0], []).append(p)
+            for cid, picks in by_chunk.items():
+                with (
+                    conn.blobopen("metric_chunks", "steps", cid, readonly=True) as bs,
+                    conn.blobopen("metric_chunks", "wall_times", cid, readonly=True) as bt,
+                    conn.blobopen("metric_chunks", "vals", cid, readonly=True) as bv,
+                ):
+                    raw_s, raw_t, raw_v = bytearray(), bytearray(), bytearray()
+                    for _, o, vpos, width, _ in picks:
+                        bs.seek(o * 8)
+                        raw_s += bs.read(8)
+                        bt.seek(o * 8)
+                        raw_t += bt.read(8)
+                        bv.seek(vpos)
+                        raw_v += bv.read(width)
+                positions = [p[4] for p in picks]
+                steps[positions] = unpack_i8(bytes(raw_s))
+                walls[positions] = unpack_f8(bytes(raw_t))
+                column = decode_values(dtypes[cid], bytes(raw_v))
+                if isinstance(values, np.ndarray):
+                    values[positions] = column
+                else:
+                    for pos, v in zip(positions, np.asarray(column).tolist(), strict=True):
+                        values[pos] = v
+            return
+        for start in range(0, len(points), 500):
+            batch = points[start : start + 500]
+            pick = ", ".join(
+                ["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(batch)
+            )
+            rows = self._query(
+                "SELECT p.column2, c.dtype, substr(c.steps, p.column2 * 8 + 1, 8), "
+                "substr(c.wall_times, p.column2 * 8 + 1, 8), substr(c.vals, p.column3, p.column4), p.column1 "
+                f"FROM (VALUES {pick}) AS p JOIN metric_chunks c ON c.id = p.column1",
+                [x for cid, o, vpos, width, _ in batch for x in (cid, o, vpos + 1, width)],
+            )
+            where = {(cid, o): pos for cid, o, _, _, pos in batch}
+            for offset, dtype, step, wall, val, cid in rows:
+                pos = where[(int(cid), int(offset))]
+                steps[pos] = unpack_i8(bytes(step))[0]
+                walls[pos] = unpack_f8(bytes(wall))[0]
+                value = decode_values(dtype, bytes(val))[0]
+                values[pos] = value.item() if isinstance(value, np.generic) and isinstance(values, list) else value
+
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        ids = list(dict.fromkeys(run_ids))
+        out: list[MetricInfo] = []
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            groups = self._query(
+                "SELECT run_id, name, MIN(kind), SUM(n), MAX(step_max), MAX(id), "
+                "COUNT(DISTINCT dtype), MIN(dtype) "
+                f"FROM metric_chunks WHERE run_id IN ({marks}) GROUP BY run_id, name",
+                part,
+            )
+            last_ids = [int(g[5]) for g in groups]
+            last: dict[int, tuple[int, float, Any]] = {}
+            for s2 in range(0, len(last_ids), 500):
+                chunk_ids = last_ids[s2 : s2 + 500]
+                rows = self._query(
+                    "SELECT id, dtype, substr(steps, 8 * n - 7, 8), substr(wall_times, 8 * n - 7, 8), "
+                    "CASE dtype WHEN 'json' THEN vals WHEN 'b1' THEN substr(vals, n, 1) "
+                    "ELSE substr(vals, 8 * n - 7, 8) END "
+                    f"FROM metric_chunks WHERE id IN ({', '.join('?' * len(chunk_ids))})",
+                    chunk_ids,
+                )
+                for cid, dtype, step, wall, val in rows:
+                    value = decode_values(dtype, bytes(val))[-1]
+                    last[int(cid)] = (
+                        int(unpack_i8(bytes(step))[0]),
+                        float(unpack_f8(bytes(wall))[0]),
+                        value.item() if isinstance(value, np.generic) else value,
+                    )
+            for run_id, mname, kind, count, max_step, last_id, dtypes, dtype in groups:
+                step, wall, value = last[int(last_id)]
+                out.append(
+                    MetricInfo(
+                        run_id=run_id,
+                        name=mname,
+                        kind=MetricKind(kind),
+                        count=int(count),
+                        max_step=int(max_step),
+                        last_step=step,
+                        last_wall_time=wall,
+                        last_value=value,
+                        numeric=int(dtypes) == 1 and dtype != "json",  # one array type, as get_metrics returns
+                    )
+                )
         return out
 
     # --- files -----------------------------------------------------------------------------------
@@ -931,6 +1147,12 @@ def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
     values = series.values
     values = values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
     return replace(series, steps=series.steps[keep], wall_times=series.wall_times[keep], values=values)
+
+
+_WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
+_BLOB_READ_MIN_POINTS = 4096  # chunks this long are read point by point (SQLite), not whole
+_ROW_POINTS = 16384  # points of one metric chunk per row at most
+_NUMPY: dict[str, Any] = {"f8": np.float64, "i8": np.int64, "b1": bool}
 
 
 def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:
