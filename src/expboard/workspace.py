@@ -137,6 +137,26 @@ class Workspace:
             self._compute_targets = plugins.compute_targets(self)
         return self._compute_targets
 
+    def get_mlflow_tracking_uri(self) -> str:
+        """A tracking URI for MLflow's client: ``mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())``
+        makes MLflow code log its runs into this workspace's tracking server.
+
+        The server's URL; the workspace's token, if any, goes to MLflow as ``MLFLOW_TRACKING_TOKEN`` (which
+        MLflow sends as the bearer token) unless that is set. An embedded workspace has no HTTP endpoint
+        for MLflow to reach: a ConfigError says how to start one on the same store."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            if self.token and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
+                os.environ["MLFLOW_TRACKING_TOKEN"] = self.token
+            return self.tracking_uri.rstrip("/")
+        root = f" --artifacts-root {self.artifact_root}" if self.artifact_root is not None else ""
+        raise ConfigError(
+            f"MLflow's client logs over HTTP, and this workspace is embedded ({self.tracking_uri}): start a "
+            f"tracking server on it with `expboard server --backend-store-uri {self.tracking_uri}{root} --port "
+            "5000` and set the workspace's tracking_uri to http://127.0.0.1:5000 (pip install 'expboard[server]'), "
+            "or serve it from this process: `from expboard.server.mlflow_local import LocalServer; "
+            "mlflow.set_tracking_uri(LocalServer(ws.store).start().mlflow_tracking_uri())`"
+        )
+
     def env(self) -> dict[str, str]:
         """Environment variables that make a child process open this same workspace."""
         env = {ENV_TRACKING_URI: self.tracking_uri}

@@ -121,7 +121,7 @@ class Live:
         ws.store.write_file(self.replaced.id, LOG_FILE, event_records("acc", [(0, 0.1), (1, 0.2)], header=True))
         self.metrics.log("acc", 0.25, step=0)
         self.metrics.flush()
-        self.tb = Tensorboard([self.growing, self.replaced, self.metrics], port=0, poll_interval=0.3)
+        self.tb = Tensorboard([self.growing, self.replaced, self.metrics], port=0, poll_interval=0.3, mode="files")
 
     def append(self, data: bytes) -> None:
         self.ws.store.append_file(self.growing.id, LOG_FILE, data, self.offset)
@@ -224,7 +224,7 @@ def test_early_exit_raises_with_its_output(tmp_path: Path) -> None:
 def test_stop_leaves_no_process_and_is_idempotent(module_ws: Workspace) -> None:
     run = Experiment(module_ws, "stop-test").start_logging()
     run.log("x", 1.0)
-    with Tensorboard([run], port=0) as tb:
+    with Tensorboard([run], port=0, mode="files") as tb:
         url = tb.start()
         root = tb.local_root
         assert root is not None and root.is_dir()

@@ -277,11 +277,12 @@ def test_histogram_matches_protobuf(values: list[float], bins: str | int) -> Non
     assert arr.max() <= limits[-1] and arr.min() >= limits[0]
 
 
-def test_histogram_rejects_empty_and_nan() -> None:
+def test_histogram_rejects_empty_and_counts_nan_like_torch() -> None:
     with pytest.raises(ValueError):
         S.histogram_value("h", [])
-    with pytest.raises(ValueError):
-        S.histogram_value("h", [1.0, float("nan")])
+    # torch's SummaryWriter does not stop a training loop on NaN/inf: they are left out of the buckets
+    v = summary_pb2.Summary.Value.FromString(S.histogram_value("h", [1.0, float("nan"), float("inf"), 2.0]))
+    assert v.histo.num == 4 and sum(v.histo.bucket) == 2 and np.isnan(v.histo.min)
 
 
 # --------------------------------------------------------------------------------------------- hparams

@@ -47,9 +47,9 @@ def test_tensorboard_reads_our_files(tmp_path: Path) -> None:
         )
         == 2.5
     )
-    (text,) = acc.Tensors("notes")
+    (text,) = acc.Tensors("notes/text_summary")  # torch's tag
     assert text.step == 5 and text.tensor_proto.string_val == [b"hello **world**"]
-    assert acc.SummaryMetadata("notes").plugin_data.plugin_name == "text"
+    assert acc.SummaryMetadata("notes/text_summary").plugin_data.plugin_name == "text"
     (im,) = acc.Images("img")
     from PIL import Image
 
@@ -69,21 +69,27 @@ def test_tensorboard_reads_our_hparams(tmp_path: Path) -> None:
             hparam_domain_discrete={"opt": ["adam", "sgd"]},
             run_name="trial1",
         )
-    acc = load(tmp_path / "trial1")
-    md = {tag: acc.SummaryMetadata(tag) for tag in acc.Tags()["tensors"]}
+    from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+
+    acc = pea.EventAccumulator(str(tmp_path / "trial1"), size_guidance={"tensors": 0})
+    acc.Reload()  # torch writes the hparams summaries as metadata only: the plugin loader lists them
+    md = {tag: acc.SummaryMetadata(tag) for tag in acc.Tags()["tensors"] if tag.startswith("_hparams_/")}
     assert set(md) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
     for m in md.values():
         assert m.plugin_data.plugin_name == "hparams"
     start = plugin_data_pb2.HParamsPluginData.FromString(md["_hparams_/session_start_info"].plugin_data.content)
     hp = start.session_start_info.hparams
-    assert hp["lr"].number_value == 0.01 and hp["opt"].string_value == "adam" and hp["bn"].bool_value is True
+    # torch types a bool as a number (bool is an int in Python): 1.0, DATA_TYPE_FLOAT64
+    assert hp["lr"].number_value == 0.01 and hp["opt"].string_value == "adam" and hp["bn"].number_value == 1.0
     exp = plugin_data_pb2.HParamsPluginData.FromString(md["_hparams_/experiment"].plugin_data.content).experiment
     assert [i.name for i in exp.hparam_infos] == ["lr", "opt", "bn"]
     assert [v.string_value for v in exp.hparam_infos[1].domain_discrete.values] == ["adam", "sgd"]
+    float64, string = api_pb2.DATA_TYPE_FLOAT64, api_pb2.DATA_TYPE_STRING
+    assert [i.type for i in exp.hparam_infos] == [float64, string, float64]
     assert [m.name.tag for m in exp.metric_infos] == ["hp/loss"]
     end = plugin_data_pb2.HParamsPluginData.FromString(md["_hparams_/session_end_info"].plugin_data.content)
     assert end.session_end_info.status == api_pb2.STATUS_SUCCESS
-    assert [e.value for e in acc.Scalars("hp/loss")] == [0.25]
+    assert [e.value for e in load(tmp_path / "trial1").Scalars("hp/loss")] == [0.25]
 
 
 def test_add_scalars_subruns_like_torch(tmp_path: Path) -> None:

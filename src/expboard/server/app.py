@@ -12,6 +12,7 @@ same class again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from ..stores.base import UNSET, MetricChunk, Store
 from ..stores.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RunFilter
 from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
+from .mlflow_api import mlflow_router
 
 __all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
 
@@ -405,6 +407,20 @@ def create_app(
         """How many points one metric of a run has (of one kind, when given), without reading them."""
         return {"count": await call(store.count_metric_points, run_id, name, kind)}
 
+    @api.get(f"{API_PREFIX}/metric-info", tags=["metrics"])
+    async def get_metric_info(run_id: list[str] = Query(...)) -> Any:
+        """Per metric of each run: kind, count, highest step and the last point, without the points."""
+        infos = await call(store.get_metric_info, run_id)
+        return [
+            {
+                **dataclasses.asdict(i),
+                "kind": str(i.kind),
+                "last_wall_time": json_safe(i.last_wall_time),
+                "last_value": json_safe(i.last_value),
+            }
+            for i in infos
+        ]
+
     # --- files ----------------------------------------------------------------------------------------
     def info_json(i: FileInfo) -> dict[str, Any]:
         return {"name": i.name, "size": i.size, "modified": i.modified}
@@ -515,6 +531,8 @@ def create_app(
         return StreamingResponse(
             iterate_in_threadpool(pieces), status_code=status, media_type="application/octet-stream", headers=headers
         )
+
+    api.include_router(mlflow_router(store))  # MLflow's tracking REST API: server/mlflow_api.py
 
     open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]
     # auth first: a client without a valid token gets its 401 before the server reads any of its body

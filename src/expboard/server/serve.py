@@ -12,10 +12,16 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["add_arguments", "build_parser", "cmd_server", "main", "register", "serve"]
+__all__ = ["APP_EXTENSIONS", "add_arguments", "build_parser", "cmd_server", "main", "register", "serve"]
+
+# Upper layers (the team TensorBoard) plug in here without the server importing them: each entry gets the
+# parsed arguments and returns None, or a function (app, store, tokens) -> (app, close) that wraps the app
+# (serving more routes in front of it) and a function that releases what it started.
+AppWrapper = Callable[[Any, Any, list[str]], tuple[Any, Callable[[], None]]]
+APP_EXTENSIONS: list[Callable[[argparse.Namespace], AppWrapper | None]] = []
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,8 +85,9 @@ def serve(
     auth_token_file: str | os.PathLike[str] | None = None,
     max_request_bytes: int = 64 * 1024 * 1024,
     s3_endpoint_url: str | None = None,
+    wrappers: Sequence[AppWrapper] = (),
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then close the store."""
+    """Serve until SIGINT/SIGTERM, then close the store. ``wrappers``: see ``APP_EXTENSIONS``."""
     from ..errors import ConfigError
 
     try:
@@ -103,8 +110,12 @@ def serve(
         )
     options = {"endpoint_url": s3_endpoint_url} if s3_endpoint_url else {}
     store = SqlStore(backend_store_uri, open_file_storage(artifacts_root, **options))
+    closers: list[Callable[[], None]] = []
     try:
         app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes)
+        for wrap in wrappers:
+            app, close = wrap(app, store, [t.secret for t in tokens])  # any scope may read
+            closers.append(close)
         sock = _bind(host, port)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
@@ -122,9 +133,10 @@ def serve(
             **http_protocol_options(),
         }
         _log_to_stderr()
-        server = uvicorn.Server(uvicorn.Config(app, **config))
+        server = _make_server(uvicorn.Config(app, **config), _close_all(closers))
         server.run(sockets=[sock])
     finally:
+        _close_all(closers)()
         store.close()
 
 
@@ -139,6 +151,33 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
+def _close_all(closers: list[Callable[[], None]]) -> Callable[[], None]:
+    def close() -> None:
+        while closers:
+            closers.pop()()
+
+    return close
+
+
+def _make_server(config: Any, before_exit: Callable[[], None]) -> Any:
+    """uvicorn's server, calling ``before_exit`` (releasing what the app wrappers started) before it re-raises
+    a caught SIGTERM, which would end the process before any ``finally`` around ``run`` runs."""
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    before_exit()
+
+    return Server(config)
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     serve(
         args.backend_store_uri,
@@ -148,6 +187,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         auth_token_file=args.auth_token_file,
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         s3_endpoint_url=args.s3_endpoint_url,
+        wrappers=[w for w in (ext(args) for ext in APP_EXTENSIONS) if w is not None],
     )
     return 0
 

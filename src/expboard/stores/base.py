@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import ValidationError
@@ -16,7 +17,17 @@ from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunR
 from .files import READ_PIECE_BYTES, FileWriter
 from .query import RunFilter, RunPage
 
-__all__ = ["MetricChunk", "Store", "UNSET", "check_chunk"]
+__all__ = [
+    "LatestMetric",
+    "MetricChunk",
+    "MetricInfo",
+    "QueryStore",
+    "RunCondition",
+    "RunOrder",
+    "Store",
+    "UNSET",
+    "check_chunk",
+]
 
 
 class _Unset:
@@ -51,6 +62,25 @@ def check_chunk(chunk: MetricChunk) -> None:
         raise ValidationError(
             f"metric {chunk.name!r}: unknown kind {chunk.kind!r}; use one of {', '.join(k.value for k in MetricKind)}"
         ) from None
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A summary of one metric of one run, read without its points: what a dashboard lists before it plots.
+
+    ``numeric``: every value is stored as a number or bool (no strings, rows or other JSON values).
+    ``last_value``: the value of the last point logged (a float, int or bool when numeric, else a JSON value).
+    """
+
+    run_id: str
+    name: str
+    kind: MetricKind
+    count: int
+    max_step: int
+    last_step: int
+    last_wall_time: float
+    last_value: Any
+    numeric: bool
 
 
 class Store(ABC):
@@ -145,6 +175,11 @@ class Store(ABC):
         """How many points metric ``name`` of the run has (of ``kind`` only, when given), without reading
         them: a sum over the stored chunks' sizes, for going on with a long series."""
 
+    @abstractmethod
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        """One :class:`MetricInfo` per metric of each of the runs (unknown ids have none), without reading the
+        points: one query for many runs, for listing tags and answering "latest value" reads."""
+
     # --- files -------------------------------------------------------------------------------
     @abstractmethod
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
@@ -233,3 +268,83 @@ class _BufferedWriter(FileWriter):
     def abort(self) -> None:
         self._done = True
         self._buf = bytearray()
+
+
+# --- queries over many runs (the tracking server's search API) --------------------------------------
+RUN_ATTRIBUTES = ("run_id", "display_name", "status", "parent_id", "created", "start_time", "end_time")
+
+
+@dataclass(frozen=True)
+class RunCondition:
+    """One condition of a run search.
+
+    ``field`` is ``metric`` (the run's latest value of metric ``key``), ``property``, ``tag`` or ``attribute``
+    (``key`` one of ``RUN_ATTRIBUTES``). ``op`` is one of ``= != < <= > >=``, ``LIKE``, ``ILIKE``, ``IN``,
+    ``NOT IN`` (``value`` a sequence), ``IS NULL`` or ``IS NOT NULL`` (no value)."""
+
+    field: str
+    key: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class RunOrder:
+    """One key of a run search's order, fields as in :class:`RunCondition`. Runs without the key sort last."""
+
+    field: str
+    key: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class LatestMetric:
+    """A run's latest point of a numeric metric: the one of the highest step, then the latest wall time,
+    then the largest value (MLflow's rule)."""
+
+    name: str
+    step: int
+    wall_time: float
+    value: float
+
+
+class QueryStore(Store):
+    """A store that answers queries over many runs in the database itself: searches with filters, order
+    and paging, latest metric values, paged metric history and soft deletion (what MLflow's API needs)."""
+
+    @abstractmethod
+    def search_runs(
+        self,
+        experiments: Sequence[str] | None = None,
+        filters: Sequence[RunCondition] = (),
+        order_by: Sequence[RunOrder] = (),
+        offset: int = 0,
+        limit: int = 1000,
+        deleted: bool | None = False,
+    ) -> list[RunRecord]:
+        """Runs matching every filter, in ``order_by`` order (then newest first), ``limit`` of them from
+        ``offset``. ``deleted``: False only runs not deleted, True only deleted ones, None both."""
+
+    @abstractmethod
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[LatestMetric]]:
+        """For each run, the latest point of each of its numeric metrics (by name)."""
+
+    @abstractmethod
+    def get_metric_page(self, run_id: str, name: str, offset: int = 0, limit: int | None = None) -> MetricSeries:
+        """Points ``offset`` to ``offset + limit`` (logging order) of one metric; reads only the chunks that
+        hold them. An unknown metric gives an empty series."""
+
+    @abstractmethod
+    def set_run_deleted(self, run_id: str, deleted: bool) -> None:
+        """Soft-delete a run (hidden from ``list_runs`` and default searches) or restore it."""
+
+    @abstractmethod
+    def deleted_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Those of ``run_ids`` that are deleted."""
+
+    @abstractmethod
+    def set_experiment_deleted(self, name: str, deleted: bool) -> None:
+        """Soft-delete an experiment (its runs stay) or restore it."""
+
+    @abstractmethod
+    def deleted_experiments(self) -> set[str]: ...

@@ -64,7 +64,7 @@ from ..errors import (
 )
 from ..names import check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store, check_chunk
+from .base import UNSET, MetricChunk, MetricInfo, Store, check_chunk
 from .query import RunFilter, RunPage, page_size
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
@@ -682,6 +682,29 @@ class HttpStore(Store):
         path = f"{API}/runs/{quote(run_id, safe='')}/metric-count"
         data = self._json("GET", path, name=name, kind=MetricKind(kind).value if kind is not None else None)
         return int(data["count"])
+
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        ids = list(dict.fromkeys(run_ids))
+        out: list[MetricInfo] = []
+        for start in range(0, len(ids), 100):  # bounded URLs
+            for d in self._json("GET", f"{API}/metric-info", run_id=ids[start : start + 100]):
+                value = d["last_value"]
+                if d["numeric"] and isinstance(value, str):  # non-finite floats travel as "nan", "inf", "-inf"
+                    value = float(value)
+                out.append(
+                    MetricInfo(
+                        run_id=d["run_id"],
+                        name=d["name"],
+                        kind=MetricKind(d["kind"]),
+                        count=int(d["count"]),
+                        max_step=int(d["max_step"]),
+                        last_step=int(d["last_step"]),
+                        last_wall_time=float(d["last_wall_time"]),
+                        last_value=value,
+                        numeric=bool(d["numeric"]),
+                    )
+                )
+        return out
 
     # --- spool -----------------------------------------------------------------------------------------
     def _spool(self, bodies: list[bytes], suffix: str = ".batch") -> None:

@@ -36,7 +36,17 @@ from ..names import (
     check_time,
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, Store, check_chunk
+from .base import (
+    RUN_ATTRIBUTES,
+    UNSET,
+    LatestMetric,
+    MetricChunk,
+    MetricInfo,
+    QueryStore,
+    RunCondition,
+    RunOrder,
+    check_chunk,
+)
 from .files import FileStorage, FileWriter
 from .query import RunFilter, RunPage, decode_page_token, encode_page_token, page_size
 from .storages import open_file_storage
@@ -88,7 +98,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
-        2,
+        2,  # soft deletion, and each chunk's latest point (for searches on a run's latest metric values)
+        [
+            "ALTER TABLE runs ADD COLUMN deleted_time {real}",
+            "ALTER TABLE experiments ADD COLUMN deleted_time {real}",
+            "ALTER TABLE metric_chunks ADD COLUMN last_time {real}",
+            "ALTER TABLE metric_chunks ADD COLUMN last_value {real}",
+            "CREATE INDEX metric_chunks_latest ON metric_chunks (run_id, name, step_max, last_time)",
+        ],
+    ),
+    (
+        3,
         [
             # the last logged value of every numeric scalar metric, for filters such as "mse<0.3" in SQL
             """CREATE TABLE metric_last (run_id TEXT NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL,
@@ -100,7 +120,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
-_METRIC_LAST_VERSION = 2  # after this migration, metric_last is filled from the chunks already stored
+_METRIC_LAST_VERSION = 3  # after this migration, metric_last is filled from the chunks already stored
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_ERROR_BYTES = 1024 * 1024
@@ -142,7 +162,7 @@ def _clamp_step(step: int | None) -> int | None:
 
 # One stored chunk holds at most this many points and about this many bytes (SQLite refuses rows over 1 GB,
 # PostgreSQL values over 1 GB): longer logged chunks are stored as several rows, read back as one series.
-MAX_CHUNK_POINTS = 1_000_000
+MAX_CHUNK_POINTS = 16_384  # points per row: thinned reads touch few bytes of each row
 MAX_CHUNK_BYTES = 128 * 1024 * 1024
 
 _SCALAR = MetricKind.SCALAR.value
@@ -235,7 +255,7 @@ def sqlite_path_from_uri(uri: str) -> Path:
     return Path(path)
 
 
-class SqlStore(Store):
+class SqlStore(QueryStore):
     """Run history in SQLite or PostgreSQL; run files in a folder or object storage (``artifact_root``: a
     path, ``s3://bucket/prefix`` or an open :class:`~expboard.stores.files.FileStorage`).
 
@@ -317,6 +337,8 @@ class SqlStore(Store):
                     continue
                 for statement in statements:
                     self._exec(conn, statement.format(**self.dialect.types))
+                if version == 2:
+                    self._backfill_latest(conn)
                 if version == _METRIC_LAST_VERSION and current > 0:
                     self._backfill_metric_last(conn)
                 self._exec(conn, "INSERT INTO schema_version (version) VALUES (?)", (version,))
@@ -437,14 +459,10 @@ class SqlStore(Store):
         props: dict[str, dict[str, str]] = {i: {} for i in ids}
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
-            marks = ", ".join("?" * len(part))
-            for run_id, key, value in self._query(
-                f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks})", part
-            ):
+            among, args = self._among("run_id", part)
+            for run_id, key, value in self._query(f"SELECT run_id, key, value FROM tags WHERE {among}", args):
                 tags[run_id][key] = value
-            for run_id, key, value in self._query(
-                f"SELECT run_id, key, value FROM properties WHERE run_id IN ({marks})", part
-            ):
+            for run_id, key, value in self._query(f"SELECT run_id, key, value FROM properties WHERE {among}", args):
                 props[run_id][key] = value
         out = []
         for r in rows:
@@ -494,7 +512,8 @@ class SqlStore(Store):
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(RunStatus(s).value for s in statuses)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        where.append("deleted_time IS NULL")
+        clause = f" WHERE {' AND '.join(where)}"
         rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created DESC, run_id DESC", params)
         return self._runs_from_rows(rows)
 
@@ -681,7 +700,7 @@ class SqlStore(Store):
                     conn.cursor().executemany(
                         self.dialect.sql(
                             "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, "
-                            "wall_times, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                            "wall_times, vals, last_time, last_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         ),
                         rows,
                     )
@@ -724,6 +743,7 @@ class SqlStore(Store):
                 pack_i8(part),
                 pack_f8(times[start:stop]),
                 vals,
+                *_latest_point(part, times[start:stop], chunk.values[start:stop], dtype),
             )
         )
 
@@ -748,6 +768,8 @@ class SqlStore(Store):
             raise ValidationError(f"max_points must be at least 1 (got {max_points})")
         check_run_id(run_id)
         min_step, max_step = _clamp_step(min_step), _clamp_step(max_step)  # beyond int64 nothing is stored
+        if max_points is not None and min_step is None and max_step is None:
+            return self._thinned(run_id, name, max_points)
         where: list[str] = ["run_id = ?"]
         params: list[Any] = [run_id]
         if name is not None:
@@ -794,6 +816,203 @@ class SqlStore(Store):
             params.append(MetricKind(kind).value)
         rows = self._query(f"SELECT COALESCE(SUM(n), 0) FROM metric_chunks WHERE {where}", params)
         return int(rows[0][0])
+
+    def _thinned(self, run_id: str, name: str | None, max_points: int) -> list[MetricSeries]:
+        """``get_metrics`` with ``max_points`` and no step range, thinned in the database.
+
+        The chunks' sizes are read first (no points); the evenly spaced picks, first and last point included,
+        are mapped to chunks. A chunk with few picks for its size gives just those points (SQLite: incremental
+        blob reads of 8 bytes; PostgreSQL: ``substr`` of the packed columns in SQL); a chunk with many picks,
+        or of JSON values, is read whole and indexed with numpy. So a long series costs about ``max_points``
+        points of transfer, never a decode of every point."""
+        where, params = ["run_id = ?"], [run_id]
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        meta = self._query(
+            f"SELECT name, kind, id, n, dtype FROM metric_chunks WHERE {' AND '.join(where)} ORDER BY id", params
+        )
+        by_name: dict[str, tuple[str, list[tuple[int, int, str]]]] = {}
+        for mname, kind, cid, n, dtype in meta:
+            by_name.setdefault(mname, (kind, []))[1].append((int(cid), int(n), str(dtype)))
+        out = []
+        for mname, (kind, chunks) in by_name.items():
+            sizes = np.array([n for _, n, _ in chunks], dtype=np.int64)
+            total = int(sizes.sum())
+            if total <= max_points:
+                keep = np.arange(total, dtype=np.int64)
+            elif max_points == 1:
+                keep = np.array([total - 1], dtype=np.int64)
+            else:
+                keep = np.unique(np.round(np.linspace(0, total - 1, max_points)).astype(np.int64))
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            owner = np.searchsorted(starts, keep, side="right") - 1
+            dtypes = {c[2] for c in chunks}
+            numeric = len(dtypes) == 1 and next(iter(dtypes)) != "json"
+            steps = np.empty(len(keep), dtype=np.int64)
+            walls = np.empty(len(keep), dtype=np.float64)
+            values: Any = np.empty(len(keep), dtype=_NUMPY[next(iter(dtypes))]) if numeric else [None] * len(keep)
+            owners, first = np.unique(owner, return_index=True)
+            bounds = [*first.tolist(), len(keep)]
+            whole: list[tuple[int, int, int]] = []  # chunk index, first and last+1 position in keep
+            points: list[tuple[int, int, int, int, int]] = []  # chunk id, offset, value byte, width, position
+            blob_points: list[tuple[int, int, int, int, int]] = []  # the same, read with SQLite's blob I/O
+            blob_reads = self._blob_reads_available()
+            for j, ci in enumerate(owners.tolist()):
+                cid, n, dtype = chunks[ci]
+                width = _WIDTHS.get(dtype)
+                count = bounds[j + 1] - bounds[j]
+                big = blob_reads and n > _BLOB_READ_MIN_POINTS  # seeking in one blob beats reading it whole
+                if width is None or count * 8 >= n or (count > 64 and not big):
+                    whole.append((ci, bounds[j], bounds[j + 1]))
+                else:
+                    offsets = (keep[bounds[j] : bounds[j + 1]] - starts[ci]).tolist()
+                    target = blob_points if big else points
+                    target += [(cid, o, o * width, width, bounds[j] + k) for k, o in enumerate(offsets)]
+            self._read_whole(chunks, starts, keep, whole, steps, walls, values, numeric)
+            chunk_dtypes = {c[0]: c[2] for c in chunks}
+            self._read_points(points, chunk_dtypes, steps, walls, values, blobs=False)
+            self._read_points(blob_points, chunk_dtypes, steps, walls, values, blobs=True)
+            out.append(MetricSeries(run_id, mname, MetricKind(kind), steps, walls, values))
+        return out
+
+    def _blob_reads_available(self) -> bool:
+        return self.dialect.name == "sqlite" and hasattr(sqlite3.Connection, "blobopen")
+
+    def _read_whole(
+        self,
+        chunks: list[tuple[int, int, str]],
+        starts: np.ndarray,
+        keep: np.ndarray,
+        whole: list[tuple[int, int, int]],
+        steps: np.ndarray,
+        walls: np.ndarray,
+        values: Any,
+        numeric: bool,
+    ) -> None:
+        by_id = {chunks[ci][0]: (ci, a, b) for ci, a, b in whole}
+        ids = list(by_id)
+        for start in range(0, len(ids), 200):
+            part = ids[start : start + 200]
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT id, dtype, steps, wall_times, vals FROM metric_chunks WHERE id IN ({marks})"
+            for cid, dtype, s, t, v in self._query(sql, part):
+                ci, a, b = by_id[int(cid)]
+                offsets = keep[a:b] - starts[ci]
+                steps[a:b] = unpack_i8(bytes(s))[offsets]
+                walls[a:b] = unpack_f8(bytes(t))[offsets]
+                column = decode_values(dtype, bytes(v))
+                if numeric:
+                    values[a:b] = np.asarray(column)[offsets]
+                else:
+                    items = column.tolist() if isinstance(column, np.ndarray) else column
+                    values[a:b] = [items[o] for o in offsets.tolist()]
+
+    def _read_points(
+        self,
+        points: list[tuple[int, int, int, int, int]],
+        dtypes: dict[int, str],
+        steps: np.ndarray,
+        walls: np.ndarray,
+        values: Any,
+        blobs: bool,
+    ) -> None:
+        if not points:
+            return
+        if blobs:  # SQLite reads just those bytes of the stored columns
+            conn = self._conn()
+            by_chunk: dict[int, list[tuple[int, int, int, int, int]]] = {}
+            for p in points:
+                by_chunk.setdefault(p[0], []).append(p)
+            for cid, picks in by_chunk.items():
+                with (
+                    conn.blobopen("metric_chunks", "steps", cid, readonly=True) as bs,
+                    conn.blobopen("metric_chunks", "wall_times", cid, readonly=True) as bt,
+                    conn.blobopen("metric_chunks", "vals", cid, readonly=True) as bv,
+                ):
+                    raw_s, raw_t, raw_v = bytearray(), bytearray(), bytearray()
+                    for _, o, vpos, width, _ in picks:
+                        bs.seek(o * 8)
+                        raw_s += bs.read(8)
+                        bt.seek(o * 8)
+                        raw_t += bt.read(8)
+                        bv.seek(vpos)
+                        raw_v += bv.read(width)
+                positions = [p[4] for p in picks]
+                steps[positions] = unpack_i8(bytes(raw_s))
+                walls[positions] = unpack_f8(bytes(raw_t))
+                column = decode_values(dtypes[cid], bytes(raw_v))
+                if isinstance(values, np.ndarray):
+                    values[positions] = column
+                else:
+                    for pos, v in zip(positions, np.asarray(column).tolist(), strict=True):
+                        values[pos] = v
+            return
+        for start in range(0, len(points), 500):
+            batch = points[start : start + 500]
+            pick = ", ".join(
+                ["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(batch)
+            )
+            rows = self._query(
+                "SELECT p.column2, c.dtype, substr(c.steps, p.column2 * 8 + 1, 8), "
+                "substr(c.wall_times, p.column2 * 8 + 1, 8), substr(c.vals, p.column3, p.column4), p.column1 "
+                f"FROM (VALUES {pick}) AS p JOIN metric_chunks c ON c.id = p.column1",
+                [x for cid, o, vpos, width, _ in batch for x in (cid, o, vpos + 1, width)],
+            )
+            where = {(cid, o): pos for cid, o, _, _, pos in batch}
+            for offset, dtype, step, wall, val, cid in rows:
+                pos = where[(int(cid), int(offset))]
+                steps[pos] = unpack_i8(bytes(step))[0]
+                walls[pos] = unpack_f8(bytes(wall))[0]
+                value = decode_values(dtype, bytes(val))[0]
+                values[pos] = value.item() if isinstance(value, np.generic) and isinstance(values, list) else value
+
+    def get_metric_info(self, run_ids: Sequence[str]) -> list[MetricInfo]:
+        ids = list(dict.fromkeys(run_ids))
+        out: list[MetricInfo] = []
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            groups = self._query(
+                "SELECT run_id, name, MIN(kind), SUM(n), MAX(step_max), MAX(id), "
+                "COUNT(DISTINCT dtype), MIN(dtype) "
+                f"FROM metric_chunks WHERE run_id IN ({marks}) GROUP BY run_id, name",
+                part,
+            )
+            last_ids = [int(g[5]) for g in groups]
+            last: dict[int, tuple[int, float, Any]] = {}
+            for s2 in range(0, len(last_ids), 500):
+                chunk_ids = last_ids[s2 : s2 + 500]
+                rows = self._query(
+                    "SELECT id, dtype, substr(steps, 8 * n - 7, 8), substr(wall_times, 8 * n - 7, 8), "
+                    "CASE dtype WHEN 'json' THEN vals WHEN 'b1' THEN substr(vals, n, 1) "
+                    "ELSE substr(vals, 8 * n - 7, 8) END "
+                    f"FROM metric_chunks WHERE id IN ({', '.join('?' * len(chunk_ids))})",
+                    chunk_ids,
+                )
+                for cid, dtype, step, wall, val in rows:
+                    value = decode_values(dtype, bytes(val))[-1]
+                    last[int(cid)] = (
+                        int(unpack_i8(bytes(step))[0]),
+                        float(unpack_f8(bytes(wall))[0]),
+                        value.item() if isinstance(value, np.generic) else value,
+                    )
+            for run_id, mname, kind, count, max_step, last_id, dtypes, dtype in groups:
+                step, wall, value = last[int(last_id)]
+                out.append(
+                    MetricInfo(
+                        run_id=run_id,
+                        name=mname,
+                        kind=MetricKind(kind),
+                        count=int(count),
+                        max_step=int(max_step),
+                        last_step=step,
+                        last_wall_time=wall,
+                        last_value=value,
+                        numeric=int(dtypes) == 1 and dtype != "json",  # one array type, as get_metrics returns
+                    )
+                )
+        return out
 
     # --- files -----------------------------------------------------------------------------------
     def write_file(self, run_id: str, name: str, data: bytes) -> FileInfo:
@@ -844,6 +1063,209 @@ class SqlStore(Store):
     def file_info(self, run_id: str, name: str) -> FileInfo:
         return self.files.stat(run_id, name)
 
+    # --- queries over many runs (QueryStore) -------------------------------------------------------
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (...)``: one array parameter on PostgreSQL (long placeholder lists are slow to
+        prepare), one placeholder per value on SQLite."""
+        if self.dialect.name == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def _backfill_latest(self, conn: Any) -> None:
+        """Fill the latest-point columns of chunks stored before they existed (once, while migrating)."""
+        rows = self._exec(
+            conn, "SELECT id, steps, wall_times, vals, dtype FROM metric_chunks WHERE dtype IN ('f8', 'i8', 'b1')"
+        ).fetchall()
+        updates = []
+        for chunk_id, steps, times, vals, dtype in rows:
+            values = decode_values(dtype, bytes(vals))
+            last_time, last_value = _latest_point(unpack_i8(bytes(steps)), unpack_f8(bytes(times)), values, dtype)
+            updates.append((last_time, last_value, chunk_id))
+        if updates:
+            conn.cursor().executemany(
+                self.dialect.sql("UPDATE metric_chunks SET last_time = ?, last_value = ? WHERE id = ?"), updates
+            )
+
+    def _like(self, column: str, op: str) -> str:
+        """Case-sensitive LIKE and case-insensitive ILIKE in both dialects (SQLite's LIKE ignores case)."""
+        if self.dialect.name == "postgresql":
+            return f"{column} {op} ?"
+        return f"{column} GLOB ?" if op == "LIKE" else f"{column} LIKE ?"
+
+    def _like_param(self, op: str, pattern: str) -> str:
+        if self.dialect.name == "postgresql" or op == "ILIKE":
+            return pattern
+        out = []
+        for ch in pattern:  # a LIKE pattern as a GLOB pattern
+            out.append("*" if ch == "%" else "?" if ch == "_" else f"[{ch}]" if ch in "*?[]" else ch)
+        return "".join(out)
+
+    def _value_expr(self, field: str, key: str, params: list[Any]) -> str:
+        """The SQL expression of a run's attribute, tag, property or latest metric value."""
+        if field == "attribute":
+            if key not in RUN_ATTRIBUTES:
+                raise ValidationError(f"unknown run attribute {key!r}: use one of {', '.join(RUN_ATTRIBUTES)}")
+            return f"r.{key}"
+        if field in ("tag", "property"):
+            params.append(key)
+            table = "tags" if field == "tag" else "properties"
+            return f"(SELECT x.value FROM {table} x WHERE x.run_id = r.run_id AND x.key = ?)"
+        if field == "metric":
+            params.append(key)
+            return (
+                "(SELECT c.last_value FROM metric_chunks c WHERE c.run_id = r.run_id AND c.name = ? "
+                "AND c.last_time IS NOT NULL ORDER BY c.step_max DESC, c.last_time DESC, c.last_value DESC LIMIT 1)"
+            )
+        raise ValidationError(f"unknown run field {field!r}: use metric, property, tag or attribute")
+
+    def _condition(self, f: RunCondition, params: list[Any]) -> str:
+        op = f.op.upper()
+        if f.field in ("tag", "property") and op in ("IS NULL", "IS NOT NULL"):
+            table = "tags" if f.field == "tag" else "properties"
+            params.append(f.key)
+            exists = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.run_id AND x.key = ?)"
+            return exists if op == "IS NOT NULL" else f"NOT {exists}"
+        expr = self._value_expr(f.field, f.key, params)
+        if op in ("IS NULL", "IS NOT NULL"):
+            return f"{expr} {op}"
+        if op in ("IN", "NOT IN"):
+            values = list(f.value)
+            if not values:
+                return "1 = 0" if op == "IN" else "1 = 1"
+            params.extend(values)
+            return f"{expr} {op} ({', '.join('?' * len(values))})"
+        if op in ("LIKE", "ILIKE"):
+            params.append(self._like_param(op, str(f.value)))
+            return self._like(expr, op)
+        if op not in ("=", "!=", "<", "<=", ">", ">="):
+            raise ValidationError(f"unsupported comparison {f.op!r}")
+        params.append(f.value)
+        return f"{expr} {op} ?"
+
+    def search_runs(
+        self,
+        experiments: Sequence[str] | None = None,
+        filters: Sequence[RunCondition] = (),
+        order_by: Sequence[RunOrder] = (),
+        offset: int = 0,
+        limit: int = 1000,
+        deleted: bool | None = False,
+    ) -> list[RunRecord]:
+        params: list[Any] = []
+        where: list[str] = []
+        if experiments is not None:
+            if not experiments:
+                return []
+            where.append(f"r.experiment IN ({', '.join('?' * len(experiments))})")
+            params.extend(experiments)
+        if deleted is not None:
+            where.append("r.deleted_time IS NOT NULL" if deleted else "r.deleted_time IS NULL")
+        where.extend(self._condition(f, params) for f in filters)
+        orders = []
+        for o in order_by:
+            expr = self._value_expr(o.field, o.key, params)
+            orders.append(f"{expr} {'DESC' if o.descending else 'ASC'} NULLS LAST")
+        orders += ["r.created DESC", "r.run_id DESC"]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        params += [int(limit), int(offset)]
+        columns = ", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT {columns} FROM runs r{clause} ORDER BY {', '.join(orders)} LIMIT ? OFFSET ?", params
+        )
+        return self._runs_from_rows(rows)
+
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[LatestMetric]]:
+        out: dict[str, list[LatestMetric]] = {r: [] for r in run_ids}
+        ids = list(out)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            among, args = self._among("run_id", part)
+            rows = self._query(
+                "SELECT run_id, name, step_max, last_time, last_value FROM (SELECT run_id, name, step_max, "
+                "last_time, last_value, ROW_NUMBER() OVER (PARTITION BY run_id, name ORDER BY step_max DESC, "
+                f"last_time DESC, last_value DESC) AS k FROM metric_chunks WHERE {among} AND last_time IS NOT NULL) x "
+                "WHERE k = 1 ORDER BY run_id, name",
+                args,
+            )
+            for run_id, name, step, wall_time, value in rows:
+                out[run_id].append(
+                    LatestMetric(name, int(step), float(wall_time), float("nan") if value is None else float(value))
+                )
+        return out
+
+    def get_metric_page(self, run_id: str, name: str, offset: int = 0, limit: int | None = None) -> MetricSeries:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValidationError("offset and limit must not be negative")
+        sizes = self._query("SELECT id, n FROM metric_chunks WHERE run_id = ? AND name = ? ORDER BY id", (run_id, name))
+        end = None if limit is None else offset + limit
+        wanted: list[int] = []
+        first = seen = 0
+        for chunk_id, n in sizes:
+            if seen + n > offset and (end is None or seen < end):
+                if not wanted:
+                    first = seen
+                wanted.append(chunk_id)
+            seen += n
+        empty = MetricSeries(run_id, name, MetricKind.SCALAR, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        if not wanted:
+            return empty
+        rows = self._query(
+            "SELECT kind, dtype, steps, wall_times, vals FROM metric_chunks WHERE run_id = ? AND name = ? "
+            "AND id >= ? AND id <= ? ORDER BY id",
+            (run_id, name, wanted[0], wanted[-1]),
+        )
+        steps = np.concatenate([unpack_i8(bytes(r[2])) for r in rows])
+        times = np.concatenate([unpack_f8(bytes(r[3])) for r in rows])
+        values = concat_values([decode_values(r[1], bytes(r[4])) for r in rows])
+        lo = offset - first
+        hi = None if end is None else end - first
+        values = values[lo:hi]
+        return MetricSeries(run_id, name, MetricKind(rows[0][0]), steps[lo:hi], times[lo:hi], values)
+
+    def set_run_deleted(self, run_id: str, deleted: bool) -> None:
+        self.get_run(run_id)
+        with self._write() as conn:
+            self._exec(
+                conn, "UPDATE runs SET deleted_time = ? WHERE run_id = ?", (time.time() if deleted else None, run_id)
+            )
+
+    def deleted_runs(self, run_ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        ids = list(run_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            among, args = self._among("run_id", part)
+            rows = self._query(f"SELECT run_id FROM runs WHERE {among} AND deleted_time IS NOT NULL", args)
+            out.update(r[0] for r in rows)
+        return out
+
+    def set_experiment_deleted(self, name: str, deleted: bool) -> None:
+        self.get_experiment(name)
+        with self._write() as conn:
+            self._exec(
+                conn, "UPDATE experiments SET deleted_time = ? WHERE name = ?", (time.time() if deleted else None, name)
+            )
+
+    def deleted_experiments(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT name FROM experiments WHERE deleted_time IS NOT NULL")}
+
+
+def _latest_point(steps: np.ndarray, wall_times: Any, values: Any, dtype: str) -> tuple[float | None, float | None]:
+    """(wall time, value) of a chunk's latest point: highest step, then latest time, then largest value;
+    (None, None) unless the values are numbers. A NaN value is stored as NULL."""
+    if dtype not in ("f8", "i8", "b1"):
+        return None, None
+    times = np.asarray(wall_times, dtype=np.float64)
+    vals = np.asarray(values, dtype=np.float64)
+    cand = np.flatnonzero(steps == steps.max())
+    if len(cand) > 1:
+        cand = cand[times[cand] == times[cand].max()]
+    if len(cand) > 1 and not np.isnan(vals[cand]).all():
+        cand = cand[[int(np.nanargmax(vals[cand]))]]
+    i = int(cand[-1])
+    value = float(vals[i])
+    return float(times[i]), None if np.isnan(value) else value
+
 
 def _last_number(values: Any) -> float | None:
     """The last of ``values`` as a float when it is a number (bool included), else None."""
@@ -873,6 +1295,12 @@ def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
     values = series.values
     values = values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
     return replace(series, steps=series.steps[keep], wall_times=series.wall_times[keep], values=values)
+
+
+_WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
+_BLOB_READ_MIN_POINTS = 4096  # chunks this long are read point by point (SQLite), not whole
+_ROW_POINTS = 16384  # points of one metric chunk per row at most
+_NUMPY: dict[str, Any] = {"f8": np.float64, "i8": np.int64, "b1": bool}
 
 
 def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:

@@ -9,14 +9,14 @@
 | image (``log_image``)| image ``name`` (the stored PNG/JPEG as is; width/height read from its header)       |
 | confusion matrix     | text ``name`` holding a 2-D table (rendered as an HTML table by the text plugin)    |
 
-Steps and wall times are the stored ones. Here lives the only protobuf encoding this package does itself:
-an image value from already-encoded bytes and a rank-2 text tensor (``expboard.tfevents`` builds images from
-arrays and text of rank 0/1 only).
+Steps and wall times are the stored ones. :func:`split_series` is the mapping itself (a series -> points per
+TensorBoard tag and plugin, with :class:`TagNamer` for tags claimed by two plugins); :class:`SeriesConverter`
+writes its output as events (export, file mirror) and the data provider serves it directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 from ..records import MetricKind, MetricSeries
 from ..tfevents import EventFileWriter, encoded_image_value, summary_event, text_table_value, text_value
 
-__all__ = ["SeriesConverter"]
+__all__ = ["SeriesConverter", "TagNamer", "TagPoints", "split_series"]
 
 
 # --------------------------------------------------------------------------------------------- conversion
@@ -48,6 +48,107 @@ class _SeriesState:
     last_update: int = 0  # poll number of the last new point
 
 
+@dataclass(frozen=True)
+class TagPoints:
+    """Points of one TensorBoard tag from a metric series, in logging order.
+
+    ``plugin``: ``scalars`` (values: float64 array), ``text`` (values: strings), ``text_table`` (values:
+    rank-2 tables of strings, shown by the text plugin) or ``images`` (values: the run files' names).
+    ``tag`` is the tag before :class:`TagNamer` settles a clash between plugins.
+    """
+
+    tag: str
+    plugin: str
+    steps: np.ndarray
+    wall_times: np.ndarray
+    values: Any
+
+
+class TagNamer:
+    """TensorBoard keeps the first plugin seen per tag: a series mixing numbers and strings keeps the
+    plugin it started with on ``tag``; the other kind goes to ``tag/text`` (or ``tag/value``)."""
+
+    def __init__(self) -> None:
+        self._plugins: dict[str, str] = {}
+
+    def __call__(self, tag: str, plugin: str) -> str:
+        plugin = "text" if plugin == "text_table" else plugin
+        first = self._plugins.setdefault(tag, plugin)
+        if first == plugin:
+            return tag
+        other = f"{tag}/{'text' if plugin == 'text' else 'value'}"
+        self._plugins.setdefault(other, plugin)
+        return other
+
+
+def _split_scalars(tag: str, steps: np.ndarray, walls: np.ndarray, values: Any) -> list[TagPoints]:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        if not len(steps):
+            return []
+        return [TagPoints(tag, "scalars", steps, walls, np.asarray(values, dtype=np.float64))]
+    values = list(values)
+    numeric = np.array([_is_number(v) for v in values], dtype=bool)
+    out = []
+    if numeric.any():
+        nums = np.array([float(v) for v, ok in zip(values, numeric, strict=True) if ok], dtype=np.float64)
+        out.append(TagPoints(tag, "scalars", steps[numeric], walls[numeric], nums))
+    text = np.array([not ok and v is not None for v, ok in zip(values, numeric, strict=True)], dtype=bool)
+    if text.any():
+        out.append(TagPoints(tag, "text", steps[text], walls[text], [_text(values[i]) for i in np.flatnonzero(text)]))
+    return out
+
+
+def _confusion_rows(cm: Any) -> list[list[str]]:
+    data = cm.get("data", cm) if isinstance(cm, dict) else {"matrix": cm}
+    matrix = data.get("matrix") or []
+    labels = data.get("class_labels") or [str(i) for i in range(len(matrix))]
+    rows = [["true \\ predicted", *map(str, labels)]]
+    rows += [[str(label), *(_fmt(x) for x in r)] for label, r in zip(labels, matrix, strict=False)]
+    return rows
+
+
+def split_series(
+    kind: MetricKind, name: str, steps: Any, wall_times: Any, values: Any, table_rows: int = 0
+) -> tuple[list[TagPoints], int]:
+    """The TensorBoard tags of (part of) a metric series. ``table_rows``: rows already seen over every
+    table of this name (tables are stepped by row index); returns the parts and the new row count."""
+    steps = np.asarray(steps, dtype=np.int64)
+    walls = np.asarray(wall_times, dtype=np.float64)
+    if kind in (MetricKind.SCALAR, MetricKind.LIST):
+        return _split_scalars(name, steps, walls, values), table_rows
+    if kind is MetricKind.ROW:
+        columns: dict[str, list[int]] = {}
+        for i, row in enumerate(values):
+            for col in row:
+                columns.setdefault(col, []).append(i)
+        out: list[TagPoints] = []
+        for col, idx in columns.items():
+            ix = np.asarray(idx, dtype=np.int64)
+            out += _split_scalars(f"{name}/{col}", steps[ix], walls[ix], [values[i][col] for i in idx])
+        return out, table_rows
+    if kind is MetricKind.TABLE:
+        per_col: dict[str, tuple[list[int], list[float], list[Any]]] = {}
+        row = table_rows
+        for wall, table in zip(walls.tolist(), values, strict=True):
+            length = max((len(c) for c in table.values()), default=0)
+            for col, items in table.items():
+                s, w, v = per_col.setdefault(col, ([], [], []))
+                s.extend(range(row, row + len(items)))
+                w.extend([wall] * len(items))
+                v.extend(items)
+            row += length
+        out = []
+        for col, (s, w, v) in per_col.items():
+            out += _split_scalars(f"{name}/{col}", np.asarray(s, dtype=np.int64), np.asarray(w, dtype=np.float64), v)
+        return out, row
+    if kind is MetricKind.IMAGE:
+        return [TagPoints(name, "images", steps, walls, [str(v) for v in values])] if len(steps) else [], table_rows
+    if kind is MetricKind.CONFUSION_MATRIX:
+        rows = [_confusion_rows(cm) for cm in values]
+        return [TagPoints(name, "text_table", steps, walls, rows)] if len(steps) else [], table_rows
+    return [], table_rows
+
+
 class SeriesConverter:
     """Writes metric series to an :class:`EventFileWriter`, remembering per series how much was written.
 
@@ -60,17 +161,7 @@ class SeriesConverter:
         self.sort_steps = sort_steps
         self.states: dict[str, _SeriesState] = {}
         self.points = 0
-        self._tag_plugins: dict[str, str] = {}
-
-    def _tag(self, tag: str, plugin: str) -> str:
-        """TensorBoard keeps the first plugin seen per tag: a series mixing numbers and strings keeps the
-        plugin it started with on ``tag``; the other kind goes to ``tag/text`` (or ``tag/value``)."""
-        first = self._tag_plugins.setdefault(tag, plugin)
-        if first == plugin:
-            return tag
-        other = f"{tag}/{'text' if plugin == 'text' else 'value'}"
-        self._tag_plugins.setdefault(other, plugin)
-        return other
+        self._tag = TagNamer()
 
     def state(self, name: str) -> _SeriesState:
         st = self.states.get(name)
@@ -85,19 +176,11 @@ class SeriesConverter:
             return 0
         steps = np.asarray(series.steps[start:], dtype=np.int64)
         walls = np.asarray(series.wall_times[start:], dtype=np.float64)
-        values = series.values[start:]
         st = self.state(series.name)
-        kind = series.kind
-        if kind in (MetricKind.SCALAR, MetricKind.LIST):
-            self._scalars(series.name, steps, walls, values)
-        elif kind is MetricKind.ROW:
-            self._rows(series.name, steps, walls, values)
-        elif kind is MetricKind.TABLE:
-            self._tables(series.name, walls, values, st)
-        elif kind is MetricKind.IMAGE:
-            self._images(series.name, steps, walls, values)
-        elif kind is MetricKind.CONFUSION_MATRIX:
-            self._confusion(series.name, steps, walls, values)
+        values = series.values[start:]
+        parts, st.table_rows = split_series(series.kind, series.name, steps, walls, values, st.table_rows)
+        for part in parts:
+            self._write_part(part)
         st.count += n
         st.steps.append(steps)
         top = int(steps.max())
@@ -106,74 +189,26 @@ class SeriesConverter:
         self.points += n
         return n
 
-    # --- per kind ---------------------------------------------------------------------------------
-    def _scalar_array(self, tag: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
-        if not len(steps):
-            return
-        if self.sort_steps and len(steps) > 1 and np.any(np.diff(steps) < 0):
-            # TensorBoard's Rust loader drops stored points with step >= s when step s arrives
-            order = np.argsort(steps, kind="stable")
-            steps, walls, values = steps[order], walls[order], values[order]
-        self.writer.add_scalars_array(
-            self._tag(tag, "scalars"), steps, np.asarray(values, dtype=np.float64), wall_times=walls
-        )
-
-    def _scalars(self, tag: str, steps: np.ndarray, walls: np.ndarray, values: Any) -> None:
-        if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
-            self._scalar_array(tag, steps, walls, values)
-            return
-        values = list(values)
-        numeric = np.array([_is_number(v) for v in values], dtype=bool)
-        if numeric.any():
-            nums = np.array([float(v) for v, ok in zip(values, numeric, strict=True) if ok], dtype=np.float64)
-            self._scalar_array(tag, steps[numeric], walls[numeric], nums)
-        for i in np.flatnonzero(~numeric):
-            v = values[i]
-            if v is not None:
-                text_tag = self._tag(tag, "text")
-                self.writer.add_summary_value(text_value(text_tag, _text(v)), int(steps[i]), float(walls[i]))
-
-    def _column(self, tag: str, steps: np.ndarray, walls: np.ndarray, column: list[Any]) -> None:
-        self._scalars(tag, steps, walls, column)
-
-    def _rows(self, name: str, steps: np.ndarray, walls: np.ndarray, rows: Sequence[dict[str, Any]]) -> None:
-        columns: dict[str, list[int]] = {}
-        for i, row in enumerate(rows):
-            for col in row:
-                columns.setdefault(col, []).append(i)
-        for col, idx in columns.items():
-            ix = np.asarray(idx, dtype=np.int64)
-            self._column(f"{name}/{col}", steps[ix], walls[ix], [rows[i][col] for i in idx])
-
-    def _tables(self, name: str, walls: np.ndarray, tables: Sequence[dict[str, list[Any]]], st: _SeriesState) -> None:
-        per_col: dict[str, tuple[list[int], list[float], list[Any]]] = {}
-        row = st.table_rows
-        for wall, table in zip(walls.tolist(), tables, strict=True):
-            length = max((len(c) for c in table.values()), default=0)
-            for col, items in table.items():
-                s, w, v = per_col.setdefault(col, ([], [], []))
-                s.extend(range(row, row + len(items)))
-                w.extend([wall] * len(items))
-                v.extend(items)
-            row += length
-        st.table_rows = row
-        for col, (s, w, v) in per_col.items():
-            self._column(f"{name}/{col}", np.asarray(s, dtype=np.int64), np.asarray(w, dtype=np.float64), v)
-
-    def _images(self, tag: str, steps: np.ndarray, walls: np.ndarray, names: Sequence[str]) -> None:
-        for step, wall, file_name in zip(steps.tolist(), walls.tolist(), names, strict=True):
-            data = self.read_file(str(file_name))
-            value = encoded_image_value(self._tag(tag, "images"), data)
-            self.writer.write_event(summary_event([value], step, wall))
-
-    def _confusion(self, tag: str, steps: np.ndarray, walls: np.ndarray, matrices: Sequence[Any]) -> None:
-        for step, wall, cm in zip(steps.tolist(), walls.tolist(), matrices, strict=True):
-            data = cm.get("data", cm) if isinstance(cm, dict) else {"matrix": cm}
-            matrix = data.get("matrix") or []
-            labels = data.get("class_labels") or [str(i) for i in range(len(matrix))]
-            rows = [["true \\ predicted", *map(str, labels)]]
-            rows += [[str(label), *(_fmt(x) for x in r)] for label, r in zip(labels, matrix, strict=False)]
-            self.writer.write_event(summary_event([text_table_value(self._tag(tag, "text"), rows)], step, wall))
+    def _write_part(self, part: TagPoints) -> None:
+        tag = self._tag(part.tag, part.plugin)
+        steps, walls = part.steps, part.wall_times
+        if part.plugin == "scalars":
+            values = part.values
+            if self.sort_steps and len(steps) > 1 and np.any(np.diff(steps) < 0):
+                # TensorBoard's Rust loader drops stored points with step >= s when step s arrives
+                order = np.argsort(steps, kind="stable")
+                steps, walls, values = steps[order], walls[order], values[order]
+            self.writer.add_scalars_array(tag, steps, values, wall_times=walls)
+        elif part.plugin == "text":
+            for step, wall, text in zip(steps.tolist(), walls.tolist(), part.values, strict=True):
+                self.writer.add_summary_value(text_value(tag, text), step, wall)
+        elif part.plugin == "text_table":
+            for step, wall, rows in zip(steps.tolist(), walls.tolist(), part.values, strict=True):
+                self.writer.write_event(summary_event([text_table_value(tag, rows)], step, wall))
+        elif part.plugin == "images":
+            for step, wall, file_name in zip(steps.tolist(), walls.tolist(), part.values, strict=True):
+                value = encoded_image_value(tag, self.read_file(file_name))
+                self.writer.write_event(summary_event([value], step, wall))
 
 
 def _fmt(x: Any) -> str:

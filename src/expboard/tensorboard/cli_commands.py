@@ -2,7 +2,8 @@
 
 expboard export RUN_ID --logdir exportedTBlogs [--hparams alpha]
 expboard export --experiment export-to-tensorboard --logdir exportedTBlogs
-expboard tensorboard RUN_ID [RUN_ID ...] [--port 6006]      # live, until Ctrl-C
+expboard tensorboard RUN_ID [RUN_ID ...] [--port 6006]      # live, until Ctrl-C (TensorBoard reads the store)
+expboard tensorboard --experiment NAME --mode files          # event files mirrored into a folder instead
 expboard tensorboard --logdir exportedTBlogs                # a folder as it is
 """
 
@@ -56,13 +57,34 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     from .launcher import Tensorboard
 
     runs: list[Run] = []
+    mode = args.mode or ("files" if args.logdir else "provider")
+    store: Any = None
+    experiments: list[str] = []
     if args.run_ids or args.experiment:
-        runs = _selected_runs(args.run_ids, args.experiment)
-        if not runs:
-            raise ValidationError(f"experiment {args.experiment!r} has no runs")
+        if mode == "provider":  # the provider lists the experiment's runs on every request: new ones appear
+            from ..run import Run
+            from ..workspace import Workspace
+
+            ws = Workspace.from_config()
+            runs = [Run.get(ws, run_id) for run_id in args.run_ids]
+            if args.experiment:
+                ws.store.get_experiment(args.experiment)  # NotFoundError for a typo
+                store, experiments = ws.store, [args.experiment]
+        else:
+            runs = _selected_runs(args.run_ids, args.experiment)
+            if not runs:
+                raise ValidationError(f"experiment {args.experiment!r} has no runs")
     elif not args.logdir:
         raise ValidationError("give RUN_IDs, --experiment NAME, or --logdir DIR (a folder to serve as it is)")
-    tb = Tensorboard(runs, local_root=args.logdir, port=args.port, load_fast=args.load_fast)
+    tb = Tensorboard(
+        runs,
+        local_root=args.logdir,
+        port=args.port,
+        load_fast=args.load_fast,
+        mode=mode,
+        experiments=experiments,
+        store=store,
+    )
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -70,7 +92,8 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         url = tb.start(start_browser=args.browser)
-        print(f"TensorBoard at {url} (logdir {tb.local_root}); press Ctrl-C to stop", flush=True)
+        source = f"logdir {tb.local_root}" if tb.provider is None else f"run history via {tb.provider.address}"
+        print(f"TensorBoard at {url} ({source}); press Ctrl-C to stop", flush=True)
         while tb.process is not None and tb.process.poll() is None:
             time.sleep(0.5)
         print(f"TensorBoard exited unexpectedly:\n{tb.output.strip()}", file=sys.stderr)
@@ -105,14 +128,38 @@ def register(sub: Any, runs_sub: Any) -> None:
     p = sub.add_parser(
         "tensorboard",
         help="launch TensorBoard on runs (live) or on a folder",
-        description="Mirror the runs' logs/ files and metrics (and their child runs') into --logdir (default: a "
-        "temporary folder) while they run, and serve them with TensorBoard on 127.0.0.1 until Ctrl-C. Without "
-        "runs, serve --logdir as it is.",
+        description="Serve the runs (and their child runs) with TensorBoard on 127.0.0.1 until Ctrl-C. By default "
+        "TensorBoard reads the run history itself through expboard's data provider (new runs of --experiment "
+        "appear without a restart); --mode files mirrors logs/ files and metrics into --logdir (default: a "
+        "temporary folder) instead. Without runs, serve --logdir as it is.",
     )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     p.add_argument("--experiment", "-e", help="every top-level run of this experiment")
-    p.add_argument("--logdir", help="folder to mirror into, or to serve as it is when no runs are given")
+    p.add_argument("--logdir", help="folder to mirror into (files mode), or to serve as it is when no runs are given")
+    p.add_argument(
+        "--mode",
+        choices=["provider", "files"],
+        help="provider: TensorBoard reads the store (default without --logdir); files: mirror event files",
+    )
     p.add_argument("--port", type=int, default=6006, help="port on 127.0.0.1 (0: a free one; default 6006)")
     p.add_argument("--load-fast", default="auto", choices=["auto", "true", "false"], help="TensorBoard's loader")
     p.add_argument("--browser", action="store_true", help="open the URL in a web browser")
     p.set_defaults(func=cmd_tensorboard)
+    _add_server_flag(sub)
+
+
+def _add_server_flag(sub: Any) -> None:
+    """``expboard server --tensorboard``: the team TensorBoard, plugged into the server by its registry."""
+    server = sub.choices.get("server")
+    if server is None:
+        return
+    server.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also serve a TensorBoard over the whole run history at /tensorboard/ (same tokens as the API)",
+    )
+    from ..server.serve import APP_EXTENSIONS
+    from .team import server_extension
+
+    if server_extension not in APP_EXTENSIONS:
+        APP_EXTENSIONS.append(server_extension)

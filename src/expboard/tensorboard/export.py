@@ -16,8 +16,8 @@ the stored ones (points of one tag are written in step order, which TensorBoard'
 
 **HParams.** Child runs become HParams sessions (each in its own folder, never the logdir root); when no
 exported run has children but several top-level runs are exported, those runs are the sessions. A session's
-hyperparameters are its tags and properties plus single-valued metrics (logged exactly once, a number,
-bool or string) chosen by ``hparams``:
+hyperparameters are its tags (but MLflow's ``mlflow.*`` system tags) and properties (MLflow's params) plus
+single-valued metrics (logged exactly once, a number, bool or string) chosen by ``hparams``:
 
 - ``hparams=["alpha", ...]``: exactly these metrics;
 - ``hparams=None`` (default): the single-valued metrics whose name and value appear together in the run's
@@ -44,23 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import ValidationError
 from ..experiment import Experiment
-from ..records import MetricKind, MetricSeries, RunRecord, RunStatus
+from ..records import MetricSeries, RunRecord
 from ..run import Run
 from ..stores import Store
-from ..tfevents import (
-    EventFileWriter,
-    HParam,
-    MetricSpec,
-    SessionStatus,
-    hparams_experiment,
-    hparams_session_end,
-    hparams_session_start,
-)
+from ..tfevents import EventFileWriter
 from ._convert import SeriesConverter
+from .sessions import SessionCandidate, info_of_series, plan_sessions
 
 __all__ = ["MAX_FOLDER_PATH", "ExportResult", "export_to_tensorboard", "run_folder", "run_folder_name", "runs_of"]
 
@@ -205,67 +196,6 @@ class _Folders:
         return folder
 
 
-# --------------------------------------------------------------------------------------------- hparams
-def _single_value(s: MetricSeries) -> Any:
-    """The value of a metric logged exactly once as a number, bool or string, else None."""
-    if s.kind is not MetricKind.SCALAR or len(s) != 1:
-        return None
-    v = s.values[0]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, (bool, int, float, str)):
-        return v
-    return None
-
-
-def _named_in(display_name: str, name: str, value: Any) -> bool:
-    """Whether ``display_name`` contains ``name`` followed by ``value`` (``alpha0.1``, ``alpha=0.1``, ...)."""
-    texts = {str(value)}
-    if isinstance(value, float) and value.is_integer():
-        texts.add(str(int(value)))
-    return any(re.search(re.escape(name) + r"[=_:\-]?" + re.escape(t) + r"(?![0-9])", display_name) for t in texts)
-
-
-def _session_status(status: RunStatus) -> SessionStatus:
-    if status is RunStatus.COMPLETED:
-        return SessionStatus.SUCCESS
-    if status in (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.NOT_RESPONDING):
-        return SessionStatus.FAILURE
-    if status in (RunStatus.RUNNING, RunStatus.STARTING, RunStatus.FINALIZING, RunStatus.QUEUED):
-        return SessionStatus.RUNNING
-    return SessionStatus.UNKNOWN
-
-
-def _hparam_infos(sessions: Sequence[dict[str, Any]]) -> list[HParam]:
-    names = sorted({k for s in sessions for k in s})
-    infos = []
-    for name in names:
-        values = [s[name] for s in sessions if name in s]
-        distinct = sorted(set(values), key=lambda v: (str(type(v)), v))
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct)
-        if numeric and len(distinct) > 20:
-            infos.append(HParam(name, interval=(float(min(distinct)), float(max(distinct)))))
-        else:
-            infos.append(HParam(name, values=distinct))
-    return infos
-
-
-def _normalize_types(sessions: list[dict[str, Any]]) -> None:
-    """An hparam must have one type across sessions: mixed types become strings."""
-    names = {k for s in sessions for k in s}
-    for name in names:
-        kinds = {
-            "num" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
-            for s in sessions
-            if name in s
-            for v in [s[name]]
-        }
-        if len(kinds) > 1:
-            for s in sessions:
-                if name in s:
-                    s[name] = str(s[name])
-
-
 # --------------------------------------------------------------------------------------------- export
 @dataclass
 class _Planned:
@@ -273,7 +203,7 @@ class _Planned:
     record: RunRecord
     folder: Path
     series: list[MetricSeries]
-    session: bool
+    depth: int
 
 
 def export_to_tensorboard(
@@ -299,49 +229,24 @@ def export_to_tensorboard(
     root.mkdir(parents=True, exist_ok=True)
     top = runs_of(run_data)
 
-    # plan: folders, series and sessions for every run (metrics are read once, here; a run's children
-    # come with their records, so each run costs a constant number of store calls)
+    # plan: folders and series for every run (metrics are read once, here; a run's children come with
+    # their records, so each run costs a constant number of store calls), then the sessions
     for first in {id(r.store): r for r in top}.values():
         first.flush()  # once per store, not once per run
     folders = _Folders()
     planned: list[_Planned] = []
     todo: deque[tuple[Run, RunRecord, Path, int]] = deque((r, r.refresh(), root, 0) for r in top)
-    has_children = False
     while todo:
         run, record, parent_dir, depth = todo.popleft()
         folder = folders.prepare(root, parent_dir, record)
-        planned.append(_Planned(run, record, folder, run.store.get_metrics(run.id), session=depth > 0))
+        planned.append(_Planned(run, record, folder, run.store.get_metrics(run.id), depth))
         if recursive:
             children = sorted(run.store.list_runs(parent_id=run.id), key=lambda r: (r.created, r.run_id))
-            has_children = has_children or bool(children)
             todo.extend((Run(run.experiment, c.run_id, record=c), c, folder, depth + 1) for c in children)
-    if not has_children and len(top) > 1:
-        for p in planned:
-            p.session = True
-
-    session_hparams: dict[str, dict[str, Any]] = {}
-    metric_names: set[str] = set()
-    for p in planned:
-        if not p.session:
-            continue
-        hp: dict[str, Any] = {**p.record.tags, **p.record.properties}
-        chosen: set[str] = set()
-        for s in p.series:
-            v = _single_value(s)
-            if v is None:
-                continue
-            if (hparams is not None and s.name in hparams) or (
-                hparams is None and _named_in(p.record.display_name, s.name, v)
-            ):
-                hp[s.name] = v
-                chosen.add(s.name)
-        session_hparams[p.record.run_id] = hp
-        for s in p.series:
-            numeric = isinstance(s.values, np.ndarray) and s.values.dtype.kind in "fiub"
-            if s.kind is MetricKind.SCALAR and numeric and s.name not in chosen:
-                metric_names.add(s.name)
-    hp_list = list(session_hparams.values())
-    _normalize_types(hp_list)
+    plan = plan_sessions(
+        [SessionCandidate(p.record, p.depth, [info_of_series(s) for s in p.series]) for p in planned], hparams
+    )
+    session_hparams = plan.hparams
 
     # write
     total = sum(len(s) for p in planned for s in p.series)
@@ -358,17 +263,17 @@ def export_to_tensorboard(
             store, run_id = p.run.store, p.run.id
             with EventFileWriter(p.folder, flush_secs=0) as writer:
                 conv = SeriesConverter(writer, functools.partial(_read_file, store, run_id), sort_steps=True)
-                if session_hp is not None:
-                    start = p.record.start_time or p.record.created
-                    writer.add_summary_value(hparams_session_start(session_hp, start_time=start), 0, start)
+                started = plan.start_value(p.record)
+                if started is not None:
+                    writer.add_summary_value(started[0], 0, started[1])
                 for s in p.series:
                     n = conv.write(s)
                     written += n
                     if bar is not None:
                         bar.update(n)
-                if session_hp is not None and p.record.status.is_terminal:
-                    end = p.record.end_time or time.time()
-                    writer.add_summary_value(hparams_session_end(_session_status(p.record.status), end), 0, end)
+                ended = plan.end_value(p.record)
+                if ended is not None:
+                    writer.add_summary_value(ended[0], 0, ended[1])
     finally:
         if bar is not None:
             bar.close()
@@ -379,12 +284,7 @@ def export_to_tensorboard(
                 old.unlink()
         now = time.time()
         with EventFileWriter(root, filename_suffix=HPARAMS_SUFFIX, flush_secs=0) as writer:
-            value = hparams_experiment(
-                _hparam_infos(hp_list),
-                [MetricSpec(name) for name in sorted(metric_names)],
-                time_created_secs=now,
-            )
-            writer.add_summary_value(value, 0, now)
+            writer.add_summary_value(plan.experiment_value(now), 0, now)
     return ExportResult(root, run_dirs, len(session_hparams), written)
 
 

@@ -9,7 +9,10 @@
 ...     url = tb.start()
 
 TensorBoard is started as ``python -m tensorboard.main`` with the interpreter running expboard, bound to
-127.0.0.1, with ``--reload_interval 1`` so that what the sync thread writes is shown within about a second.
+127.0.0.1. ``mode="provider"`` (the default without ``local_root``): TensorBoard reads the run history itself
+through expboard's data provider (``--grpc_data_provider``, served from this process), nothing is copied.
+``mode="files"``: runs are mirrored into ``local_root`` as event files, with ``--reload_interval 1`` so that
+what the sync thread writes is shown within about a second.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ExpboardError, ValidationError
 from .export import runs_of
+from .provider import DataProviderServer
 from .sync import LiveSync
 
 if TYPE_CHECKING:
@@ -68,13 +72,25 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _is_experiment(runs: Any) -> bool:
+    from ..experiment import Experiment
+
+    return isinstance(runs, Experiment)
+
+
 class Tensorboard:
     """A TensorBoard over runs' ``logs/`` files and metrics, kept live while the runs are active.
 
-    ``runs``: runs to show (their child runs too); ``[]`` serves ``local_root`` as it is. ``local_root``:
-    where the runs are mirrored (default: a temporary folder, removed by :meth:`stop`). ``port``: 0 picks a
-    free port. ``load_fast``: TensorBoard's loader ("auto": the Rust data server when installed, "false":
-    the Python loader). ``poll_interval``: seconds between syncs of active runs.
+    ``runs``: runs to show (their child runs too), or an Experiment (all its runs, new ones included);
+    ``[]`` serves ``local_root`` as it is. ``mode``: ``"provider"`` (TensorBoard reads the store through
+    expboard's data provider; the default unless ``local_root`` is given) or ``"files"`` (event files
+    mirrored into ``local_root``). ``local_root``: where the runs are mirrored (default: a temporary folder,
+    removed by :meth:`stop`). ``port``: 0 picks a free port. ``load_fast``: TensorBoard's loader in files
+    mode ("auto": the Rust data server when installed, "false": the Python loader). ``poll_interval``:
+    seconds between syncs of active runs (files mode). ``experiments``: names of experiments whose runs are
+    shown too, new ones included (provider mode; ``store`` is then the store to read, e.g. ``ws.store``).
+    ``grpc_data_provider``: ``host:port`` of a data provider already serving (instead of starting one).
+    ``path_prefix``: TensorBoard's ``--path_prefix`` (e.g. ``/tensorboard`` behind a proxy).
     """
 
     def __init__(
@@ -88,10 +104,26 @@ class Tensorboard:
         reload_interval: float = 1.0,
         startup_timeout: float = 90.0,
         extra_args: Sequence[str] = (),
+        mode: str | None = None,
+        experiments: Sequence[str] = (),
+        store: Any = None,
+        grpc_data_provider: str | None = None,
+        path_prefix: str = "",
     ) -> None:
         if not 0 <= int(port) <= 0xFFFF:
             raise ValidationError(f"port must be between 0 and 65535, got {port}")
+        mode = mode or ("files" if local_root is not None else "provider")
+        if mode not in ("provider", "files"):
+            raise ValidationError(f"mode must be 'provider' or 'files', got {mode!r}")
+        self.mode = mode
+        self._experiment: Any = cast(Any, runs) if _is_experiment(runs) else None
+        self.experiments: list[str] = [self._experiment.name] if self._experiment is not None else []
+        self.experiments += [e for e in experiments if e not in self.experiments]
+        self._store = store if store is not None else (self._experiment.workspace.store if self._experiment else None)
         self.runs = runs_of(runs, "Tensorboard") if runs is not None else []
+        self.provider: DataProviderServer | None = None
+        self.grpc_data_provider = grpc_data_provider
+        self.path_prefix = path_prefix.rstrip("/")
         self.requested_local_root = Path(local_root) if local_root is not None else None
         self.requested_port = int(port)
         self.load_fast = load_fast
@@ -138,8 +170,13 @@ class Tensorboard:
                     "or use port 0 (`--port 0` on the command line) to pick a free one"
                 )
             try:
-                self._prepare_root()
-                self._start_sync()
+                if self.grpc_data_provider is not None:
+                    pass  # TensorBoard reads a provider that serves already
+                elif self.mode == "provider" and (self.runs or self.experiments):
+                    self._start_provider()
+                else:
+                    self._prepare_root()
+                    self._start_sync()
                 self._launch(port)
                 url = self._wait_ready()
             except BaseException:
@@ -165,6 +202,9 @@ class Tensorboard:
             proc, self.process = self.process, None
             if proc is not None:
                 _end_process_group(proc)
+            if self.provider is not None:
+                self.provider.stop()
+                self.provider = None
             if self._reader is not None:
                 self._reader.join(timeout=5)
                 self._reader = None
@@ -201,6 +241,12 @@ class Tensorboard:
             self.local_root = self.requested_local_root.resolve()
             self.local_root.mkdir(parents=True, exist_ok=True)
 
+    def _start_provider(self) -> None:
+        store = self._store if self._store is not None else self.runs[0].store
+        run_ids = [] if self._experiment is not None else [r.id for r in self.runs]  # an Experiment: all its runs
+        self.provider = DataProviderServer(store, run_ids, self.experiments)
+        self.provider.start()
+
     def _start_sync(self) -> None:
         if not self.runs:
             return
@@ -211,22 +257,24 @@ class Tensorboard:
         self.sync.start()
 
     def _launch(self, port: int) -> None:
-        assert self.local_root is not None
-        cmd = [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            "--logdir",
-            str(self.local_root),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--reload_interval",
-            str(self.reload_interval),
-            f"--load_fast={self.load_fast}",
-            *self.extra_args,
-        ]
+        if self.grpc_data_provider is not None:
+            source = ["--grpc_data_provider", self.grpc_data_provider]
+        elif self.provider is not None:
+            assert self.provider.address is not None
+            source = ["--grpc_data_provider", self.provider.address]
+        else:
+            assert self.local_root is not None
+            source = [
+                "--logdir",
+                str(self.local_root),
+                "--reload_interval",
+                str(self.reload_interval),
+                f"--load_fast={self.load_fast}",
+            ]
+        cmd = [sys.executable, "-m", "tensorboard.main", *source, "--host", "127.0.0.1", "--port", str(port)]
+        if self.path_prefix:
+            cmd += ["--path_prefix", self.path_prefix]
+        cmd += self.extra_args
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._output.clear()
         self.process = subprocess.Popen(
@@ -267,18 +315,18 @@ class Tensorboard:
                     f"TensorBoard exited with code {self.process.returncode} before answering; its output:\n"
                     f"{self.output.strip()}"
                 )
-            if port is not None and _answers(port):
+            if port is not None and _answers(port, self.path_prefix):
                 self.port = port
-                return f"http://127.0.0.1:{port}/"
+                return f"http://127.0.0.1:{port}{self.path_prefix}/"
             time.sleep(0.1)
         raise TensorboardError(
             f"TensorBoard did not answer within {self.startup_timeout:.0f} s; its output:\n{self.output.strip()}"
         )
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, path_prefix: str = "") -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/environment", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path_prefix}/data/environment", timeout=2) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False

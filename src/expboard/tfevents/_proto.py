@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 __all__ = [
     "DecodeError",
     "f_bytes",
@@ -85,10 +87,12 @@ def f_float(field: int, value: float) -> bytes:
     return varint((field << 3) | FIXED32) + packed
 
 
-def f_packed_doubles(field: int, values: Sequence[float]) -> bytes:
+def f_packed_doubles(field: int, values: Sequence[float] | np.ndarray) -> bytes:
     """A packed repeated double field (omitted when empty, as protobuf does)."""
     if len(values) == 0:
         return b""
+    if isinstance(values, np.ndarray):
+        return f_bytes(field, np.ascontiguousarray(values, dtype="<f8").tobytes())
     return f_bytes(field, struct.pack(f"<{len(values)}d", *values))
 
 

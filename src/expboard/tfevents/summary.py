@@ -1,4 +1,8 @@
-"""Pure functions that build TensorBoard Event payloads and Summary.Value messages, as bytes.
+"""Pure functions that build TensorBoard Event payloads and Summary.Value messages, as bytes; and the
+builders of ``torch.utils.tensorboard.summary`` (same names and arguments: :func:`scalar`,
+:func:`histogram`, :func:`image`, :func:`text`, :func:`audio`, :func:`video`, :func:`hparams`,
+:func:`pr_curve`, :func:`custom_scalars`, :func:`mesh`, ...), which return TensorBoard's protobuf
+``Summary`` messages.
 
 Everything here is byte-identical to protobuf's serialization of TensorBoard's protos (see the tests).
 Functions named ``*_value`` return one serialized ``Summary.Value``; wrap one or more of them into an Event
@@ -23,17 +27,71 @@ from typing import Any
 
 import numpy as np
 
-from ._crc import crc32c_rows, length_header, mask_array
+from ._builders import (
+    audio,
+    compute_curve,
+    convert_to_HWC,
+    custom_scalars,
+    draw_boxes,
+    half_to_int,
+    histogram,
+    histogram_raw,
+    hparams,
+    image,
+    image_boxes,
+    int_to_half,
+    make_grid,
+    make_histogram,
+    make_image,
+    make_video,
+    mesh,
+    pr_curve,
+    pr_curve_raw,
+    prepare_video,
+    scalar,
+    tensor_proto,
+    text,
+    video,
+)
+from ._crc import crc32c_rows, frame_record, length_header, mask_array
+from ._histogram import bucket_histogram, histogram_buckets, tensorflow_bins
+from ._inputs import make_np
 from ._png import encode_png
 from ._proto import f_bytes, f_double, f_float, f_packed_doubles, f_varint, varint, varint_size
 
 __all__ = [
+    "audio",
+    "compute_curve",
+    "convert_to_HWC",
+    "custom_scalars",
+    "draw_boxes",
+    "half_to_int",
+    "histogram",
+    "histogram_raw",
+    "hparams",
+    "image",
+    "image_boxes",
+    "int_to_half",
+    "make_grid",
+    "make_histogram",
+    "make_image",
+    "make_video",
+    "mesh",
+    "pr_curve",
+    "pr_curve_raw",
+    "prepare_video",
+    "scalar",
+    "tensor_proto",
+    "text",
+    "video",
+    "make_np",
     "DatasetType",
     "HParam",
     "HParamType",
     "MetricSpec",
     "SessionStatus",
     "encode_scalars",
+    "encode_scalars_few",
     "encoded_image_value",
     "file_version_event",
     "hparams_experiment",
@@ -46,6 +104,8 @@ __all__ = [
     "scalar_event",
     "scalar_value",
     "summary_event",
+    "histogram_buckets",
+    "summary_event_from_summary",
     "tensorflow_bins",
     "text_table_value",
     "text_value",
@@ -121,6 +181,19 @@ def summary_event(values: Sequence[bytes], step: int = 0, wall_time: float | Non
         out += b"\x10" + varint(step)
     summary = b"".join(b"\x0a" + varint(len(v)) + v for v in values)
     out += b"\x2a" + varint(len(summary)) + summary  # oneof member: written even when empty
+    return bytes(out)
+
+
+def summary_event_from_summary(summary: bytes, step: int = 0, wall_time: float | None = None) -> bytes:
+    """Event payload ``{wall_time, step, summary}`` from a serialized ``Summary`` message."""
+    out = bytearray()
+    wb = _F64.pack(_wall(wall_time))
+    if wb != b"\0" * 8:
+        out += b"\x09" + wb
+    step = int(step)
+    if step:
+        out += b"\x10" + varint(step)
+    out += b"\x2a" + varint(len(summary)) + summary
     return bytes(out)
 
 
@@ -266,20 +339,10 @@ def image_value(tag: str, image: Any, *, dataformats: str = "HWC") -> bytes:
 # --------------------------------------------------------------------------------------------- histograms
 
 
-def tensorflow_bins() -> np.ndarray:
-    """TensorFlow's default histogram bucket edges: ±1e-12 * 1.1**k up to 1e20, and 0."""
-    pos = 1e-12 * 1.1 ** np.arange(0, 775)
-    pos = pos[pos < 1e20]
-    return np.concatenate([-pos[::-1], [0.0], pos])
-
-
-_TF_BINS: np.ndarray | None = None
-
-
 def histogram_value_from_buckets(
     tag: str,
-    bucket_limits: Sequence[float],
-    bucket_counts: Sequence[float],
+    bucket_limits: Sequence[float] | np.ndarray,
+    bucket_counts: Sequence[float] | np.ndarray,
     *,
     min: float,
     max: float,
@@ -293,56 +356,30 @@ def histogram_value_from_buckets(
     for field, v in ((1, min), (2, max), (3, num), (4, sum), (5, sum_squares)):
         if _F64.pack(float(v)) != b"\0" * 8:
             h += f_double(field, float(v))
-    h += f_packed_doubles(6, [float(x) for x in bucket_limits])
-    h += f_packed_doubles(7, [float(x) for x in bucket_counts])
+    h += f_packed_doubles(6, np.asarray(bucket_limits, dtype=np.float64))
+    h += f_packed_doubles(7, np.asarray(bucket_counts, dtype=np.float64))
     return _tag_field(tag) + f_bytes(5, bytes(h))
 
 
 def histogram_value(
     tag: str, values: Any, bins: str | int | Sequence[float] | np.ndarray = "tensorflow", max_bins: int | None = None
 ) -> bytes:
-    """A legacy ``histo`` Summary.Value of ``values`` (any array-like; NaN/inf are not allowed).
+    """A legacy ``histo`` Summary.Value of ``values`` (any array-like), bucketed as torch's SummaryWriter does
+    (see :func:`histogram_buckets`).
 
     ``bins`` is "tensorflow" (TensorFlow's exponential buckets), a bin count, explicit edges, or any string
-    ``numpy.histogram`` accepts ("auto", "fd", ...). Empty buckets at both ends are trimmed, keeping one empty
-    bucket on the left so that the first bucket's left edge is known.
+    ``numpy.histogram`` accepts ("auto", "fd", ...).
     """
-    global _TF_BINS
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if v.size == 0:
-        raise ValueError("histogram of an empty array")
-    if not np.isfinite(v).all():
-        raise ValueError("histogram values must be finite")
-    if isinstance(bins, str) and bins == "tensorflow":
-        if _TF_BINS is None:
-            _TF_BINS = tensorflow_bins()
-        bins = _TF_BINS
-    counts, edges = np.histogram(v, bins=bins)
-    if max_bins is not None and len(counts) > max_bins:
-        factor = -(-len(counts) // max_bins)
-        pad = (-len(counts)) % factor
-        counts = np.concatenate([counts, np.zeros(pad, counts.dtype)]).reshape(-1, factor).sum(axis=1)
-        edges = np.concatenate([edges, np.full(pad, edges[-1])])[::factor]
-        edges = np.concatenate([edges, [edges[-1] if pad == 0 else v.max()]])
-    nz = np.flatnonzero(counts)
-    if nz.size == 0:  # all values outside the explicit edges
-        lo, hi = 0, len(counts) - 1
-    else:
-        lo, hi = int(nz[0]), int(nz[-1])
-    if lo > 0:
-        lo -= 1
-        limits = edges[lo + 1 : hi + 2]
-    else:
-        limits = np.concatenate([[edges[0]], edges[1 : hi + 2]])
-        counts = np.concatenate([[0], counts])
-        hi += 1
-    counts = counts[lo : hi + 1]
+        raise ValueError("histogram of an empty array: the input has no element")
+    limits, counts, v_min, v_max = bucket_histogram(v, bins, max_bins)
     return histogram_value_from_buckets(
         tag,
-        limits.tolist(),
-        counts.astype(np.float64).tolist(),
-        min=float(v.min()),
-        max=float(v.max()),
+        limits,
+        counts,
+        min=v_min,
+        max=v_max,
         num=float(v.size),
         sum=float(v.sum()),
         sum_squares=float(v.dot(v)),
@@ -535,6 +572,28 @@ def _encode_block(
     crc = mask_array(crc32c_rows(mat[:, 12 : 12 + plen], varying))
     mat[:, 12 + plen :] = crc.astype("<u4").view(np.uint8).reshape(m, 4)
     return mat
+
+
+_F32 = struct.Struct("<f")
+
+
+def encode_scalars_few(tag: str, steps: Sequence[int], wall_times: Sequence[float], values: Sequence[float]) -> bytes:
+    """Like :func:`encode_scalars` for a few points given as Python lists: no numpy, so its cost is per
+    point, not per call (for many points :func:`encode_scalars` is faster)."""
+    tf = _tag_field(tag)
+    v_len = len(tf) + 5
+    prefix = b"\x2a" + varint(1 + varint_size(v_len) + v_len) + b"\x0a" + varint(v_len) + tf + b"\x15"
+    pack_d, pack_f, zero = _F64.pack, _F32.pack, b"\0" * 8
+    out = []
+    for step, wall, value in zip(steps, wall_times, values, strict=True):
+        wb = pack_d(wall)
+        try:
+            vb = pack_f(value)
+        except OverflowError:  # out of float32 range: ±inf, as protobuf's float cast does
+            vb = pack_f(float("inf") if value > 0 else float("-inf"))
+        payload = (b"" if wb == zero else b"\x09" + wb) + (b"\x10" + varint(step) if step else b"") + prefix + vb
+        out.append(frame_record(payload))
+    return b"".join(out)
 
 
 def encode_scalars(tag: str, steps: Any, wall_times: Any, values: Any) -> bytes:

@@ -1,0 +1,686 @@
+"""A TensorBoard data provider over the run history: TensorBoard reads the store itself, no event files.
+
+>>> server = DataProviderServer(ws.store, experiments=["ridge-sweep"])   # doctest: +SKIP
+>>> server.start()                                                      # doctest: +SKIP
+'127.0.0.1:40123'
+>>> # tensorboard --grpc_data_provider 127.0.0.1:40123                  # doctest: +SKIP
+
+The gRPC service ``tensorboard.data.TensorBoardDataProvider`` (stubs from the tensorboard package) is
+answered from the :class:`~expboard.stores.base.Store` interface, so it works over SQLite, PostgreSQL and a
+tracking server alike. What TensorBoard sees:
+
+- **Runs**: one per expboard run, named as ``export_to_tensorboard`` names its folders
+  (``<name>_<id8>``, child runs nested as ``<parent>/<child>``), plus ``.`` holding the HParams experiment
+  when there are sessions. ``/experiment/<name>/`` in TensorBoard's URL selects the expboard experiment
+  ``<name>`` (every run of it); the root URL shows what the server was started with (runs and/or
+  experiments). Runs are listed afresh on every request: a new run appears without a restart.
+- **Metrics**: mapped by :func:`expboard.tensorboard._convert.split_series`, the mapping the export uses
+  (numbers as scalars, tables and rows as ``name/column``, strings as text, images as image blobs).
+- **HParams**: sessions, hyperparameters and metrics by :func:`expboard.tensorboard.sessions.plan_sessions`,
+  the export's rule, from metric summaries (no points read).
+- **Downsampling** happens in the store (``get_metrics(max_points=...)`` thins in SQL), always keeping the
+  first and the last point; a read of one point per series (HParams) comes from one summary query.
+
+Errors reach TensorBoard as gRPC statuses (NOT_FOUND for an unknown experiment, UNAVAILABLE when the store
+is down), which its HTTP API answers with an error; it recovers by itself once the store or the provider
+is back, since nothing is cached between requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped]
+import numpy as np
+from tensorboard.compat.proto import summary_pb2  # type: ignore[import-untyped]
+from tensorboard.data.proto import data_provider_pb2 as pb  # type: ignore[import-untyped]
+from tensorboard.data.proto import data_provider_pb2_grpc as pb_grpc
+
+from ..errors import ExpboardError, NotFoundError, StoreUnavailableError, ValidationError
+from ..records import MetricKind, RunRecord
+from ..stores.base import MetricInfo, Store
+from ..tfevents import image_size, text_table_value, text_value
+from ._convert import TagNamer, TagPoints, split_series
+from .export import run_folder_name
+from .ingest import EventIngester, IndexEntry
+from .sessions import SessionCandidate, SessionPlan, plan_sessions
+
+__all__ = ["RUN_TABLE_METHOD", "DataProviderServer", "StoreDataProvider"]
+
+_log = logging.getLogger("expboard.tensorboard.provider")
+T = TypeVar("T")
+
+SCALARS, TEXT, IMAGES, HPARAMS = "scalars", "text", "images", "hparams"
+EXPERIMENT_RUN = "."  # the run holding the HParams experiment, as in an export's logdir root
+RUN_TABLE_METHOD = "/expboard.RunTable/List"  # JSON in, JSON out: the "Runs" tab's data (see plugin.py)
+_BLOB_CHUNK = 1 << 20
+
+
+def _metadata(plugin: str, content: bytes = b"") -> summary_pb2.SummaryMetadata:
+    md = summary_pb2.SummaryMetadata()
+    md.plugin_data.plugin_name = plugin
+    md.plugin_data.content = content
+    if plugin == SCALARS:
+        md.data_class = summary_pb2.DATA_CLASS_SCALAR
+    elif plugin == IMAGES:
+        md.data_class = summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+    else:
+        md.data_class = summary_pb2.DATA_CLASS_TENSOR
+    return md
+
+
+def _value(encoded: bytes) -> summary_pb2.Summary.Value:
+    return summary_pb2.Summary.Value.FromString(encoded)
+
+
+def _encode_key(parts: list[Any]) -> str:
+    raw = json.dumps(parts, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _blob_key(run_id: str, file_name: str, part: int) -> str:
+    """An image logged with ``log_image``: part 0 its width, 1 its height, 2 the file."""
+    return _encode_key([run_id, file_name, part])
+
+
+def _decode_key(key: str) -> list[Any]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"not a blob key of this provider: {key!r}") from exc
+    if not isinstance(parts, list) or len(parts) not in (3, 6):
+        raise ValidationError(f"not a blob key of this provider: {key!r}")
+    return parts
+
+
+# --------------------------------------------------------------------------------------------- the view
+@dataclass
+class _Run:
+    name: str  # TensorBoard's run name
+    record: RunRecord
+    depth: int
+
+
+@dataclass
+class _Tag:
+    """One tag of one run: where its points come from."""
+
+    plugin: str
+    max_step: int
+    max_wall_time: float
+    metric: str | None = None  # a numeric series read straight from the store (downsampled there)
+    info: MetricInfo | None = None
+    points: TagPoints | None = None  # computed from a whole (JSON) series
+    tensor: tuple[bytes, float] | None = None  # an HParams summary value (encoded) and its wall time
+    max_length: int = 0
+    entries: list[IndexEntry] | None = None  # values ingested from the run's event files
+    summary_metadata: Any = None  # their tag's metadata
+
+
+@dataclass
+class _View:
+    """What one request sees: the selected runs, their metric summaries and the HParams plan."""
+
+    runs: dict[str, _Run]
+    infos: dict[str, list[MetricInfo]]
+    plan: SessionPlan
+    created: float
+    _tags: dict[str, dict[str, _Tag]] = field(default_factory=dict)
+
+
+class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignore[misc]
+    """The servicer. ``run_ids`` and ``experiments``: what the empty experiment id (TensorBoard's root URL)
+    shows; ``hparams``: as in ``export_to_tensorboard``."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_ids: Sequence[str] = (),
+        experiments: Sequence[str] = (),
+        *,
+        hparams: Sequence[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.run_ids = list(run_ids)
+        self.experiments = list(experiments)
+        self.hparams = hparams
+        self.ingester = EventIngester(store)
+        self.seen: dict[str, bool] = {}  # run ids requests have shown (what to ingest) -> whether it has ended
+        self.ingested: set[str] = set()  # ended runs whose event files are all in
+
+    # --- selection -----------------------------------------------------------------------------------
+    def _records(self, experiment_id: str) -> list[tuple[RunRecord, int]]:
+        """(record, depth) of the selected runs and all their descendants, parents before children."""
+        if experiment_id:
+            self.store.get_experiment(experiment_id)  # NotFoundError names the experiment
+            named, explicit = [experiment_id], []
+        else:
+            named, explicit = self.experiments, [self.store.get_run(r) for r in self.run_ids]
+        everything: list[RunRecord] = []
+        for exp in dict.fromkeys([*named, *(r.experiment for r in explicit)]):
+            everything += self.store.list_runs(experiment=exp)
+        children: dict[str | None, list[RunRecord]] = {}
+        for r in everything:
+            children.setdefault(r.parent_id, []).append(r)
+        for kids in children.values():
+            kids.sort(key=lambda r: (r.created, r.run_id))
+        tops = [*explicit, *(r for r in children.get(None, []) if r.experiment in named)]
+        out: list[tuple[RunRecord, int]] = []
+        seen: set[str] = set()
+        todo = [(r, 0) for r in tops]
+        while todo:
+            record, depth = todo.pop(0)
+            if record.run_id in seen:
+                continue
+            seen.add(record.run_id)
+            out.append((record, depth))
+            todo.extend((c, depth + 1) for c in children.get(record.run_id, []))
+        return out
+
+    def _view(self, experiment_id: str) -> _View:
+        records = self._records(experiment_id)
+        names: dict[str, str] = {}
+        runs: dict[str, _Run] = {}
+        for record, depth in records:
+            folder = run_folder_name(record)
+            parent = names.get(record.parent_id or "") if depth else None
+            name = f"{parent}/{folder}" if parent else folder
+            names[record.run_id] = name
+            runs[name] = _Run(name, record, depth)
+        infos: dict[str, list[MetricInfo]] = {r.record.run_id: [] for r in runs.values()}
+        self.seen.update((r.record.run_id, r.record.status.is_terminal) for r in runs.values())
+        for info in self.store.get_metric_info(list(infos)):
+            infos[info.run_id].append(info)
+        plan = plan_sessions(
+            [SessionCandidate(r.record, r.depth, infos[r.record.run_id]) for r in runs.values()], self.hparams
+        )
+        return _View(runs, infos, plan, time.time())
+
+    def _tags(self, view: _View, run_name: str, plugin: str) -> dict[str, _Tag]:
+        """The tags of a run a plugin may ask for (computed once per request, run and plugin): whole JSON
+        series are read only for scalars, text and images, the event-file index only for what is not scalars
+        (ingested scalars are metric series already) or HParams."""
+        key = f"{plugin}\0{run_name}"
+        cached = view._tags.get(key)
+        if cached is not None:
+            return cached
+        tags: dict[str, _Tag] = {}
+        if run_name == EXPERIMENT_RUN:
+            if view.plan.hparams:
+                tags["_hparams_/experiment"] = _Tag(
+                    HPARAMS, 0, view.created, tensor=(view.plan.experiment_value(view.created), view.created)
+                )
+            view._tags[key] = tags
+            return tags
+        run = view.runs[run_name]
+        namer = TagNamer()
+        started = view.plan.start_value(run.record)
+        if started is not None:
+            tags["_hparams_/session_start_info"] = _Tag(HPARAMS, 0, started[1], tensor=started)
+        ended = view.plan.end_value(run.record, now=view.created)
+        if ended is not None:
+            tags["_hparams_/session_end_info"] = _Tag(HPARAMS, 0, ended[1], tensor=ended)
+        complex_names = []
+        for info in view.infos[run.record.run_id]:
+            if info.numeric and info.kind in (MetricKind.SCALAR, MetricKind.LIST):
+                tag = namer(info.name, SCALARS)
+                tags[tag] = _Tag(SCALARS, info.max_step, info.last_wall_time, metric=info.name, info=info)
+            else:
+                complex_names.append(info.name)
+        if plugin == HPARAMS:
+            view._tags[key] = tags
+            return tags
+        entries, metadata = self.ingester.index(run.record.run_id) if plugin != SCALARS else ([], {})
+        by_tag: dict[str, list[IndexEntry]] = {}
+        for entry in entries:
+            by_tag.setdefault(entry.tag, []).append(entry)
+        for t, items in by_tag.items():
+            md = metadata[t]
+            blob = md.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+            items.sort(key=lambda e: (e.step, e.offset))
+            tags[namer(t, md.plugin_data.plugin_name)] = _Tag(
+                md.plugin_data.plugin_name,
+                max(e.step for e in items),
+                max(e.wall_time for e in items),
+                max_length=max(e.blobs for e in items) if blob else 0,
+                entries=items,
+                summary_metadata=md,
+            )
+        for name in complex_names if plugin in (SCALARS, TEXT, IMAGES) else []:
+            for series in self.store.get_metrics(run.record.run_id, name):
+                parts, _ = split_series(series.kind, series.name, series.steps, series.wall_times, series.values)
+                for part in parts:
+                    tag = namer(part.tag, part.plugin)
+                    plugin = TEXT if part.plugin == "text_table" else part.plugin
+                    tags[tag] = _Tag(
+                        plugin,
+                        int(part.steps.max()),
+                        float(part.wall_times.max()),
+                        points=part,
+                        max_length=3 if plugin == IMAGES else 0,
+                    )
+        view._tags[key] = tags
+        return tags
+
+    def _run_names(self, view: _View, rtf: pb.RunTagFilter) -> list[str]:
+        names = [*view.runs, *([EXPERIMENT_RUN] if view.plan.hparams else [])]
+        if rtf.HasField("runs"):
+            wanted = set(rtf.runs.names)
+            names = [n for n in names if n in wanted]
+        return names
+
+    def _selected(self, view: _View, rtf: pb.RunTagFilter, plugin: str) -> Iterator[tuple[str, dict[str, _Tag]]]:
+        wanted = set(rtf.tags.names) if rtf.HasField("tags") else None
+        for run_name in self._run_names(view, rtf):
+            tags = {
+                t: tag
+                for t, tag in self._tags(view, run_name, plugin).items()
+                if tag.plugin == plugin and (wanted is None or t in wanted)
+            }
+            if tags:
+                yield run_name, tags
+
+    # --- RPCs ----------------------------------------------------------------------------------------
+    def GetExperiment(self, request: pb.GetExperimentRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> pb.GetExperimentResponse:
+            res = pb.GetExperimentResponse(data_location="expboard run history")
+            if request.experiment_id:
+                exp = self.store.get_experiment(request.experiment_id)
+                res.name = exp.name
+                res.creation_time.FromNanoseconds(int(exp.created * 1e9))
+            else:
+                res.name = ", ".join(self.experiments) or "expboard runs"
+            return res
+
+        return _guard(context, answer)
+
+    def ListPlugins(self, request: pb.ListPluginsRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> pb.ListPluginsResponse:
+            view = self._view(request.experiment_id)
+            plugins: set[str] = set()
+            if view.plan.hparams:
+                plugins.add(HPARAMS)
+            for run in view.runs.values():
+                _, metadata = self.ingester.index(run.record.run_id)
+                plugins.update(md.plugin_data.plugin_name for md in metadata.values())
+            for infos in view.infos.values():
+                for info in infos:
+                    if info.kind is MetricKind.IMAGE:
+                        plugins.add(IMAGES)
+                    elif info.kind is MetricKind.CONFUSION_MATRIX or (
+                        not info.numeric and info.kind in (MetricKind.SCALAR, MetricKind.LIST)
+                    ):
+                        plugins.update((SCALARS, TEXT))
+                    else:
+                        plugins.add(SCALARS)
+            return pb.ListPluginsResponse(plugins=[pb.Plugin(name=p) for p in sorted(plugins)])
+
+        return _guard(context, answer)
+
+    def ListRuns(self, request: pb.ListRunsRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> pb.ListRunsResponse:
+            view = self._view(request.experiment_id)
+            res = pb.ListRunsResponse()
+            for run in view.runs.values():
+                res.runs.add(name=run.name, start_time=run.record.start_time or run.record.created)
+            if view.plan.hparams:
+                res.runs.add(name=EXPERIMENT_RUN, start_time=view.created)
+            return res
+
+        return _guard(context, answer)
+
+    def ListScalars(self, request: pb.ListScalarsRequest, context: grpc.ServicerContext) -> Any:
+        return _guard(context, lambda: self._list(request, pb.ListScalarsResponse()))
+
+    def ListTensors(self, request: pb.ListTensorsRequest, context: grpc.ServicerContext) -> Any:
+        return _guard(context, lambda: self._list(request, pb.ListTensorsResponse()))
+
+    def ListBlobSequences(self, request: pb.ListBlobSequencesRequest, context: grpc.ServicerContext) -> Any:
+        return _guard(context, lambda: self._list(request, pb.ListBlobSequencesResponse()))
+
+    def _list(self, request: Any, res: Any) -> Any:
+        view = self._view(request.experiment_id)
+        plugin = request.plugin_filter.plugin_name
+        for run_name, tags in self._selected(view, request.run_tag_filter, plugin):
+            entry = res.runs.add(run_name=run_name)
+            for t, tag in tags.items():
+                item = entry.tags.add(tag_name=t)
+                item.metadata.max_step = tag.max_step
+                item.metadata.max_wall_time = tag.max_wall_time
+                if tag.tensor is not None:
+                    item.metadata.summary_metadata.CopyFrom(_value(tag.tensor[0]).metadata)
+                elif tag.summary_metadata is not None:
+                    item.metadata.summary_metadata.CopyFrom(tag.summary_metadata)
+                else:
+                    item.metadata.summary_metadata.CopyFrom(_metadata(plugin))
+                if tag.max_length:
+                    item.metadata.max_length = tag.max_length
+        return res
+
+    def ReadScalars(self, request: pb.ReadScalarsRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> pb.ReadScalarsResponse:
+            view = self._view(request.experiment_id)
+            num_points = request.downsample.num_points
+            res = pb.ReadScalarsResponse()
+            for run_name, tags in self._selected(view, request.run_tag_filter, request.plugin_filter.plugin_name):
+                entry = res.runs.add(run_name=run_name)
+                direct = [t for t, tag in tags.items() if tag.metric is not None]
+                read: dict[str, Any] = {}
+                if num_points > 1 and direct:
+                    run_id = view.runs[run_name].record.run_id
+                    name = tags[direct[0]].metric if len(direct) == 1 else None
+                    read = {s.name: s for s in self.store.get_metrics(run_id, name, max_points=num_points)}
+                for t, tag in tags.items():
+                    item = entry.tags.add(tag_name=t)
+                    if num_points <= 0:
+                        continue
+                    if tag.metric is not None and num_points == 1:
+                        assert tag.info is not None
+                        info = tag.info
+                        item.data.step.append(info.last_step)
+                        item.data.wall_time.append(info.last_wall_time)
+                        item.data.value.append(float(info.last_value))
+                        continue
+                    if tag.metric is not None:
+                        s = read.get(tag.metric)
+                        if s is None:
+                            continue
+                        steps, walls, values = s.steps, s.wall_times, np.asarray(s.values, dtype=np.float64)
+                    else:
+                        assert tag.points is not None
+                        steps, walls, values = _thin(tag.points, num_points)
+                    item.data.step.extend(np.asarray(steps, dtype=np.int64).tolist())
+                    item.data.wall_time.extend(np.asarray(walls, dtype=np.float64).tolist())
+                    item.data.value.extend(np.asarray(values, dtype=np.float64).tolist())
+            return res
+
+        return _guard(context, answer)
+
+    def ReadTensors(self, request: pb.ReadTensorsRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> pb.ReadTensorsResponse:
+            view = self._view(request.experiment_id)
+            num_points = request.downsample.num_points
+            res = pb.ReadTensorsResponse()
+            for run_name, tags in self._selected(view, request.run_tag_filter, request.plugin_filter.plugin_name):
+                entry = res.runs.add(run_name=run_name)
+                for t, tag in tags.items():
+                    item = entry.tags.add(tag_name=t)
+                    if num_points <= 0:
+                        continue
+                    if tag.entries is not None:
+                        run_id = view.runs[run_name].record.run_id
+                        for e in _thin_list(tag.entries, num_points):
+                            v = self.ingester.read_value(run_id, e, tag.summary_metadata)
+                            if v is not None:
+                                item.data.step.append(e.step)
+                                item.data.wall_time.append(e.wall_time)
+                                item.data.value.add().CopyFrom(v.tensor)
+                        continue
+                    if tag.tensor is not None:
+                        item.data.step.append(0)
+                        item.data.wall_time.append(tag.tensor[1])
+                        item.data.value.add().CopyFrom(_value(tag.tensor[0]).tensor)
+                        continue
+                    assert tag.points is not None
+                    steps, walls, values = _thin(tag.points, num_points)
+                    table = tag.points.plugin == "text_table"
+                    for step, wall, v in zip(steps.tolist(), walls.tolist(), values, strict=True):
+                        encoded = text_table_value(t, v) if table else text_value(t, v)
+                        item.data.step.append(step)
+                        item.data.wall_time.append(wall)
+                        item.data.value.add().CopyFrom(_value(encoded).tensor)
+            return res
+
+        return _guard(context, answer)
+
+    def ReadBlobSequences(self, request: pb.ReadBlobSequencesRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> pb.ReadBlobSequencesResponse:
+            view = self._view(request.experiment_id)
+            num_points = request.downsample.num_points
+            res = pb.ReadBlobSequencesResponse()
+            for run_name, tags in self._selected(view, request.run_tag_filter, request.plugin_filter.plugin_name):
+                entry = res.runs.add(run_name=run_name)
+                run_id = view.runs[run_name].record.run_id
+                for t, tag in tags.items():
+                    item = entry.tags.add(tag_name=t)
+                    if num_points > 0 and tag.entries is not None:
+                        for e in _thin_list(tag.entries, num_points):
+                            item.data.step.append(e.step)
+                            item.data.wall_time.append(e.wall_time)
+                            refs = item.data.values.add()
+                            for i in range(e.blobs):
+                                key = [run_id, e.file, e.offset, e.length, e.tag, i]
+                                refs.blob_refs.add(blob_key=_encode_key(key))
+                        continue
+                    if num_points <= 0 or tag.points is None:
+                        continue
+                    steps, walls, names = _thin(tag.points, num_points)
+                    for step, wall, file_name in zip(steps.tolist(), walls.tolist(), names, strict=True):
+                        item.data.step.append(step)
+                        item.data.wall_time.append(wall)
+                        refs = item.data.values.add()
+                        for part in range(3):
+                            refs.blob_refs.add(blob_key=_blob_key(run_id, file_name, part))
+            return res
+
+        return _guard(context, answer)
+
+    def ReadBlob(self, request: pb.ReadBlobRequest, context: grpc.ServicerContext) -> Any:
+        def answer() -> list[pb.ReadBlobResponse]:
+            data = self._blob(_decode_key(request.blob_key))
+            pieces = range(0, max(len(data), 1), _BLOB_CHUNK)
+            return [pb.ReadBlobResponse(data=data[i : i + _BLOB_CHUNK]) for i in pieces]
+
+        yield from _guard(context, answer)
+
+    def _blob(self, key: list[Any]) -> bytes:
+        if len(key) == 6:  # a value ingested from an event file
+            run_id, file_name, offset, length, tag, index = key
+            _, metadata = self.ingester.index(run_id)
+            entry = IndexEntry(file_name, tag, "", 0, 0, 0.0, int(offset), int(length))
+            v = self.ingester.read_value(run_id, entry, metadata.get(tag))
+            if v is None or int(index) >= len(v.tensor.string_val):
+                raise NotFoundError("no such blob in the run's event files")
+            return bytes(v.tensor.string_val[int(index)])
+        run_id, file_name, part = str(key[0]), str(key[1]), int(key[2])
+        data = self.store.read_file(run_id, file_name)
+        if part < 2:  # width, height of the image
+            height, width, _ = image_size(data)
+            data = str(width if part == 0 else height).encode()
+        return data
+
+    def ingest_once(self) -> int:
+        """One ingest pass over the runs requests have shown and that are not all in; returns what was added."""
+        total = 0
+        for run_id, ended in list(self.seen.items()):
+            if run_id in self.ingested:
+                continue
+            try:
+                n, caught_up = self.ingester.ingest_run(run_id)
+            except ExpboardError as exc:
+                _log.warning("ingesting the event files of run %s: %s", run_id, exc)
+                continue
+            total += n
+            if ended and caught_up:
+                self.ingested.add(run_id)
+        return total
+
+    # --- the "Runs" tab ------------------------------------------------------------------------------
+    def run_table(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The runs of an experiment (``experiment_id`` as in TensorBoard's URL) for the Runs tab: status,
+        times, tags, properties and the last value of each numeric metric."""
+        view = self._view(str(request.get("experiment_id", "")))
+        rows = []
+        for run in view.runs.values():
+            r = run.record
+            last = {
+                i.name: float(i.last_value)
+                for i in view.infos[r.run_id]
+                if i.numeric and i.kind in (MetricKind.SCALAR, MetricKind.LIST)
+            }
+            rows.append(
+                {
+                    "run": run.name,
+                    "run_id": r.run_id,
+                    "display_name": r.display_name,
+                    "experiment": r.experiment,
+                    "parent_id": r.parent_id,
+                    "status": r.status.value,
+                    "created": r.created,
+                    "start_time": r.start_time,
+                    "end_time": r.end_time,
+                    "tags": r.tags,
+                    "properties": r.properties,
+                    "metrics": {k: (v if np.isfinite(v) else str(v)) for k, v in last.items()},
+                }
+            )
+        return {"runs": rows, "experiments": [e.name for e in self.store.list_experiments()]}
+
+
+def _thin(points: TagPoints, num_points: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """At most ``num_points`` evenly spaced points of ``points``, the first and the last kept."""
+    n = len(points.steps)
+    if n <= num_points:
+        return points.steps, points.wall_times, points.values
+    keep = np.array([n - 1]) if num_points == 1 else np.unique(np.round(np.linspace(0, n - 1, num_points)).astype(int))
+    values = points.values
+    values = values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep.tolist()]
+    return points.steps[keep], points.wall_times[keep], values
+
+
+def _thin_list(items: list[T], num_points: int) -> list[T]:
+    n = len(items)
+    if n <= num_points:
+        return items
+    if num_points == 1:
+        return [items[-1]]
+    return [items[i] for i in np.unique(np.round(np.linspace(0, n - 1, num_points)).astype(int)).tolist()]
+
+
+def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+    """Run an RPC, turning expboard errors into gRPC statuses TensorBoard understands."""
+    try:
+        return fn()
+    except NotFoundError as exc:
+        context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    except ValidationError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except StoreUnavailableError as exc:
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    except ExpboardError as exc:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    except Exception as exc:
+        _log.exception("data provider request failed")
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable")  # context.abort raises
+
+
+class DataProviderServer:
+    """The data provider served over gRPC on ``host:port`` (port 0: a free one), in threads of this process.
+
+    >>> with DataProviderServer(store, run_ids=[run.id]) as server:   # doctest: +SKIP
+    ...     print(server.address)                                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_ids: Sequence[str] = (),
+        experiments: Sequence[str] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        hparams: Sequence[str] | None = None,
+        max_workers: int = 8,
+        ingest_interval: float | None = 0.2,
+    ) -> None:
+        self.provider = StoreDataProvider(store, run_ids, experiments, hparams=hparams)
+        self.ingest_interval = ingest_interval
+        self._ingest_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.host = host
+        self.requested_port = port
+        self.max_workers = max_workers
+        self.port: int | None = None
+        self._server: grpc.Server | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str | None:
+        """``host:port`` while serving (what ``tensorboard --grpc_data_provider`` takes), else None."""
+        return f"{self.host}:{self.port}" if self._server is not None else None
+
+    def start(self) -> str:
+        """Serve; returns the address. A second call returns the same address."""
+        with self._lock:
+            if self._server is not None:
+                assert self.port is not None
+                return f"{self.host}:{self.port}"
+            server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="expboard-provider"),
+                options=[("grpc.max_send_message_length", 256 * 1024 * 1024), ("grpc.so_reuseport", 0)],
+            )
+            pb_grpc.add_TensorBoardDataProviderServicer_to_server(self.provider, server)
+            server.add_generic_rpc_handlers((_run_table_handler(self.provider),))
+            port = server.add_insecure_port(f"{self.host}:{self.requested_port or self.port or 0}")
+            if not port:
+                raise ExpboardError(f"cannot serve the data provider on {self.host}:{self.requested_port}")
+            server.start()
+            self._server, self.port = server, port
+            if self.ingest_interval is not None:
+                self._stop.clear()
+                self._ingest_thread = threading.Thread(target=self._ingest_loop, name="expboard-ingest", daemon=True)
+                self._ingest_thread.start()
+            return f"{self.host}:{port}"
+
+    def _ingest_loop(self) -> None:
+        assert self.ingest_interval is not None
+        while not self._stop.is_set():
+            try:
+                self.provider.ingest_once()
+            except Exception:  # never let one bad pass end ingestion
+                _log.exception("ingest pass failed")
+            self._stop.wait(self.ingest_interval)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop serving (idempotent). A later :meth:`start` serves on the same port again."""
+        with self._lock:
+            server, self._server = self._server, None
+            thread, self._ingest_thread = self._ingest_thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=30)
+        if server is not None:
+            server.stop(grace).wait()
+
+    def __enter__(self) -> DataProviderServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _run_table_handler(provider: StoreDataProvider) -> grpc.GenericRpcHandler:
+    def list_runs(request: dict[str, Any], context: grpc.ServicerContext) -> dict[str, Any]:
+        return _guard(context, lambda: provider.run_table(request))
+
+    service, method = RUN_TABLE_METHOD.strip("/").split("/")
+    return grpc.method_handlers_generic_handler(
+        service,
+        {
+            method: grpc.unary_unary_rpc_method_handler(
+                list_runs,
+                request_deserializer=lambda b: json.loads(b or b"{}"),
+                response_serializer=lambda d: json.dumps(d).encode(),
+            )
+        },
+    )
