@@ -173,7 +173,7 @@ def test_event_files_are_ingested_live(module_ws: Workspace, tmp_path: Path) -> 
         assert wait_for(lambda: [p[1] for p in scalars(url, tb_run, "loss")] == [0, 1, 2])
         (hist,) = wait_for(lambda: _query(url, "data/plugin/histograms/histograms", run=tb_run, tag="weights"))
         assert hist[1] == 0 and sum(b[2] for b in hist[2]) == pytest.approx(100)
-        (text,) = _query(url, "data/plugin/text/text", run=tb_run, tag="notes")
+        (text,) = _query(url, "data/plugin/text/text", run=tb_run, tag="notes/text_summary")  # as torch names it
         assert "<strong>epoch</strong>" in text["text"]
         # the script goes on: appended bytes (a record split over two appends) show up without a restart
         writer.add_scalar("loss", 0.125, 3)
