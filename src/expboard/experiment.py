@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from . import plugins
@@ -68,8 +68,8 @@ class Experiment:
     def get_runs(
         self,
         include_children: bool = False,
-        tags: Mapping[str, Any] | str | None = None,
-        properties: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | str | Sequence[str] | None = None,
+        properties: Mapping[str, Any] | str | Sequence[str] | None = None,
         status: RunStatus | str | None = None,
         filter: Any = None,
     ) -> Iterator[Run]:

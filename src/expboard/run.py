@@ -41,7 +41,7 @@ from .values import (
 )
 from .workspace import Workspace
 
-__all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
+__all__ = ["ENV_RUN_ID", "Run", "flush_all", "matches", "new_run_id"]
 
 ENV_RUN_ID = context.ENV_RUN_ID
 FINISH_FLUSH_TIMEOUT_S = 60.0  # how long complete()/fail() wait for a remote store to take the metrics
@@ -50,6 +50,23 @@ _time = time.time
 _SCALAR = MetricKind.SCALAR
 _INT64 = 2**63
 _ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.NOT_RESPONDING)
+
+
+def matches(values: Mapping[str, str], wanted: Mapping[str, Any] | str | Sequence[str] | None) -> bool:
+    """Whether tags (or properties) match a filter as Azure ML's ``get_runs`` reads it: a name (the run
+    has it), a list of names (the run has all of them), or a mapping of names to values (a value of
+    None: the run has the name, whatever its value).
+
+    >>> matches({"a": "1", "b": ""}, ["a", "b"]), matches({"a": "1"}, {"a": None}), matches({"a": "1"}, {"a": 2})
+    (True, True, False)
+    """
+    if wanted is None:
+        return True
+    if isinstance(wanted, str):
+        return wanted in values
+    if isinstance(wanted, Mapping):
+        return all(k in values if v is None else values.get(k) == str(v) for k, v in wanted.items())
+    return all(k in values for k in wanted)
 
 
 def new_run_id(experiment: str) -> str:
@@ -143,14 +160,15 @@ class Run:
         cls,
         source: Workspace | Experiment,
         include_children: bool = False,
-        tags: Mapping[str, Any] | str | None = None,
-        properties: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | str | Sequence[str] | None = None,
+        properties: Mapping[str, Any] | str | Sequence[str] | None = None,
         status: RunStatus | str | None = None,
         filter: RunFilter | Mapping[str, Any] | None = None,
         page_size: int | None = None,
     ) -> Iterator[Run]:
         """Runs of an experiment, or of every experiment of a workspace, newest first: top-level runs
-        unless ``include_children``; only those with ``tags`` (a key, or keys and values), ``properties``
+        unless ``include_children``; only those with ``tags`` and ``properties`` (a name, a list of names or a
+        mapping: see :func:`~expboard.experiment.matches`)
         and ``status`` when given, and passing ``filter`` (a :class:`~expboard.stores.query.RunFilter`, or
         its :meth:`~expboard.stores.query.RunFilter.parse` arguments as a dict, e.g.
         ``{"metrics": ["mse<0.3"], "text": "alpha"}``). The store evaluates the filter; runs are fetched
@@ -161,7 +179,8 @@ class Run:
         else:
             workspace, experiment_name, experiments = source, None, {}
         run_filter = filter if isinstance(filter, RunFilter) else RunFilter.parse(**(filter or {}))
-        extra = RunFilter.parse(status=[status] if status is not None else None, tags=tags, properties=properties)
+        # tags and properties are matched here, in Azure ML's forms (a name, a list of names, a mapping)
+        extra = RunFilter.parse(status=[status] if status is not None else None)
         statuses = extra.statuses or run_filter.statuses
         if extra.statuses and run_filter.statuses:  # both given: a run must pass both
             statuses = tuple(x for x in extra.statuses if x in run_filter.statuses)
@@ -183,6 +202,8 @@ class Run:
                 page_token=token,
             )
             for record in page.runs:
+                if not matches(record.tags, tags) or not matches(record.properties, properties):
+                    continue
                 exp = experiments.get(record.experiment)
                 if exp is None:
                     exp = experiments[record.experiment] = Experiment.get(workspace, record.experiment)

@@ -2,10 +2,10 @@
 
 Left out of a snapshot:
 
-- what ``.expboardignore`` in the source folder lists, or, when there is none, what its ``.gitignore`` lists
-  (gitignore syntax, the simple part: ``#`` comments, ``!`` negation, ``*``, ``?``, ``**``, ``[...]``,
-  a trailing ``/`` for folders only, a ``/`` inside the pattern anchoring it to the source folder; only the
-  files at the top of the source folder are read);
+- what the first of ``.expboardignore``, ``.amlignore`` and ``.gitignore`` found at the top of the source
+  folder lists, and only that one (as in Azure ML, an ``.amlignore`` makes the ``.gitignore`` unused);
+  gitignore syntax, the simple part: ``#`` comments, ``!`` negation, ``*``, ``?``, ``**``, ``[...]``, a trailing
+  ``/`` for folders only, a ``/`` inside the pattern anchoring it to the source folder;
 - always: ``.git/``, ``.expboard/``, ``__pycache__/``, and the top-level ``logs/`` and ``outputs/`` folders,
   which belong to the run (stale files there would be uploaded as if the run had written them).
 
@@ -28,6 +28,7 @@ from ..errors import PayloadTooLargeError, ValidationError
 __all__ = [
     "ENV_SNAPSHOT_MAX_MB",
     "SNAPSHOT_FILE",
+    "IGNORE_FILES",
     "IgnoreRules",
     "Snapshot",
     "build_snapshot",
@@ -37,6 +38,7 @@ __all__ = [
 
 SNAPSHOT_FILE = "snapshot.zip"
 ENV_SNAPSHOT_MAX_MB = settings.env("snapshot_max_mb")
+IGNORE_FILES = (".expboardignore", ".amlignore", ".gitignore")  # the first one present is used
 ALWAYS_IGNORED = (".git/", ".expboard/", "__pycache__/", "/logs/", "/outputs/")
 
 
@@ -125,10 +127,10 @@ class IgnoreRules:
 
     @classmethod
     def for_source(cls, source: Path) -> IgnoreRules:
-        """The rules for a source folder: ``.expboardignore`` if present, else ``.gitignore``, plus the
-        paths always left out."""
+        """The rules for a source folder: the first of :data:`IGNORE_FILES` present, plus the paths always
+        left out."""
         patterns = list(ALWAYS_IGNORED)
-        for name in (".expboardignore", ".gitignore"):
+        for name in IGNORE_FILES:
             f = source / name
             if f.is_file():
                 patterns += f.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -187,8 +189,8 @@ def build_snapshot(source: str | os.PathLike[str], max_bytes: int | None = None)
                 raise PayloadTooLargeError(
                     f"the snapshot of {str(root)!r} is over the limit of {limit / 2**20:.3g} MB (reached at "
                     f"{rel!r}, after {len(files) + 1} files); list large files or folders (data, checkpoints) "
-                    f"in {root / '.expboardignore'} or .gitignore, move them out of the source folder, or raise "
-                    f"the limit with {ENV_SNAPSHOT_MAX_MB}"
+                    f"in {root / '.expboardignore'} (or .amlignore, .gitignore), move them out of the source "
+                    f"folder, or raise the limit with {ENV_SNAPSHOT_MAX_MB}"
                 )
             files.append((path, rel))
     buf = io.BytesIO()
