@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import zipfile
 from pathlib import Path
 
-from expboard import Experiment, Workspace
+import pytest
+
+from expboard import ConfigError, Experiment, NotFoundError, ValidationError, Workspace
 from expboard.compute.snapshot import build_snapshot
 
 
@@ -69,3 +72,87 @@ def test_amlignore_is_honoured_and_wins_over_gitignore(tmp_path: Path) -> None:
     names = _names(build_snapshot(src).data)
     assert "notes.txt" not in names
     assert {"data.bin", "model.ckpt"} <= names  # .expboardignore comes first
+
+
+# --- set-up boilerplate ---------------------------------------------------------------------------
+def test_version_and_workspace_attributes(ws: Workspace, tracking_uri: str | None) -> None:
+    import expboard
+
+    assert expboard.__version__ == expboard.VERSION
+    assert ws.name == "project"  # the folder's name when the config names none
+    assert ws.subscription_id is None
+    assert ws.resource_group is None
+    assert ws.location == ("local" if tracking_uri is None else "127.0.0.1")
+
+
+def test_workspace_create_and_get_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="create it with Workspace.create"):
+        Workspace.get("team")
+    ws = Workspace.create(name="team", subscription_id="sub", resource_group="rg", location="eastus", exist_ok=True)
+    assert ws.name == "team"
+    assert ws.path == tmp_path / "team"
+    Experiment(ws, "e").start_logging().complete()
+    ws.close()
+    with pytest.raises(ConfigError, match="exist_ok=True"):
+        Workspace.create("team")
+    again = Workspace.create("team", exist_ok=True)
+    assert [e.name for e in Experiment.list(again)] == ["e"]
+    again.close()
+    got = Workspace.get("team", subscription_id="sub", resource_group="rg")
+    assert got.name == "team" and got.path == tmp_path / "team"
+    got.close()
+    monkeypatch.chdir(tmp_path / "team")  # the workspace found from the current folder, by its name
+    inside = Workspace.get("team")
+    assert inside.path == tmp_path / "team"
+    inside.close()
+    with pytest.raises(ConfigError, match="folder name"):
+        Workspace.create("../x")
+
+
+def test_experiment_list_tags_and_archive(ws: Workspace) -> None:
+    a, b = Experiment(ws, "a"), Experiment(ws, "b")
+    a.tag("team", "vision")
+    a.tag("flag")
+    assert a.tags == {"team": "vision", "flag": ""}
+    assert Experiment.get(ws, "a").tags == {"team": "vision", "flag": ""}
+    assert [e.name for e in Experiment.list(ws, tags={"team": "vision"})] == ["a"]
+    assert [e.name for e in Experiment.list(ws, tags=["flag"])] == ["a"]
+    assert [e.name for e in Experiment.list(ws, tags={"flag": None})] == ["a"]
+    assert [e.name for e in Experiment.list(ws, experiment_name="b")] == ["b"]
+    assert {e.name for e in Experiment.list(ws)} == {"a", "b"}
+    b.archive()
+    assert b.archived
+    assert [e.name for e in Experiment.list(ws)] == ["a"]
+    assert [e.name for e in Experiment.list(ws, view_type="ArchivedOnly")] == ["b"]
+    assert {e.name for e in Experiment.list(ws, view_type="All")} == {"a", "b"}
+    b.reactivate()
+    assert not b.archived
+    assert {e.name for e in Experiment.list(ws)} == {"a", "b"}
+    a.remove_tags(["flag"])
+    assert a.tags == {"team": "vision"}
+    with pytest.raises(ValidationError):
+        Experiment.list(ws, view_type="Some")
+    with pytest.raises(ValidationError, match="keep their names"):
+        b.reactivate(new_name="c")
+    with pytest.raises(NotFoundError):
+        Experiment.get(ws, "never").archive()
+
+
+def test_a_store_from_before_experiment_tags_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expboard.stores import sql
+
+    uri = f"sqlite:///{tmp_path / 'old.db'}"
+    monkeypatch.setattr(sql, "MIGRATIONS", sql.MIGRATIONS[:1])
+    sql.SqlStore(uri, tmp_path / "artifacts").close()  # schema version 1 only
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("INSERT INTO experiments (name, created) VALUES ('kept', 1.0)")
+    conn.close()
+    monkeypatch.undo()
+    new = sql.SqlStore(uri, tmp_path / "artifacts")
+    try:
+        record = new.get_experiment("kept")
+        assert (record.archived, dict(record.tags)) == (False, {})
+        assert new.update_experiment("kept", archived=True, tags={"k": "v"}).tags == {"k": "v"}
+    finally:
+        new.close()

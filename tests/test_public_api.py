@@ -19,6 +19,7 @@ EXPECTED = {
     "ScriptRunConfig",
     "StoreUnavailableError",
     "SummaryWriter",
+    "VERSION",
     "ValidationError",
     "Workspace",
     "__version__",

@@ -26,6 +26,7 @@ from .tfevents import SummaryWriter
 from .workspace import Workspace
 
 __version__ = "0.1.0"
+VERSION = __version__  # Azure ML's spelling (azureml.core.VERSION)
 
 __all__ = [
     "AuthError",
@@ -44,6 +45,7 @@ __all__ = [
     "ScriptRunConfig",
     "StoreUnavailableError",
     "SummaryWriter",
+    "VERSION",
     "ValidationError",
     "Workspace",
     "__version__",

@@ -6,14 +6,35 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from . import plugins
-from .names import check_experiment_name
+from .errors import ValidationError
+from .names import check_experiment_name, check_key
 from .records import RunStatus
 from .workspace import Workspace
 
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["Experiment"]
+__all__ = ["ACTIVE_ONLY", "ALL", "ARCHIVED_ONLY", "Experiment", "matches"]
+
+# Azure ML's ViewType values for Experiment.list
+ACTIVE_ONLY, ARCHIVED_ONLY, ALL = "ActiveOnly", "ArchivedOnly", "All"
+
+
+def matches(values: Mapping[str, str], wanted: Mapping[str, Any] | str | Sequence[str] | None) -> bool:
+    """Whether tags (or properties) match a filter as Azure ML's ``get_runs`` reads it: a name (the run
+    has it), a list of names (the run has all of them), or a mapping of names to values (a value of
+    None: the run has the name, whatever its value).
+
+    >>> matches({"a": "1", "b": ""}, ["a", "b"]), matches({"a": "1"}, {"a": None}), matches({"a": "1"}, {"a": 2})
+    (True, True, False)
+    """
+    if wanted is None:
+        return True
+    if isinstance(wanted, str):
+        return wanted in values
+    if isinstance(wanted, Mapping):
+        return all(k in values if v is None else values.get(k) == str(v) for k, v in wanted.items())
+    return all(k in values for k in wanted)
 
 
 class Experiment:
@@ -44,9 +65,57 @@ class Experiment:
         return hash(self.name)
 
     @staticmethod
-    def list(workspace: Workspace) -> list[Experiment]:
-        """Every experiment of the workspace, newest first."""
-        return [Experiment(workspace, e.name, _create=False) for e in workspace.store.list_experiments()]
+    def list(
+        workspace: Workspace,
+        experiment_name: str | None = None,
+        view_type: str = ACTIVE_ONLY,
+        tags: Mapping[str, Any] | str | Sequence[str] | None = None,
+    ) -> list[Experiment]:
+        """Experiments of the workspace, newest first, as Azure ML's ``Experiment.list``: active ones unless
+        ``view_type`` is ``"ArchivedOnly"`` or ``"All"``; only the one named ``experiment_name`` and those
+        with ``tags`` (see :func:`matches`) when given."""
+        if view_type not in (ACTIVE_ONLY, ARCHIVED_ONLY, ALL):
+            raise ValidationError(f"view_type must be {ACTIVE_ONLY!r}, {ARCHIVED_ONLY!r} or {ALL!r}, got {view_type!r}")
+        return [
+            Experiment(workspace, e.name, _create=False)
+            for e in workspace.store.list_experiments()
+            if (experiment_name is None or e.name == experiment_name)
+            and (view_type == ALL or e.archived == (view_type == ARCHIVED_ONLY))
+            and matches(e.tags, tags)
+        ]
+
+    # --- tags and archiving -----------------------------------------------------------------------
+    @property
+    def tags(self) -> dict[str, str]:
+        """The experiment's tags (``exp.tag(k)`` stores the empty string, as Azure ML does)."""
+        return dict(self.workspace.store.get_experiment(self.name).tags)
+
+    @property
+    def archived(self) -> bool:
+        return self.workspace.store.get_experiment(self.name).archived
+
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set a tag of the experiment."""
+        self.workspace.store.update_experiment(self.name, tags={check_key(key): "" if value is None else str(value)})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.workspace.store.update_experiment(self.name, tags={check_key(k): str(v) for k, v in tags.items()})
+
+    def remove_tags(self, tags: Sequence[str]) -> None:
+        self.workspace.store.update_experiment(self.name, tags=dict.fromkeys(tags))
+
+    def archive(self) -> None:
+        """Hide the experiment from ``Experiment.list`` (its runs stay; ``reactivate`` brings it back)."""
+        self.workspace.store.update_experiment(self.name, archived=True)
+
+    def reactivate(self, new_name: str | None = None) -> None:
+        """Undo ``archive``. Renaming (Azure's ``new_name``) is not supported: a different name is refused."""
+        if new_name is not None and new_name != self.name:
+            raise ValidationError(
+                f"cannot rename experiment {self.name!r} to {new_name!r}: experiments keep their names; "
+                f"call reactivate() without new_name"
+            )
+        self.workspace.store.update_experiment(self.name, archived=False)
 
     # A Run belongs to its Experiment and an Experiment makes Runs (Azure ML's API has both directions).
     # Experiment is the lower of the two: it reaches Run only inside the methods below.

@@ -62,6 +62,8 @@ class MetricKind(str, Enum):
 class ExperimentRecord:
     name: str
     created: float
+    archived: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 from . import context, state, transfer
 from .buffer import MetricBuffer, Series
 from .errors import ExpboardError, RunFailedError, ValidationError
-from .experiment import Experiment
+from .experiment import Experiment, matches
 from .liveness import is_stale, reap_unresponsive
 from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
@@ -41,7 +41,7 @@ from .values import (
 )
 from .workspace import Workspace
 
-__all__ = ["ENV_RUN_ID", "Run", "flush_all", "matches", "new_run_id"]
+__all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
 
 ENV_RUN_ID = context.ENV_RUN_ID
 FINISH_FLUSH_TIMEOUT_S = 60.0  # how long complete()/fail() wait for a remote store to take the metrics
@@ -50,23 +50,6 @@ _time = time.time
 _SCALAR = MetricKind.SCALAR
 _INT64 = 2**63
 _ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.NOT_RESPONDING)
-
-
-def matches(values: Mapping[str, str], wanted: Mapping[str, Any] | str | Sequence[str] | None) -> bool:
-    """Whether tags (or properties) match a filter as Azure ML's ``get_runs`` reads it: a name (the run
-    has it), a list of names (the run has all of them), or a mapping of names to values (a value of
-    None: the run has the name, whatever its value).
-
-    >>> matches({"a": "1", "b": ""}, ["a", "b"]), matches({"a": "1"}, {"a": None}), matches({"a": "1"}, {"a": 2})
-    (True, True, False)
-    """
-    if wanted is None:
-        return True
-    if isinstance(wanted, str):
-        return wanted in values
-    if isinstance(wanted, Mapping):
-        return all(k in values if v is None else values.get(k) == str(v) for k, v in wanted.items())
-    return all(k in values for k in wanted)
 
 
 def new_run_id(experiment: str) -> str:

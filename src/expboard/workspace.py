@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import plugins, settings, state
 from .errors import ConfigError
@@ -87,6 +88,26 @@ class Workspace:
             self.artifact_root = str(artifact_root) if "://" in str(artifact_root) else Path(artifact_root)
         self.store: Store = store or open_store(self.tracking_uri, self.artifact_root, token=self.token)
         self._compute_targets: Any = None
+        default_name = self.path.name if self.path is not None else "default"
+        self.name: str = str(config.get("name") or default_name)
+
+    # --- what Azure ML's sample notebooks print first ---------------------------------------------
+    @property
+    def location(self) -> str:
+        """``"local"`` for a workspace on this machine, else the tracking server's host name."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return urlsplit(self.tracking_uri).hostname or "local"
+        return "local"
+
+    @property
+    def subscription_id(self) -> None:
+        """Always None: no cloud subscription is involved."""
+        return None
+
+    @property
+    def resource_group(self) -> None:
+        """Always None: no cloud resource group is involved."""
+        return None
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -108,6 +129,64 @@ class Workspace:
             tmp.write_text(json.dumps(config, indent=2) + "\n")
             os.replace(tmp, config_file)
         return cls(path)
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        auth: Any = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        *,
+        exist_ok: bool = False,
+        tracking_uri: str | None = None,
+        **azure_options: Any,
+    ) -> Workspace:
+        """Azure ML's ``Workspace.create``: the workspace folder ``name`` in the current folder (created with
+        ``.expboard/config.json`` naming it). Azure's cloud arguments (``auth``, ``subscription_id``,
+        ``resource_group``, ``location``, ``sku``, ...) are accepted and unused."""
+        folder = _named_folder(name)
+        if (folder / CONFIG_DIR / CONFIG_FILE).exists() and not exist_ok:
+            raise ConfigError(f"a workspace named {name!r} already exists in {folder}; pass exist_ok=True to open it")
+        ws = cls.init(folder, tracking_uri=tracking_uri, exist_ok=True)
+        if ws.name != name:
+            config_file = folder / CONFIG_DIR / CONFIG_FILE
+            config = _read_config(config_file, required=True)
+            config["name"] = name
+            tmp = config_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(config, indent=2) + "\n")
+            os.replace(tmp, config_file)
+            ws.name = name
+        return ws
+
+    @classmethod
+    def get(
+        cls,
+        name: str,
+        auth: Any = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        **azure_options: Any,
+    ) -> Workspace:
+        """Azure ML's ``Workspace.get``: the workspace found from the current folder (as :meth:`from_config`)
+        when its name is ``name``, else the workspace folder ``name`` in the current folder. Azure's cloud
+        arguments are accepted and unused."""
+        try:
+            found = cls.from_config()
+        except ConfigError:
+            found = None
+        if found is not None:
+            if found.name == name:
+                return found
+            found.close()
+        folder = _named_folder(name)
+        if not (folder / CONFIG_DIR / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"no workspace named {name!r}: neither the workspace of {Path.cwd()} nor a folder {folder} "
+                f"holding {CONFIG_DIR}/{CONFIG_FILE}; create it with Workspace.create({name!r})"
+            )
+        return cls(folder)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
@@ -181,6 +260,12 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace(path={str(self.path)!r}, tracking_uri={self.tracking_uri!r})"
+
+
+def _named_folder(name: str) -> Path:
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(f"a workspace name is a folder name, without '/' or '\\', got {name!r}")
+    return Path.cwd() / name
 
 
 def _read_config(config_file: Path, required: bool) -> dict[str, Any]:

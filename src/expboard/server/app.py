@@ -49,6 +49,15 @@ _RUN_ID_SCHEMA: dict[str, Any] = {"pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", 
 class ExperimentModel(BaseModel):
     name: str
     created: float
+    archived: bool = False
+    tags: dict[str, str] = {}
+
+
+class ExperimentUpdateModel(BaseModel):
+    """``archived`` changes only when present; a tag set to ``null`` is removed."""
+
+    archived: bool | None = None
+    tags: dict[str, str | None] = {}
 
 
 class RunModel(BaseModel):
@@ -248,7 +257,7 @@ def create_app(
 
     # --- experiments ----------------------------------------------------------------------------------
     def exp_json(e: ExperimentRecord) -> dict[str, Any]:
-        return {"name": e.name, "created": e.created}
+        return {"name": e.name, "created": e.created, "archived": e.archived, "tags": dict(e.tags)}
 
     @api.get(f"{API_PREFIX}/experiments", tags=["experiments"], response_model=list[ExperimentModel])
     async def list_experiments() -> Any:
@@ -262,6 +271,12 @@ def create_app(
     @api.get(f"{API_PREFIX}/experiments/{{name}}", tags=["experiments"], response_model=ExperimentModel)
     async def get_experiment(name: str) -> Any:
         return exp_json(await call(store.get_experiment, name))
+
+    @api.patch(f"{API_PREFIX}/experiments/{{name}}", tags=["experiments"], response_model=ExperimentModel)
+    async def update_experiment(name: str, update: ExperimentUpdateModel) -> Any:
+        """Archive or reactivate the experiment, and set its tags (``null`` removes one)."""
+        archived = UNSET if update.archived is None else update.archived
+        return exp_json(await call(store.update_experiment, name, archived=archived, tags=update.tags))
 
     # --- runs -----------------------------------------------------------------------------------------
     @api.post(f"{API_PREFIX}/runs", tags=["runs"], status_code=201, response_model=RunModel)

@@ -97,6 +97,13 @@ class Store(ABC):
     @abstractmethod
     def list_experiments(self) -> list[ExperimentRecord]: ...
 
+    @abstractmethod
+    def update_experiment(
+        self, name: str, *, archived: bool | Any = UNSET, tags: Mapping[str, str | None] | None = None
+    ) -> ExperimentRecord:
+        """Archive or reactivate an experiment, and set its tags (a value of None removes one).
+        Raises NotFoundError."""
+
     # --- runs --------------------------------------------------------------------------------
     @abstractmethod
     def create_run(self, run: RunRecord) -> RunRecord:

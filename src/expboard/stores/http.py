@@ -311,6 +311,14 @@ class HttpStore(Store):
     def list_experiments(self) -> list[ExperimentRecord]:
         return [ExperimentRecord(**e) for e in self._json("GET", f"{API}/experiments")]
 
+    def update_experiment(
+        self, name: str, *, archived: bool | Any = UNSET, tags: Mapping[str, str | None] | None = None
+    ) -> ExperimentRecord:
+        payload: dict[str, Any] = {"tags": {k: (None if v is None else str(v)) for k, v in (tags or {}).items()}}
+        if archived is not UNSET:
+            payload["archived"] = bool(archived)
+        return ExperimentRecord(**self._json("PATCH", f"{API}/experiments/{quote(name, safe='')}", payload))
+
     # --- runs ------------------------------------------------------------------------------------------
     @staticmethod
     def _run(data: dict[str, Any]) -> RunRecord:

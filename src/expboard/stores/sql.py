@@ -119,6 +119,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX runs_by_experiment_created ON runs (experiment, created, run_id)",
         ],
     ),
+    (
+        4,  # experiments: tags and an archived flag (Azure ML)
+        [
+            "ALTER TABLE experiments ADD COLUMN archived INTEGER NOT NULL DEFAULT 0",
+            """CREATE TABLE experiment_tags (experiment TEXT NOT NULL REFERENCES experiments(name),
+                key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (experiment, key))""",
+        ],
+    ),
 ]
 _METRIC_LAST_VERSION = 3  # after this migration, metric_last is filled from the chunks already stored
 
@@ -386,14 +394,41 @@ class SqlStore(QueryStore):
         return self.get_experiment(name)
 
     def get_experiment(self, name: str) -> ExperimentRecord:
-        rows = self._query("SELECT name, created FROM experiments WHERE name = ?", (name,))
+        rows = self._query("SELECT name, created, archived FROM experiments WHERE name = ?", (name,))
         if not rows:
             raise NotFoundError(f"no experiment named {name!r}; create it with Experiment(ws, {name!r})")
-        return ExperimentRecord(name=rows[0][0], created=rows[0][1])
+        tags = self._query("SELECT key, value FROM experiment_tags WHERE experiment = ?", (name,))
+        return ExperimentRecord(name=rows[0][0], created=rows[0][1], archived=bool(rows[0][2]), tags=dict(tags))
 
     def list_experiments(self) -> list[ExperimentRecord]:
-        rows = self._query("SELECT name, created FROM experiments ORDER BY created DESC, name")
-        return [ExperimentRecord(name=n, created=c) for n, c in rows]
+        rows = self._query("SELECT name, created, archived FROM experiments ORDER BY created DESC, name")
+        tags: dict[str, dict[str, str]] = {}
+        for experiment, key, value in self._query("SELECT experiment, key, value FROM experiment_tags"):
+            tags.setdefault(experiment, {})[key] = value
+        return [ExperimentRecord(name=n, created=c, archived=bool(a), tags=tags.get(n, {})) for n, c, a in rows]
+
+    def update_experiment(
+        self, name: str, *, archived: bool | Any = UNSET, tags: Mapping[str, str | None] | None = None
+    ) -> ExperimentRecord:
+        for key, value in (tags or {}).items():
+            check_key(key, "tag")
+            if value is not None:
+                check_text(str(value), f"value of tag {key!r}")
+        self.get_experiment(name)
+        with self._write() as conn:
+            if archived is not UNSET:
+                self._exec(conn, "UPDATE experiments SET archived = ? WHERE name = ?", (1 if archived else 0, name))
+            for key, value in (tags or {}).items():
+                if value is None:
+                    self._exec(conn, "DELETE FROM experiment_tags WHERE experiment = ? AND key = ?", (name, key))
+                else:
+                    self._exec(
+                        conn,
+                        "INSERT INTO experiment_tags (experiment, key, value) VALUES (?, ?, ?) "
+                        "ON CONFLICT (experiment, key) DO UPDATE SET value = excluded.value",
+                        (name, key, str(value)),
+                    )
+        return self.get_experiment(name)
 
     # --- runs ------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> RunRecord:
