@@ -156,3 +156,89 @@ def test_a_store_from_before_experiment_tags_is_migrated(tmp_path: Path, monkeyp
         assert new.update_experiment("kept", archived=True, tags={"k": "v"}).tags == {"k": "v"}
     finally:
         new.close()
+
+
+# --- Azure's keyword names ------------------------------------------------------------------------
+def test_export_to_tensorboard_with_logsdir_and_a_run_name(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expboard.tensorboard.export import export_to_tensorboard
+
+    exp = Experiment(ws, "export-names")
+    run = exp.start_logging(display_name="root")
+    run.log("mse", 1.5)
+    run.complete()
+    result = export_to_tensorboard(run, logsdir=tmp_path / "a")
+    assert result.logdir == tmp_path / "a"
+    assert list((tmp_path / "a").rglob("*tfevents*"))
+    with pytest.raises(ValidationError, match="logsdir"):
+        export_to_tensorboard(run)
+    assert ws.path is not None
+    monkeypatch.chdir(ws.path)
+    by_id = export_to_tensorboard(run.id, tmp_path / "b")
+    by_name = export_to_tensorboard("root", logsdir=tmp_path / "c")
+    assert by_id.logdir == tmp_path / "b" and list((tmp_path / "b").rglob("*tfevents*"))
+    assert list((tmp_path / "c").rglob("*tfevents*"))
+    assert list(by_name.run_dirs) == list(by_id.run_dirs) == [run.id]
+    twin = Experiment(ws, "other").start_logging(display_name="root")
+    twin.complete()
+    with pytest.raises(ValidationError, match="2 runs have the display name 'root'") as err:
+        export_to_tensorboard("root", tmp_path / "d")
+    assert run.id in str(err.value) and twin.id in str(err.value)
+    with pytest.raises(NotFoundError):
+        export_to_tensorboard("nobody", tmp_path / "e")
+
+
+def test_get_runs_and_get_children_filters(ws: Workspace) -> None:
+    exp = Experiment(ws, "filters")
+    parent = exp.start_logging()
+    a = parent.child_run("a")
+    a.tag("k", "1")
+    a.complete()
+    b = parent.child_run("b")
+    b.add_properties({"p": "x"})
+    b.fail("boom")
+    parent.complete()
+    assert [r.id for r in exp.get_runs(type="interactive")] == [parent.id]
+    assert {r.id for r in exp.get_runs(type="child", include_children=True)} == {a.id, b.id}
+    assert list(exp.get_runs(type="script")) == []
+    assert [r.id for r in parent.get_children(tags={"k": None})] == [a.id]
+    assert [r.id for r in parent.get_children(properties=["p"])] == [b.id]
+    assert [r.id for r in parent.get_children(status="Failed")] == [b.id]
+    assert {r.id for r in parent.get_children(type="child")} == {a.id, b.id}
+    assert parent.get_children(type="interactive") == []
+
+
+def test_download_files_with_azure_options(ws: Workspace, tmp_path: Path) -> None:
+    run = Experiment(ws, "files").start_logging()
+    run.upload_file("outputs/a.txt", io.BytesIO(b"a"))
+    run.upload_file("outputs/sub/b.txt", io.BytesIO(b"b"))
+    run.upload_file("other.txt", io.BytesIO(b"o"))
+    kept = run.download_files(prefix="outputs", output_directory=tmp_path / "kept")
+    assert sorted(p.relative_to(tmp_path / "kept").as_posix() for p in kept) == ["outputs/a.txt", "outputs/sub/b.txt"]
+    dropped = run.download_files(prefix="outputs/", output_directory=tmp_path / "dropped", append_prefix=False)
+    assert sorted(p.relative_to(tmp_path / "dropped").as_posix() for p in dropped) == ["a.txt", "sub/b.txt"]
+    targets = [tmp_path / "x1", tmp_path / "x2"]
+    got = run.download_files(prefix="outputs", output_paths=targets)
+    assert got == targets and {p.read_bytes() for p in targets} == {b"a", b"b"}
+    with pytest.raises(ValidationError, match="one path per file"):
+        run.download_files(prefix="outputs", output_paths=[tmp_path / "only-one"])
+    run.complete()
+
+
+def test_start_logging_with_snapshot_outputs_and_display_name(ws: Workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    (src / "train.py").write_text("print(1)\n")
+    (src / "data" / "big.bin").write_text("x")
+    (src / ".amlignore").write_text("data/\n")
+    out = tmp_path / "outs"
+    out.mkdir()
+    (out / "model.pkl").write_bytes(b"model")
+    run = Experiment(ws, "start").start_logging(snapshot_directory=src, outputs=out, display_name="first")
+    assert run.display_name == "first"
+    snap = Path(run.download_file("snapshot.zip", tmp_path / "snap.zip"))
+    assert _names(snap.read_bytes()) == {".amlignore", "train.py"}
+    assert "outputs/model.pkl" not in run.get_file_names()
+    run.complete()
+    assert "outputs/model.pkl" in run.get_file_names()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -124,11 +125,25 @@ class Experiment:
         display_name: str | None = None,
         tags: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
+        *,
+        snapshot_directory: str | os.PathLike[str] | None = None,
+        outputs: str | os.PathLike[str] | None = None,
     ) -> Run:
-        """Start an interactive run (Running now); complete it with ``run.complete()`` or use ``with``."""
+        """Start an interactive run (Running now); complete it with ``run.complete()`` or use ``with``.
+
+        As in Azure ML, ``snapshot_directory`` is stored with the run (``snapshot.zip``, ignore files
+        honoured) and the folder ``outputs`` is uploaded as the run's ``outputs/`` when it ends (Azure
+        tracks ``./outputs`` unless told otherwise; expboard only a folder it is given)."""
         from .run import Run
 
-        return Run.create(self, display_name=display_name or "", tags=tags, properties=properties)
+        return Run.create(
+            self,
+            display_name=display_name or "",
+            tags=tags,
+            properties=properties,
+            snapshot_directory=snapshot_directory,
+            outputs=outputs,
+        )
 
     def submit(self, config: Any, tags: Mapping[str, Any] | None = None) -> Run:
         """Submit a ScriptRunConfig (or Estimator) to its compute target; returns the run at once."""
@@ -141,11 +156,18 @@ class Experiment:
         properties: Mapping[str, Any] | str | Sequence[str] | None = None,
         status: RunStatus | str | None = None,
         filter: Any = None,
+        type: str | None = None,
     ) -> Iterator[Run]:
         """Runs of this experiment, newest first (top-level runs unless ``include_children``), fetched
         lazily page by page; ``filter`` is evaluated by the store (see :meth:`Run.list`)."""
         from .run import Run
 
         return Run.list(
-            self, include_children=include_children, tags=tags, properties=properties, status=status, filter=filter
+            self,
+            include_children=include_children,
+            tags=tags,
+            properties=properties,
+            status=status,
+            filter=filter,
+            type=type,
         )

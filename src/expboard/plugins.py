@@ -11,11 +11,13 @@ from typing import Any
 
 from .errors import ExpboardError
 
-__all__ = ["compute_targets", "register_compute", "submitter"]
+__all__ = ["compute_targets", "register_compute", "register_snapshot", "snapshot", "submitter"]
 
 # submit(experiment, config, tags) -> Run;  targets(workspace) -> ComputeTargets
 _submit: Callable[..., Any] | None = None
 _targets: Callable[[Any], Any] | None = None
+# snapshot(source_folder) -> zip bytes (what a submitted run stores as snapshot.zip)
+_snapshot: Callable[[Any], bytes] | None = None
 
 _MISSING = "no compute support is loaded: `import expboard.compute` (``import expboard`` does it)"
 
@@ -36,3 +38,15 @@ def compute_targets(workspace: Any) -> Any:
     if _targets is None:
         raise ExpboardError(_MISSING)
     return _targets(workspace)
+
+
+def register_snapshot(build: Callable[[Any], bytes]) -> None:
+    """Install the function that zips a source folder (honouring its ignore files) into a snapshot."""
+    global _snapshot
+    _snapshot = build
+
+
+def snapshot(source: Any) -> bytes:
+    if _snapshot is None:
+        raise ExpboardError(_MISSING)
+    return _snapshot(source)

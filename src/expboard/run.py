@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from . import context, state, transfer
+from . import context, plugins, state, transfer
 from .buffer import MetricBuffer, Series
-from .errors import ExpboardError, RunFailedError, ValidationError
+from .errors import ExpboardError, NotFoundError, RunFailedError, ValidationError
 from .experiment import Experiment, matches
 from .liveness import is_stale, reap_unresponsive
 from .names import check_file_name, check_key, check_metric_name
@@ -79,6 +79,7 @@ class Run:
         self._series_cache: dict[str, Series] = {}
         self._fresh = False  # created by this process: nothing was logged to it before
         self._child_count = 0
+        self._outputs: Path | None = None  # a folder uploaded as outputs/ when the run ends
 
     # --- identity ---------------------------------------------------------------------------------
     @property
@@ -139,6 +140,26 @@ class Run:
         return cls(Experiment.get(workspace, record.experiment), run_id, record=record)
 
     @classmethod
+    def find(cls, workspace: Workspace, id_or_name: str) -> Run:
+        """The run with this id, else the one run with this display name (in any experiment).
+
+        Raises NotFoundError when there is none, ValidationError listing the candidates when several runs
+        have that display name."""
+        try:
+            return cls.get(workspace, id_or_name)
+        except (NotFoundError, ValidationError):
+            pass
+        found = [r for r in cls.list(workspace, include_children=True) if r.display_name == id_or_name]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise NotFoundError(f"no run with id or display name {id_or_name!r} in {workspace!r}")
+        candidates = ", ".join(f"{r.id} ({r.experiment.name})" for r in found)
+        raise ValidationError(
+            f"{len(found)} runs have the display name {id_or_name!r}: {candidates}; give the run's id instead"
+        )
+
+    @classmethod
     def list(
         cls,
         source: Workspace | Experiment,
@@ -148,11 +169,12 @@ class Run:
         status: RunStatus | str | None = None,
         filter: RunFilter | Mapping[str, Any] | None = None,
         page_size: int | None = None,
+        type: str | None = None,
     ) -> Iterator[Run]:
         """Runs of an experiment, or of every experiment of a workspace, newest first: top-level runs
         unless ``include_children``; only those with ``tags`` and ``properties`` (a name, a list of names or a
         mapping: see :func:`~expboard.experiment.matches`)
-        and ``status`` when given, and passing ``filter`` (a :class:`~expboard.stores.query.RunFilter`, or
+        ``status`` and ``type`` (``interactive``, ``script``, ``child``) when given, and passing ``filter`` (a :class:`~expboard.stores.query.RunFilter`, or
         its :meth:`~expboard.stores.query.RunFilter.parse` arguments as a dict, e.g.
         ``{"metrics": ["mse<0.3"], "text": "alpha"}``). The store evaluates the filter; runs are fetched
         lazily, ``page_size`` (default 100) at a time."""
@@ -185,6 +207,8 @@ class Run:
                 page_token=token,
             )
             for record in page.runs:
+                if type is not None and record.run_type != type:
+                    continue
                 if not matches(record.tags, tags) or not matches(record.properties, properties):
                     continue
                 exp = experiments.get(record.experiment)
@@ -207,9 +231,15 @@ class Run:
         target: str = "local",
         tags: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
+        snapshot_directory: str | os.PathLike[str] | None = None,
+        outputs: str | os.PathLike[str] | None = None,
     ) -> Run:
         """Create a run record. Interactive and child runs are owned by this process: kept alive by its
-        heartbeat while Running, and completed at exit if left running. Script runs belong to their agent."""
+        heartbeat while Running, and completed at exit if left running. Script runs belong to their agent.
+
+        ``snapshot_directory``: a folder stored with the run as ``snapshot.zip`` (its ignore files honoured);
+        ``outputs``: a folder uploaded as the run's ``outputs/`` when the run ends."""
+        snapshot = plugins.snapshot(snapshot_directory) if snapshot_directory is not None else None
         now = _time()
         running = status == RunStatus.RUNNING
         record = RunRecord(
@@ -229,6 +259,9 @@ class Run:
         record = experiment.workspace.store.create_run(record)
         run = cls(experiment, record.run_id, record=record)
         run._fresh = True
+        run._outputs = Path(outputs) if outputs is not None else None
+        if snapshot is not None:
+            run._store.write_file(run.id, "snapshot.zip", snapshot)
         if run_type != "script":
             state.own(run.id, run._finish)
             if running:
@@ -429,6 +462,9 @@ class Run:
 
     def _finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
         try:
+            if self._outputs is not None and self._outputs.is_dir():
+                outputs, self._outputs = self._outputs, None
+                transfer.upload_folder(self._store, self.id, "outputs", outputs)
             self.flush(timeout=FINISH_FLUSH_TIMEOUT_S)
         finally:
             now = _time()
@@ -547,16 +583,32 @@ class Run:
             self.experiment, display_name=name or f"child_{self._child_count}", parent=self, run_type="child"
         )
 
-    def get_children(self, recursive: bool = False) -> builtins.list[Run]:
-        """Child runs, newest first; with ``recursive``, every descendant."""
+    def get_children(
+        self,
+        recursive: bool = False,
+        tags: Mapping[str, Any] | str | Sequence[str] | None = None,
+        properties: Mapping[str, Any] | str | Sequence[str] | None = None,
+        type: str | None = None,
+        status: RunStatus | str | None = None,
+    ) -> builtins.list[Run]:
+        """Child runs, newest first; with ``recursive``, every descendant. ``tags``, ``properties``,
+        ``type`` and ``status`` keep only the runs that match, as in :meth:`list`."""
+        wanted_status = RunStatus(status) if status is not None else None
         out: builtins.list[Run] = []
         todo = [self.id]
         while todo:
             parent = todo.pop(0)
             for record in self._store.list_runs(parent_id=parent):
-                out.append(Run(self.experiment, record.run_id, record=record))
                 if recursive:
                     todo.append(record.run_id)
+                if (
+                    (type is not None and record.run_type != type)
+                    or (wanted_status is not None and record.status != wanted_status)
+                    or not matches(record.tags, tags)
+                    or not matches(record.properties, properties)
+                ):
+                    continue
+                out.append(Run(self.experiment, record.run_id, record=record))
         return out
 
     def __enter__(self) -> Run:
@@ -618,12 +670,35 @@ class Run:
         return transfer.download(self._store, self.id, name, out)
 
     def download_files(
-        self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike[str] | None = None,
+        output_paths: Sequence[str | os.PathLike[str]] | None = None,
+        batch_size: int = 100,
+        append_prefix: bool = True,
+        timeout_seconds: float | None = None,
     ) -> builtins.list[Path]:
-        """Copy every run file (under ``prefix``) into ``output_directory``, keeping relative paths."""
+        """Copy every run file (under ``prefix``) into ``output_directory``, keeping relative paths, as Azure
+        ML does: ``append_prefix=False`` drops ``prefix`` from the local paths; ``output_paths`` gives one
+        local path per file instead (in the order of ``get_file_names``). ``batch_size`` and
+        ``timeout_seconds`` are accepted and unused."""
         out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
-        # names are checked again: a remote store must not be able to write outside out_dir
-        return [
-            transfer.download(self._store, self.id, info.name, out_dir / check_file_name(info.name))
-            for info in self._store.list_files(self.id, prefix or "")
-        ]
+        infos = self._store.list_files(self.id, prefix or "")
+        if output_paths is not None:
+            if len(output_paths) != len(infos):
+                raise ValidationError(
+                    f"output_paths has {len(output_paths)} paths for {len(infos)} files under prefix {prefix!r}; "
+                    f"give one path per file, or output_directory instead"
+                )
+            return [
+                transfer.download(self._store, self.id, check_file_name(info.name), Path(p))
+                for info, p in zip(infos, output_paths, strict=True)
+            ]
+        out: builtins.list[Path] = []
+        for info in infos:
+            # names are checked again: a remote store must not be able to write outside out_dir
+            rel = check_file_name(info.name)
+            if not append_prefix and prefix and rel.startswith(prefix):
+                rel = check_file_name(rel[len(prefix) :].lstrip("/") or Path(rel).name)
+            out.append(transfer.download(self._store, self.id, info.name, out_dir / rel))
+        return out

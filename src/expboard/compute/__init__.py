@@ -104,3 +104,4 @@ def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, A
 
 
 plugins.register_compute(submit, ComputeTargets)
+plugins.register_snapshot(lambda source: build_snapshot(Path(source)).data)

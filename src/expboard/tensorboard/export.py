@@ -50,6 +50,7 @@ from ..records import MetricSeries, RunRecord
 from ..run import Run
 from ..stores import Store
 from ..tfevents import EventFileWriter
+from ..workspace import Workspace
 from ._convert import SeriesConverter
 from .sessions import SessionCandidate, info_of_series, plan_sessions
 
@@ -207,12 +208,14 @@ class _Planned:
 
 
 def export_to_tensorboard(
-    run_data: Run | Sequence[Run] | Experiment,
-    logdir: str | os.PathLike[str],
+    run_data: Run | Sequence[Run] | Experiment | str,
+    logdir: str | os.PathLike[str] | None = None,
     recursive: bool = True,
     hparams: Sequence[str] | None = None,
     *,
     progress: bool | None = None,
+    logsdir: str | os.PathLike[str] | None = None,
+    logger: Any = None,
 ) -> ExportResult:
     """Write the metrics of a run, a list of runs or an experiment (its top-level runs) into ``logdir``.
 
@@ -222,7 +225,19 @@ def export_to_tensorboard(
 
     >>> export_to_tensorboard(root_run, "exportedTBlogs", hparams=["alpha"])   # doctest: +SKIP
     ExportResult(logdir=PosixPath('exportedTBlogs'), ...)
+
+    As in Azure ML, the folder may be given as ``logsdir=``, and ``run_data`` may be a run's id or display
+    name, found in the workspace of the current folder (``logger`` is accepted and unused).
     """
+    if logsdir is not None:
+        if logdir is not None and Path(logdir) != Path(logsdir):
+            raise ValidationError("give the folder once: logdir (or Azure ML's spelling, logsdir), not both")
+        logdir = logsdir
+    if logdir is None:
+        raise ValidationError("export_to_tensorboard needs the folder to write to: logdir (or logsdir)")
+    if isinstance(run_data, str):
+        with Workspace.from_config() as ws:
+            return export_to_tensorboard(Run.find(ws, run_data), logdir, recursive, hparams, progress=progress)
     if isinstance(hparams, str):
         hparams = [h for h in hparams.split(",") if h]
     root = Path(logdir)
