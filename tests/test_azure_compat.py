@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from expboard import ConfigError, Experiment, NotFoundError, ValidationError, Workspace
+from expboard import ConfigError, Experiment, NotFoundError, Run, ValidationError, Workspace
 from expboard.compute.snapshot import build_snapshot
 
 
@@ -242,3 +242,67 @@ def test_start_logging_with_snapshot_outputs_and_display_name(ws: Workspace, tmp
     assert "outputs/model.pkl" not in run.get_file_names()
     run.complete()
     assert "outputs/model.pkl" in run.get_file_names()
+
+
+# --- run methods ----------------------------------------------------------------------------------
+def test_run_names_number_type_and_display_name(ws: Workspace) -> None:
+    exp = Experiment(ws, "numbers")
+    first = exp.start_logging(display_name="one")
+    child = first.child_run("kid")
+    second = exp.start_logging()
+    assert (first.number, child.number, second.number) == (1, 2, 3)
+    assert Experiment(ws, "elsewhere").start_logging().number == 1
+    assert (first.type, child.type) == ("interactive", "child")
+    assert first.name == "one"
+    first.display_name = "renamed"
+    assert first.display_name == "renamed" and first.name == "renamed"
+    assert Run.get(ws, first.id).display_name == "renamed"
+    for r in (child, first, second):
+        r.complete()
+
+
+def test_create_children_upload_files_and_get_all_logs(ws: Workspace, tmp_path: Path) -> None:
+    parent = Experiment(ws, "children").start_logging()
+    kids = parent.create_children(tag_key="alpha", tag_values=["0.1", "0.2"])
+    assert [k.get_tags() for k in kids] == [{"alpha": "0.1"}, {"alpha": "0.2"}]
+    assert {k.id for k in parent.get_children()} == {k.id for k in kids}
+    assert len(parent.create_children(count=2)) == 2
+    with pytest.raises(ValidationError):
+        parent.create_children()
+    with pytest.raises(ValidationError):
+        parent.create_children(count=3, tag_key="a", tag_values=["x"])
+    (tmp_path / "f1").write_text("1")
+    (tmp_path / "f2").write_text("2")
+    parent.upload_files(["logs/a.txt", "system_logs/driver.log"], [tmp_path / "f1", tmp_path / "f2"])
+    parent.upload_file("outputs/m.pkl", tmp_path / "f1")
+    with pytest.raises(ValidationError, match="one name per path"):
+        parent.upload_files(["x"], [])
+    got = parent.get_all_logs(tmp_path / "logs-here")
+    assert sorted(p.relative_to(tmp_path / "logs-here").as_posix() for p in got) == [
+        "logs/a.txt",
+        "system_logs/driver.log",
+    ]
+    for k in parent.get_children():
+        k.complete()
+    parent.complete()
+
+
+def test_html_reprs_and_portal_url(ws: Workspace, tmp_path: Path) -> None:
+    from expboard.tensorboard import Tensorboard
+
+    exp = Experiment(ws, "html")
+    run = exp.start_logging(display_name="a<b")
+    assert run.get_portal_url() is None
+    page = run._repr_html_()
+    assert "a&lt;b" in page and "Running" in page and run.id in page and "<a href" not in page
+    assert "<td>html</td>" in exp._repr_html_() and "<td>project</td>" in exp._repr_html_()
+    run.log("x", 1.0)
+    run.complete()
+    tb = Tensorboard([run], port=0)
+    try:
+        url = tb.start()
+        assert run.get_portal_url() == url
+        assert f'<a href="{url}"' in run._repr_html_()
+    finally:
+        tb.stop()
+    assert run.get_portal_url() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -58,6 +59,14 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"Experiment(name={self.name!r})"
+
+    def _repr_html_(self) -> str:
+        """A table row for Jupyter: name, workspace, number of top-level runs."""
+        runs = len(self.workspace.store.list_runs(experiment=self.name, parent_id=None))
+        cells = (self.name, self.workspace.name, str(runs))
+        head = "<tr><th>Name</th><th>Workspace</th><th>Runs</th></tr>"
+        row = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        return f"<table>{head}<tr>{row}</tr></table>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Experiment) and other.name == self.name and other.workspace is self.workspace

@@ -8,6 +8,7 @@ hooks) lives in :mod:`.state`, and where ``Run.get_context()`` finds its run in 
 from __future__ import annotations
 
 import builtins
+import html
 import io
 import os
 import secrets
@@ -105,6 +106,28 @@ class Run:
     def display_name(self) -> str:
         return self._record.display_name
 
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        self._record = self._store.update_run(self.id, display_name=str(value))
+
+    @property
+    def name(self) -> str:
+        """Azure ML's ``run.name``: the display name."""
+        return self._record.display_name
+
+    @property
+    def type(self) -> str:
+        """``interactive``, ``script`` or ``child``."""
+        return self._record.run_type
+
+    @property
+    def number(self) -> int:
+        """The run's place in its experiment, counting from 1 in the order runs were created (child runs
+        included), as Azure ML numbers them."""
+        records = self._store.list_runs(experiment=self.experiment.name)
+        order = sorted(records, key=lambda r: (r.created, r.run_id))
+        return next(i for i, r in enumerate(order, 1) if r.run_id == self.id)
+
     @property
     def parent(self) -> Run | None:
         if self._record.parent_id is None:
@@ -125,6 +148,24 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(experiment={self.experiment.name!r}, id={self.id!r}, status={self._record.status.value!r})"
+
+    def get_portal_url(self) -> str | None:
+        """The URL of a TensorBoard this process started (``Tensorboard([run]).start()``) while it shows
+        this run, else None: there is no portal besides TensorBoard."""
+        return state.serving_url(self.id)
+
+    def _repr_html_(self) -> str:
+        """A table row for Jupyter: experiment, id, type, status, duration, and a link to the TensorBoard
+        serving the run when one does."""
+        r = self.refresh()
+        end = r.end_time if r.end_time is not None else (_time() if r.start_time is not None else None)
+        duration = f"{end - r.start_time:.1f} s" if end is not None and r.start_time is not None else ""
+        cells = [self.experiment.name, self.id, r.display_name, r.run_type, r.status.value, duration]
+        head = "".join(f"<th>{h}</th>" for h in ("Experiment", "Id", "Display name", "Type", "Status", "Duration"))
+        row = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        url = self.get_portal_url()
+        link = f'<td><a href="{html.escape(url)}" target="_blank">TensorBoard</a></td>' if url else "<td></td>"
+        return f"<table><tr>{head}<th>Details</th></tr><tr>{row}{link}</tr></table>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Run) and other.id == self.id
@@ -575,6 +616,33 @@ class Run:
         return details
 
     # --- children -------------------------------------------------------------------------------
+    def create_children(
+        self, count: int | None = None, tag_key: str | None = None, tag_values: Sequence[str] | None = None
+    ) -> builtins.list[Run]:
+        """Azure ML's ``create_children``: ``count`` Running child runs, or one per value of ``tag_values``,
+        each tagged ``tag_key: value``."""
+        if tag_values is not None and tag_key is None:
+            raise ValidationError("create_children: tag_values needs tag_key, the tag they are the values of")
+        if count is None and tag_values is None:
+            raise ValidationError("create_children needs count, or tag_key and tag_values")
+        if count is not None and tag_values is not None and count != len(tag_values):
+            raise ValidationError(f"create_children: count={count} but {len(tag_values)} tag_values; give one")
+        n = len(tag_values) if tag_values is not None else int(count or 0)
+        children = []
+        for i in range(n):
+            self._child_count += 1
+            tags = {tag_key: str(tag_values[i])} if tag_key is not None and tag_values is not None else None
+            children.append(
+                Run.create(
+                    self.experiment,
+                    display_name=f"child_{self._child_count}",
+                    parent=self,
+                    run_type="child",
+                    tags=tags,
+                )
+            )
+        return children
+
     def child_run(self, name: str | None = None) -> Run:
         """Create a Running child run. As a context manager it ends Completed, or Failed (error recorded and
         the exception re-raised) when the block raises."""
@@ -615,7 +683,7 @@ class Run:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self, exc_type: builtins.type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._record.status.is_terminal and self.get_status().is_terminal:
             return
@@ -657,6 +725,25 @@ class Run:
     def upload_folder(self, name: str, path: str | os.PathLike[str]) -> builtins.list[str]:
         """Store every file under folder ``path`` as ``name/<relative path>``; returns the stored names."""
         return transfer.upload_folder(self._store, self.id, name, path)
+
+    def upload_files(
+        self,
+        names: Sequence[str],
+        paths: Sequence[str | os.PathLike[str]],
+        return_artifacts: bool = False,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Azure ML's ``upload_files``: store ``paths[i]`` as ``names[i]``."""
+        if len(names) != len(paths):
+            raise ValidationError(f"upload_files: {len(names)} names for {len(paths)} paths; give one name per path")
+        for name, path in zip(names, paths, strict=True):
+            self.upload_file(name, path)
+
+    def get_all_logs(self, destination: str | os.PathLike[str] | None = None) -> builtins.list[Path]:
+        """Download the run's logs (``system_logs/`` and ``logs/``) into ``destination`` (default: a folder
+        named after the run id), as Azure ML's ``get_all_logs``; returns the local paths."""
+        out_dir = Path(destination) if destination is not None else Path(self.id)
+        return [p for prefix in ("system_logs/", "logs/") for p in self.download_files(prefix, out_dir)]
 
     def get_file_names(self) -> builtins.list[str]:
         return [f.name for f in self._store.list_files(self.id)]

@@ -24,7 +24,10 @@ __all__ = [
     "on_exit",
     "own",
     "release",
+    "serve",
+    "serving_url",
     "terminated_by_signal",
+    "unserve",
 ]
 
 _buffers: dict[Store, MetricBuffer] = {}  # by the store object itself (stores compare by identity)
@@ -123,3 +126,27 @@ def _install_exit_handlers() -> None:
                 signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main interpreter
             pass
+
+
+# --- TensorBoards this process serves (run id -> URL), for run.get_portal_url() -------------------------
+_serving: dict[str, str] = {}
+_serving_lock = threading.Lock()
+
+
+def serve(run_ids: list[str], url: str) -> None:
+    """Note that a TensorBoard started by this process shows these runs at ``url``."""
+    with _serving_lock:
+        _serving.update(dict.fromkeys(run_ids, url))
+
+
+def unserve(run_ids: list[str], url: str) -> None:
+    """That TensorBoard stopped (a run shown by another one keeps that one's URL)."""
+    with _serving_lock:
+        for run_id in run_ids:
+            if _serving.get(run_id) == url:
+                del _serving[run_id]
+
+
+def serving_url(run_id: str) -> str | None:
+    with _serving_lock:
+        return _serving.get(run_id)

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from .. import state
 from ..errors import ExpboardError, ValidationError
 from .export import runs_of
 from .provider import DataProviderServer
@@ -183,6 +184,7 @@ class Tensorboard:
                 self.stop()
                 raise
             self._url = url
+            state.serve([r.id for r in self.runs], url)
             atexit.register(self.stop)
         if start_browser:
             import webbrowser
@@ -196,6 +198,8 @@ class Tensorboard:
         Idempotent; also called on ``with`` exit and at interpreter exit.
         """
         with self._lock:
+            if self._url is not None:
+                state.unserve([r.id for r in self.runs], self._url)
             if self.sync is not None:
                 self.sync.stop()
                 self.sync = None
