@@ -137,12 +137,14 @@ def test_metric_pages_read_across_chunks(store: SqlStore) -> None:
 def test_upgrading_fills_the_latest_points_of_older_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"sqlite:///{tmp_path / 'old.db'}"
     monkeypatch.setattr(sql_module, "MIGRATIONS", sql_module.MIGRATIONS[:1])  # a database of the first schema
-    old = SqlStore(uri, tmp_path / "artifacts")
-    old.get_or_create_experiment("q")
+    SqlStore(uri, tmp_path / "artifacts").close()
     rid = uuid.uuid4().hex
-    old.create_run(RunRecord(rid, "q", RunStatus.RUNNING, time.time()))
-    old.close()
-    with sqlite3.connect(tmp_path / "old.db") as conn:  # a chunk written the way the first schema did
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # an experiment, a run, a chunk as the first schema had them
+        conn.execute("INSERT INTO experiments (name, created) VALUES ('q', ?)", (time.time(),))
+        conn.execute(
+            "INSERT INTO runs (run_id, experiment, run_type, status, created) VALUES (?, 'q', 'interactive', ?, ?)",
+            (rid, RunStatus.RUNNING.value, time.time()),
+        )
         conn.execute(
             "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, wall_times, vals) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
