@@ -229,4 +229,4 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     from expboard import ValidationError
 
     with pytest.raises(ValidationError, match="Run, a list of runs or an Experiment"):
-        export_to_tensorboard("some-run-id", tmp_path)  # type: ignore[arg-type]
+        export_to_tensorboard(42, tmp_path)  # type: ignore[arg-type]
