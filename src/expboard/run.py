@@ -213,10 +213,10 @@ class Run:
         type: str | None = None,
     ) -> Iterator[Run]:
         """Runs of an experiment, or of every experiment of a workspace, newest first: top-level runs
-        unless ``include_children``; only those with ``tags`` and ``properties`` (a name, a list of names or a
-        mapping: see :func:`~expboard.experiment.matches`)
-        ``status`` and ``type`` (``interactive``, ``script``, ``child``) when given, and passing ``filter`` (a :class:`~expboard.stores.query.RunFilter`, or
-        its :meth:`~expboard.stores.query.RunFilter.parse` arguments as a dict, e.g.
+        unless ``include_children``; only those with ``tags`` and ``properties`` (a name, a list of names or
+        a mapping: see :func:`~expboard.experiment.matches`), ``status`` and ``type`` (``interactive``,
+        ``script``, ``child``) when given, and passing ``filter`` (a :class:`~expboard.stores.query.RunFilter`,
+        or its :meth:`~expboard.stores.query.RunFilter.parse` arguments as a dict, e.g.
         ``{"metrics": ["mse<0.3"], "text": "alpha"}``). The store evaluates the filter; runs are fetched
         lazily, ``page_size`` (default 100) at a time."""
         if isinstance(source, Experiment):
