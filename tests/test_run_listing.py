@@ -113,7 +113,8 @@ def test_metric_last_is_filled_when_an_older_workspace_is_upgraded(tmp_path: Pat
     db = sqlite3.connect(db_path)  # back to the schema before metric_last
     db.executescript(
         "DROP TABLE metric_last; DROP INDEX runs_by_created; DROP INDEX runs_by_experiment_created;"
-        "DELETE FROM schema_version WHERE version = 3;"
+        "DROP TABLE experiment_tags; ALTER TABLE experiments DROP COLUMN archived;"  # and what came after it
+        "DELETE FROM schema_version WHERE version >= 3;"
     )
     db.close()
     ws = Workspace(tmp_path / "old")
