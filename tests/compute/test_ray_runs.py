@@ -163,6 +163,8 @@ def test_run_completes_off_the_head_with_scalars_live_in_tensorboard(
     assert steps >= 3
     log = read(run, "system_logs/driver.log").decode()
     assert f"steps {steps}" in log
+    # the run is Completed once the agent has stored everything; its Ray job ends when the agent exits
+    wait_until(lambda: _job(server_ws, run)["status"] != "RUNNING", timeout=60, what="the Ray job to end")
     job = _job(server_ws, run)
     assert job["status"] == "SUCCEEDED"
     assert _agent_node(server_ws, run) == _node_id(ray_cluster, "worker0")  # not the head
