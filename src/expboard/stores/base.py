@@ -218,9 +218,12 @@ class Store(ABC):
                 writer.write(piece)
             return writer.commit()
 
+    read_piece_bytes = READ_PIECE_BYTES  # a store that pays per request reads larger pieces
+
     def iter_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """A file's bytes in pieces of at most 1 MiB (NotFoundError raised at once if it does not exist)."""
-        want = READ_PIECE_BYTES if length is None else min(length, READ_PIECE_BYTES)
+        """A file's bytes in pieces of at most ``read_piece_bytes``, each read on its own (so a remote store
+        retries each piece); NotFoundError is raised at once if the file does not exist."""
+        want = self.read_piece_bytes if length is None else min(length, self.read_piece_bytes)
         first = self.read_file(run_id, name, offset, want)
         return self._iter_rest(run_id, name, first, offset, length)
 
@@ -232,7 +235,7 @@ class Store(ABC):
                 length -= len(piece)
                 if length <= 0:
                     return
-            want = READ_PIECE_BYTES if length is None else min(length, READ_PIECE_BYTES)
+            want = self.read_piece_bytes if length is None else min(length, self.read_piece_bytes)
             piece = self.read_file(run_id, name, offset, want)
 
     def file_info(self, run_id: str, name: str) -> FileInfo:

@@ -47,7 +47,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -152,6 +152,8 @@ class HttpStore(Store):
     ``token`` defaults to ``EXPBOARD_TOKEN``. ``retry_for`` bounds how long a call retries an unreachable
     server; ``metrics_retry_for`` how long ``log_metrics`` does so before spooling the batch to disk.
     """
+
+    read_piece_bytes = FILE_PIECE_BYTES  # ranges of 8 MiB, each retried on its own (survives a restart)
 
     def __init__(
         self,
@@ -967,24 +969,6 @@ class HttpStore(Store):
             return self._request("GET", f"{path}?offset={offset}&length=0").body
         end = "" if length is None else str(offset + length - 1)
         return self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"}).body
-
-    def iter_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """A file in ranges of 8 MiB, each retried on its own (a download survives a server restart)."""
-        want = FILE_PIECE_BYTES if length is None else min(length, FILE_PIECE_BYTES)
-        first = self.read_file(run_id, name, offset, want)
-        return self._ranges(run_id, name, first, offset, length)
-
-    def _ranges(self, run_id: str, name: str, piece: bytes, offset: int, length: int | None) -> Iterator[bytes]:
-        while piece:
-            yield piece
-            offset += len(piece)
-            if length is not None:
-                length -= len(piece)
-                if length <= 0:
-                    return
-            piece = self.read_file(
-                run_id, name, offset, FILE_PIECE_BYTES if length is None else min(length, FILE_PIECE_BYTES)
-            )
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         return [self._info(i) for i in self._json("GET", f"{API}/runs/{_rid(run_id)}/files", prefix=prefix)]
