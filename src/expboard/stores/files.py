@@ -21,6 +21,7 @@ Every storage keeps the same contract:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import uuid
@@ -221,15 +222,18 @@ class LocalFiles(FileStorage):
     def append(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
         path = self.path(run_id, name)
         name = check_file_name(name)
+        data = bytes(data)
         with self._lock:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            rest, size = self._resolve_append(run_id, name, bytes(data), offset, size)
-            if rest or not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "ab") as f:
+            if offset > 0 and not path.exists():
+                self._resolve_append(run_id, name, data, offset, 0)  # raises: the offset is past the end
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                # Several processes (servers on one folder) may append at once: the size is checked and the
+                # bytes written under one lock on the file, so two appends at one offset store only one.
+                fcntl.flock(f, fcntl.LOCK_EX)
+                size = os.fstat(f.fileno()).st_size
+                rest, size = self._resolve_append(run_id, name, data, offset, size)
+                if rest:
                     f.write(rest)
         return self._info(path, name)
 
