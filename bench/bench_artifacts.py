@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tensorboard import _wait_served
+from benchcommon import free_port as _free_port
+from benchcommon import uptime as _uptime
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench-key",
@@ -44,19 +45,6 @@ CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 BUCKET = "expboard-bench"
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start_moto() -> tuple[subprocess.Popen[bytes], str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,15 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchcommon import uptime as _uptime
+
 SCRIPT = 'print("hello")\n'
 POLL_S = 0.05
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 120.0) -> float:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,20 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from benchcommon import free_port as _free_port
+from benchcommon import uptime as _uptime
+
 METRICS_PER_BATCH = 10
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- clients (run in their own processes) ---------------------------------------------------------------

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,12 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+from benchcommon import uptime as _uptime
 
 
 def bench_export(root: Path, n: int) -> dict[str, float]:
