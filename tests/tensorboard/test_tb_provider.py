@@ -47,7 +47,7 @@ def _png() -> bytes:
 
 @pytest.fixture(scope="module")
 def world(module_ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The seed's Option 2 sweep, and an experiment with every kind of metric, behind one TensorBoard."""
+    """The how-to's Option 2 sweep, and an experiment with every kind of metric, behind one TensorBoard."""
     root_run = make_sweep(module_ws, "provider-sweep")
     kinds = Experiment(module_ws, "provider-kinds")
     run = kinds.start_logging(display_name="kinds")
