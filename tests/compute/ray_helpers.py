@@ -5,6 +5,7 @@ Without Ray installed the tests skip, except under CI=true, where they fail."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -31,6 +32,17 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {missing}: the Ray target tests must run in CI", pytrace=False)
         pytest.skip(missing)
+    # ``ray stop`` ends every Ray cluster of this user on the machine: two test sessions at once (two checkouts)
+    # take turns instead of stopping each other's cluster.
+    lock = open(os.path.join("/tmp", f"expboard-ray-tests-{os.getuid()}.lock"), "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _session_cluster()
+    finally:
+        lock.close()
+
+
+def _session_cluster() -> Iterator[LocalRayCluster]:
     os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, so no client writes or expects ~/.ray/auth_token
     # Ray fails a job PENDING longer than this (900 s by default): short, so a test sees expboard queue it again.
     cluster = LocalRayCluster(workers=1, cpus_per_node=1, env={"RAY_JOB_START_TIMEOUT_SECONDS": "12"})
