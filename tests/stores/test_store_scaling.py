@@ -66,3 +66,56 @@ def test_query_runs_pages_and_filters(store: Store) -> None:
         experiment=exp, filter=RunFilter.parse(tags=["group=a"], metrics=["mse>=0.1"], text="TRIAL")
     ).runs
     assert {r.run_id for r in hits} == {ids[1], ids[2]}
+
+
+def test_read_metric_chunks_after_a_cursor(store: Store) -> None:
+    from expboard.errors import ValidationError
+
+    a, b, other = _run(store), _run(store), _run(store)
+    store.log_metrics([_chunk(a, "loss", 3), _chunk(b, "loss", 2), _chunk(other, "loss", 4)])
+    store.log_metrics([MetricChunk(a, "note", MetricKind.SCALAR, [5, 1], [1.0, 2.0], ["x", None])])
+    store.flush()
+    page = store.read_metric_chunks([a, b])
+    assert [(c.run_id, c.name, len(c)) for c in page.chunks] == [(a, "loss", 3), (b, "loss", 2), (a, "note", 2)]
+    assert not page.more and page.chunks[2].values == ["x", None] and page.chunks[2].steps.tolist() == [5, 1]
+    assert page.chunks[0].values.dtype == np.float64 and page.chunks[0].steps.tolist() == [0, 1, 2]
+    assert store.read_metric_chunks([a, b], page.cursor) == type(page)([], page.cursor, False)  # nothing new
+    store.log_metrics([MetricChunk(a, "loss", MetricKind.SCALAR, [1], [3.0], [7.0])])  # a lower step comes too
+    store.flush()
+    new = store.read_metric_chunks([a, b], page.cursor)
+    assert [(c.steps.tolist(), c.values.tolist()) for c in new.chunks] == [([1], [7.0])] and new.cursor > page.cursor
+    # pages of about max_points points, at least one chunk each; every chunk exactly once
+    seen, cursor, pages = [], 0, 0
+    while True:
+        part = store.read_metric_chunks([a, b], cursor, max_points=3)
+        seen += [len(c) for c in part.chunks]
+        assert sum(len(c) for c in part.chunks) <= 3 or len(part.chunks) == 1
+        cursor, pages = part.cursor, pages + 1
+        if not part.more:
+            break
+    assert sorted(seen) == [1, 2, 2, 3] and pages >= 3
+    assert store.read_metric_chunks([]).chunks == []
+    try:
+        store.read_metric_chunks([f"r{i}" for i in range(101)])
+    except ValidationError as exc:
+        assert "at most 100" in str(exc)
+    else:
+        raise AssertionError("101 runs were accepted")
+
+
+def test_long_series_reads_into_one_array(store: Store) -> None:
+    """A series of many stored rows reads back whole, also within a step range and over rows of other dtypes."""
+    run_id = _run(store)
+    n = 40_000  # three rows of at most 16,384 points
+    store.log_metrics([_chunk(run_id, "loss", n)])
+    store.log_metrics([MetricChunk(run_id, "mixed", MetricKind.SCALAR, [0, 1], [1.0, 1.0], [1.5, 2.5])])
+    store.log_metrics([MetricChunk(run_id, "mixed", MetricKind.SCALAR, [2], [1.0], [3])])
+    store.flush()
+    (loss,) = store.get_metrics(run_id, "loss")
+    assert loss.steps.tolist() == list(range(n)) and loss.values.tolist() == list(map(float, range(n)))
+    assert loss.steps.flags.writeable and loss.values.flags.writeable
+    (part,) = store.get_metrics(run_id, "loss", min_step=16_000, max_step=20_000)
+    assert part.steps.tolist() == list(range(16_000, 20_001)) and part.values[0] == 16_000.0
+    (mixed,) = store.get_metrics(run_id, "mixed")
+    assert mixed.values == [1.5, 2.5, 3]
+    assert store.get_metrics(run_id, "loss", min_step=n) == []

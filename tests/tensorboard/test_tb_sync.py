@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from tbhelpers import accumulator, event_records, scalar_values
 
@@ -54,31 +56,53 @@ def test_file_mirror_appends_and_recopies_replaced_files(ws: Workspace, tmp_path
     run.complete()
 
 
-def test_metric_sync_is_incremental_and_complete(ws: Workspace, tmp_path: Path) -> None:
+def test_metric_sync_is_incremental_and_complete(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = Experiment(ws, "metrics").start_logging()
     dest = tmp_path / "run_history"
-    sync = MetricSync(ws.store, run.id, dest, full_every=4, active_polls=2)
+    read: list[int] = []  # points of each chunk read by the polls
+    chunks_of = ws.store.read_metric_chunks
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        page = chunks_of(*args, **kwargs)
+        read.extend(len(c) for c in page.chunks)
+        return page
+
+    def whole_series(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a poll read whole series")
+
+    monkeypatch.setattr(ws.store, "read_metric_chunks", counted)
+    monkeypatch.setattr(ws.store, "get_metrics", whole_series)
+    sync = MetricSync(ws.store, run.id, dest, page_points=5)
     assert sync.poll() == 0 and not dest.exists()  # no metrics: no event file
     run.log("alpha", 0.5)
     for step in range(30):
         run.log("loss", 1.0 / (step + 1), step=step)
         if step == 20:
             run.log("alpha", 0.7)  # a quiet series gets a point below the others' steps
+            run.log("loss", 9.0, step=3)  # and one below its own last step
         if step % 3 == 0:
             run.log_row("row", a=step, b="x")
         run.flush()
         sync.poll()
+        if step == 20:  # written live, not only after the run ends
+            assert scalar_values(accumulator(dest), "loss")[2][-1] == 9.0
+    run.log_array("long", np.arange(12.0))  # one chunk longer than a page: read on its own
     run.complete()
     sync.poll(final=True)
     sync.close()
+    monkeypatch.undo()
     acc = accumulator(dest)
     stored = {s.name: s for s in run.get_metric_series()}
     steps, walls, values = scalar_values(acc, "loss")
-    assert steps == list(range(30)) and walls == stored["loss"].wall_times.tolist()
-    assert values == pytest.approx([1.0 / (s + 1) for s in range(30)])
+    assert steps == stored["loss"].steps.tolist() and walls == stored["loss"].wall_times.tolist()
+    assert values[:21] == pytest.approx([1.0 / (s + 1) for s in range(21)]) and values[21] == 9.0
     assert scalar_values(acc, "alpha")[2].tolist() == pytest.approx([0.5, 0.7])
     assert scalar_values(acc, "row/a")[0] == list(range(10))
-    assert sync.points == sum(len(s) for s in stored.values())
+    assert scalar_values(acc, "long")[2].tolist() == list(range(12))
+    total = sum(len(s) for s in stored.values())
+    assert sync.points == total and sum(read) == total  # every point read exactly once over all polls
 
 
 def test_export_progress_bar(ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

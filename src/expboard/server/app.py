@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import ConflictError, ExpboardError, ForbiddenError, ValidationError
 from ..names import MAX_RUN_ID_LENGTH, check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from ..stores.base import UNSET, MetricChunk, Store
+from ..stores.base import MAX_CHUNK_RUNS, UNSET, MetricChunk, Store
 from ..stores.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RunFilter
 from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
@@ -421,6 +421,22 @@ def create_app(
     async def count_metric_points(run_id: str, name: str, kind: MetricKind | None = None) -> dict[str, int]:
         """How many points one metric of a run has (of one kind, when given), without reading them."""
         return {"count": await call(store.count_metric_points, run_id, name, kind)}
+
+    @api.get(
+        f"{API_PREFIX}/metric-chunks",
+        tags=["metrics"],
+        responses={200: {"content": {WIRE_CONTENT_TYPE: {}}, "description": "the chunks, binary"}},
+    )
+    async def read_metric_chunks(
+        run_id: list[str] = Query(..., description=f"at most {MAX_CHUNK_RUNS} runs"),
+        after: int = Query(0, ge=0, description="the cursor of the previous page (0: from the first chunk)"),
+        max_points: int = Query(1_000_000, ge=1, le=10_000_000),
+    ) -> Response:
+        """The runs' metric chunks stored after a cursor, in storing order (what is new since the last read).
+        The next cursor is in the ``X-Expboard-Cursor`` header; ``X-Expboard-More: 1`` when the page was cut."""
+        page = await call(store.read_metric_chunks, run_id, after, max_points)
+        headers = {"X-Expboard-Cursor": str(page.cursor), "X-Expboard-More": "1" if page.more else "0"}
+        return Response(encode_batch(page.chunks), media_type=WIRE_CONTENT_TYPE, headers=headers)
 
     @api.get(f"{API_PREFIX}/metric-info", tags=["metrics"])
     async def get_metric_info(run_id: list[str] = Query(...)) -> Any:

@@ -19,7 +19,9 @@ from .query import RunFilter, RunPage
 
 __all__ = [
     "LatestMetric",
+    "MAX_CHUNK_RUNS",
     "MetricChunk",
+    "MetricChunkPage",
     "MetricInfo",
     "QueryStore",
     "RunCondition",
@@ -81,6 +83,22 @@ class MetricInfo:
     last_wall_time: float
     last_value: Any
     numeric: bool
+
+
+MAX_CHUNK_RUNS = 100  # runs whose chunks one read_metric_chunks call may ask for
+
+
+@dataclass(frozen=True)
+class MetricChunkPage:
+    """Stored chunks after a cursor, in the order they were stored (see :meth:`Store.read_metric_chunks`).
+
+    ``chunks``: one :class:`MetricChunk` per stored row (a long ``log_array`` is several). ``cursor``: pass it
+    as ``after`` to get the chunks stored after these (it is ``after`` itself when there were none).
+    ``more``: the page was cut short at ``max_points``; more chunks are stored already."""
+
+    chunks: list[MetricChunk]
+    cursor: int
+    more: bool
 
 
 class Store(ABC):
@@ -176,6 +194,15 @@ class Store(ABC):
 
         With ``max_points``, a longer series is thinned to that many evenly spaced points (its first and
         last point always kept), for plotting long series without reading every point."""
+
+    @abstractmethod
+    def read_metric_chunks(
+        self, run_ids: Sequence[str], after: int = 0, max_points: int = 1_000_000
+    ) -> MetricChunkPage:
+        """The chunks of these runs (at most ``MAX_CHUNK_RUNS``) stored after cursor ``after`` (0: from the
+        first), in storing order, about ``max_points`` points (always at least one chunk, if any): for reading
+        only what is new since the last call (the live TensorBoard mirror) and for reading long series in
+        bounded memory (export). Whatever order the steps were logged in, every point comes exactly once."""
 
     @abstractmethod
     def count_metric_points(self, run_id: str, name: str, kind: MetricKind | None = None) -> int:

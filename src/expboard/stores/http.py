@@ -64,7 +64,7 @@ from ..errors import (
 )
 from ..names import check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import UNSET, MetricChunk, MetricInfo, Store, check_chunk
+from .base import MAX_CHUNK_RUNS, UNSET, MetricChunk, MetricChunkPage, MetricInfo, Store, check_chunk
 from .query import RunFilter, RunPage, page_size
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
@@ -115,10 +115,26 @@ def _derive(batch_id: str, suffix: str) -> str:
 class _Response:
     status: int
     headers: dict[str, str]
-    body: bytes
+    body: bytes | bytearray
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def _read_body(resp: http.client.HTTPResponse, into_bytearray: bool) -> bytes | bytearray:
+    """The response's body; a metric read's into one bytearray of the announced length, which the decoder
+    then views without copying (the series' arrays are that buffer)."""
+    length = resp.getheader("Content-Length")
+    if not into_bytearray or length is None or not length.isdigit():
+        return resp.read()
+    buf = bytearray(int(length))
+    view, got = memoryview(buf), 0
+    while got < len(buf):
+        n = resp.readinto(view[got:])
+        if not n:
+            raise http.client.IncompleteRead(b"", len(buf) - got)
+        got += n
+    return buf
 
 
 def _default_spool_root() -> Path:
@@ -231,7 +247,7 @@ class HttpStore(Store):
                 body = body()
             conn.request(method, self._base_path + path, body=body, headers={**self._headers, **headers})
             resp = conn.getresponse()
-            data = resp.read()
+            data = _read_body(resp, into_bytearray=headers.get("Accept") == WIRE_CONTENT_TYPE)
         except _CONNECTION_ERRORS as exc:
             conn.close()
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
@@ -688,6 +704,25 @@ class HttpStore(Store):
             for p in parts
         ]
 
+    def read_metric_chunks(
+        self, run_ids: Sequence[str], after: int = 0, max_points: int = 1_000_000
+    ) -> MetricChunkPage:
+        ids = list(dict.fromkeys(run_ids))
+        if len(ids) > MAX_CHUNK_RUNS:
+            raise ValidationError(f"read_metric_chunks takes at most {MAX_CHUNK_RUNS} runs at a time (got {len(ids)})")
+        if not ids:
+            return MetricChunkPage([], after, False)
+        query = urlencode({"run_id": ids, "after": int(after), "max_points": int(max_points)}, doseq=True)
+        resp = self._request("GET", f"{API}/metric-chunks?{query}", headers={"Accept": WIRE_CONTENT_TYPE})
+        _, parts = decode_batch(resp.body)
+        chunks = [
+            MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
+            for p in parts
+        ]
+        return MetricChunkPage(
+            chunks, int(resp.headers["x-expboard-cursor"]), resp.headers.get("x-expboard-more") == "1"
+        )
+
     def count_metric_points(self, run_id: str, name: str, kind: MetricKind | None = None) -> int:
         path = f"{API}/runs/{quote(run_id, safe='')}/metric-count"
         data = self._json("GET", path, name=name, kind=MetricKind(kind).value if kind is not None else None)
@@ -966,9 +1001,9 @@ class HttpStore(Store):
             raise ValidationError("offset and length must not be negative")
         path = self._file_path(run_id, name)
         if length == 0:
-            return self._request("GET", f"{path}?offset={offset}&length=0").body
+            return bytes(self._request("GET", f"{path}?offset={offset}&length=0").body)
         end = "" if length is None else str(offset + length - 1)
-        return self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"}).body
+        return bytes(self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"}).body)
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         return [self._info(i) for i in self._json("GET", f"{API}/runs/{_rid(run_id)}/files", prefix=prefix)]

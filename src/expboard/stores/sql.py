@@ -37,10 +37,12 @@ from ..names import (
 )
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import (
+    MAX_CHUNK_RUNS,
     RUN_ATTRIBUTES,
     UNSET,
     LatestMetric,
     MetricChunk,
+    MetricChunkPage,
     MetricInfo,
     QueryStore,
     RunCondition,
@@ -126,6 +128,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """CREATE TABLE experiment_tags (experiment TEXT NOT NULL REFERENCES experiments(name),
                 key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (experiment, key))""",
         ],
+    ),
+    (
+        6,  # the chunks of runs stored after a cursor (live mirror, streamed export)
+        ["CREATE INDEX IF NOT EXISTS metric_chunks_by_run_id ON metric_chunks (run_id, id)"],
     ),
 ]
 _METRIC_LAST_VERSION = 3  # after this migration, metric_last is filled from the chunks already stored
@@ -816,33 +822,108 @@ class SqlStore(QueryStore):
         if max_step is not None:
             where.append("step_min <= ?")
             params.append(int(max_step))
-        rows = self._query(
-            "SELECT name, kind, dtype, steps, wall_times, vals FROM metric_chunks "
-            f"WHERE {' AND '.join(where)} ORDER BY id",
+        meta = self._query(
+            f"SELECT id, name, kind, n, dtype, step_min, step_max FROM metric_chunks WHERE {' AND '.join(where)} "
+            "ORDER BY id",
             params,
         )
-        grouped: dict[str, tuple[str, list[Any], list[Any], list[Any]]] = {}
-        for mname, kind, dtype, steps, times, vals in rows:
-            entry = grouped.setdefault(mname, (kind, [], [], []))
-            entry[1].append(unpack_i8(bytes(steps)))
-            entry[2].append(unpack_f8(bytes(times)))
-            entry[3].append(decode_values(dtype, bytes(vals)))
         out = []
-        for mname, (kind, steps_parts, time_parts, val_parts) in grouped.items():
-            series = MetricSeries(
-                run_id=run_id,
-                name=mname,
-                kind=MetricKind(kind),
-                steps=np.concatenate(steps_parts),
-                wall_times=np.concatenate(time_parts),
-                values=concat_values(val_parts),
-            )
-            if min_step is not None or max_step is not None:
-                series = _step_slice(series, min_step, max_step)
+        for mname, (kind, chunks) in _group_chunks(meta).items():
+            lo = _INT64_MIN if min_step is None else min_step
+            hi = _INT64_MAX if max_step is None else max_step
+            series = self._read_series(run_id, mname, kind, chunks, lo, hi)
             if max_points is not None and len(series) > max_points:
                 series = downsample(series, max_points)
             out.append(series)
         return out
+
+    def _read_series(
+        self, run_id: str, name: str, kind: str, chunks: list[tuple[int, int, str, int, int]], lo: int, hi: int
+    ) -> MetricSeries:
+        """One series from its chunks (id, n, dtype, step_min, step_max), decoded straight into arrays
+        allocated once for all of it: the stored columns are fetched a page of rows at a time, so reading a
+        long series costs its decoded size plus one page, never a copy of every point."""
+        total = sum(c[1] for c in chunks)
+        dtypes = {c[2] for c in chunks}
+        numeric = len(dtypes) == 1 and next(iter(dtypes)) != "json"
+        steps = np.empty(total, dtype=np.int64)
+        walls = np.empty(total, dtype=np.float64)
+        values: Any = np.empty(total, dtype=_NUMPY[next(iter(dtypes))]) if numeric else []
+        filled = 0
+        for page in _pages(chunks):
+            rows = self._query(
+                f"SELECT id, steps, wall_times, vals FROM metric_chunks WHERE id IN ({', '.join('?' * len(page))})",
+                [c[0] for c in page],
+            )
+            by_id = {int(r[0]): r for r in rows}
+            for cid, n, dtype, step_min, step_max in page:
+                _, s, t, v = by_id.pop(cid)
+                chunk_steps = np.frombuffer(s, dtype="<i8")
+                whole = step_min >= lo and step_max <= hi
+                keep = None if whole else (chunk_steps >= lo) & (chunk_steps <= hi)
+                m = n if keep is None else int(np.count_nonzero(keep))
+                if m == 0:
+                    continue
+                end = filled + m
+                chunk_walls = np.frombuffer(t, dtype="<f8")
+                if keep is None:
+                    steps[filled:end], walls[filled:end] = chunk_steps, chunk_walls
+                else:
+                    steps[filled:end], walls[filled:end] = chunk_steps[keep], chunk_walls[keep]
+                if numeric:
+                    column = np.frombuffer(v, dtype=_WIRE[dtype])
+                    values[filled:end] = column if keep is None else column[keep]
+                else:
+                    items = decode_values(dtype, bytes(v))
+                    items = items.tolist() if isinstance(items, np.ndarray) else items
+                    values.extend(
+                        items if keep is None else [x for x, k in zip(items, keep.tolist(), strict=True) if k]
+                    )
+                filled = end
+            del rows, by_id
+        if filled < total:  # a step range left points out: give back the rest in place
+            steps.resize(filled, refcheck=False)
+            walls.resize(filled, refcheck=False)
+            if numeric:
+                values.resize(filled, refcheck=False)
+        if not numeric and not chunks:
+            values = np.zeros(0, dtype=np.float64)
+        return MetricSeries(run_id, name, MetricKind(kind), steps, walls, values)
+
+    def read_metric_chunks(
+        self, run_ids: Sequence[str], after: int = 0, max_points: int = 1_000_000
+    ) -> MetricChunkPage:
+        ids = _chunk_run_ids(run_ids)
+        if not ids:
+            return MetricChunkPage([], after, False)
+        marks = ", ".join("?" * len(ids))
+        meta = self._query(
+            f"SELECT id, n FROM metric_chunks WHERE run_id IN ({marks}) AND id > ? ORDER BY id LIMIT ?",
+            [*ids, int(after), _PAGE_ROWS * 5],
+        )
+        take: list[int] = []
+        points = 0
+        for cid, n in meta:
+            if take and points + int(n) > max_points:
+                break
+            take.append(int(cid))
+            points += int(n)
+        more = len(take) < len(meta) or len(meta) == _PAGE_ROWS * 5
+        chunks: list[MetricChunk] = []
+        for start in range(0, len(take), _PAGE_ROWS):
+            part = take[start : start + _PAGE_ROWS]
+            rows = self._query(
+                "SELECT run_id, name, kind, dtype, steps, wall_times, vals FROM metric_chunks "
+                f"WHERE id IN ({', '.join('?' * len(part))}) ORDER BY id",
+                part,
+            )
+            for run_id, mname, kind, dtype, s, t, v in rows:
+                chunks.append(
+                    MetricChunk(
+                        run_id, mname, MetricKind(kind), unpack_i8(s), unpack_f8(t), decode_values(dtype, bytes(v))
+                    )
+                )
+        return MetricChunkPage(chunks, take[-1] if take else int(after), more)
 
     def count_metric_points(self, run_id: str, name: str, kind: MetricKind | None = None) -> int:
         where, params = "run_id = ? AND name = ?", [run_id, name]
@@ -1336,14 +1417,37 @@ _WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
 _BLOB_READ_MIN_POINTS = 4096  # chunks this long are read point by point (SQLite), not whole
 _ROW_POINTS = 16384  # points of one metric chunk per row at most
 _NUMPY: dict[str, Any] = {"f8": np.float64, "i8": np.int64, "b1": bool}
+_WIRE: dict[str, str] = {"f8": "<f8", "i8": "<i8", "b1": "?"}  # the stored bytes of a value column, as numpy reads them
+_PAGE_POINTS = 65_536  # points of the stored rows fetched at once when reading whole series
+_PAGE_ROWS = 200
 
 
-def _step_slice(series: MetricSeries, min_step: int | None, max_step: int | None) -> MetricSeries:
-    keep = np.ones(len(series.steps), dtype=bool)
-    if min_step is not None:
-        keep &= series.steps >= min_step
-    if max_step is not None:
-        keep &= series.steps <= max_step
-    values = series.values
-    values = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep, strict=True) if k]
-    return replace(series, steps=series.steps[keep], wall_times=series.wall_times[keep], values=values)
+def _chunk_run_ids(run_ids: Sequence[str]) -> list[str]:
+    ids = list(dict.fromkeys(run_ids))
+    if len(ids) > MAX_CHUNK_RUNS:
+        raise ValidationError(f"read_metric_chunks takes at most {MAX_CHUNK_RUNS} runs at a time (got {len(ids)})")
+    for run_id in ids:
+        check_run_id(run_id)
+    return ids
+
+
+def _group_chunks(meta: list[tuple[Any, ...]]) -> dict[str, tuple[str, list[tuple[int, int, str, int, int]]]]:
+    """Rows (id, name, kind, n, dtype, step_min, step_max) grouped by metric name, in id order."""
+    by_name: dict[str, tuple[str, list[tuple[int, int, str, int, int]]]] = {}
+    for cid, mname, kind, n, dtype, step_min, step_max in meta:
+        by_name.setdefault(mname, (kind, []))[1].append((int(cid), int(n), str(dtype), int(step_min), int(step_max)))
+    return by_name
+
+
+def _pages(chunks: list[Any]) -> Iterator[list[Any]]:
+    """Consecutive runs of chunks (``n`` second) of about ``_PAGE_POINTS`` points, at most ``_PAGE_ROWS``."""
+    page: list[Any] = []
+    points = 0
+    for c in chunks:
+        page.append(c)
+        points += c[1]
+        if points >= _PAGE_POINTS or len(page) >= _PAGE_ROWS:
+            yield page
+            page, points = [], 0
+    if page:
+        yield page

@@ -125,6 +125,7 @@ WIRE_VERSION = 1
 WIRE_CONTENT_TYPE = "application/x-expboard-metrics"
 _HEADER = struct.Struct("<4sBI")
 _KNOWN_DTYPES = {"f8": 8, "i8": 8, "b1": 1, "json": 0}
+_COLUMN_DTYPES = {"f8": "<f8", "i8": "<i8"}  # bools are checked byte by byte (decode_values)
 
 
 def encode_batch(chunks: Sequence[Any], batch_id: str | None = None) -> bytes:
@@ -147,12 +148,26 @@ def encode_batch(chunks: Sequence[Any], batch_id: str | None = None) -> bytes:
         )
         columns += (steps, times, vals)
     header = json.dumps({"batch_id": batch_id, "chunks": metas}, separators=(",", ":")).encode()
+    header += b" " * (-(_HEADER.size + len(header)) % 8)  # columns start 8-byte aligned (JSON ignores the spaces)
     return b"".join([_HEADER.pack(WIRE_MAGIC, WIRE_VERSION, len(header)), header, *columns])
 
 
-def decode_batch(body: bytes) -> tuple[str | None, list[dict[str, Any]]]:
+def _column(view: memoryview, start: int, size: int, dtype: str) -> np.ndarray:
+    """A column of ``view`` as a numpy array: the bytes themselves when ``view`` is writable (a bytearray)
+    and the column aligned, so decoding copies nothing; a copy otherwise."""
+    arr = np.frombuffer(view[start : start + size], dtype=dtype)
+    native = arr.dtype.newbyteorder("=")
+    if view.readonly or not arr.flags.aligned or arr.dtype != native:
+        return arr.astype(native)
+    return arr
+
+
+def decode_batch(body: bytes | bytearray) -> tuple[str | None, list[dict[str, Any]]]:
     """Unpack :func:`encode_batch`: the batch id and, per chunk, a dict with run_id, name, kind, steps,
-    wall_times and values. Raises ValueError on anything malformed (this parses untrusted input)."""
+    wall_times and values. Raises ValueError on anything malformed (this parses untrusted input).
+
+    Given a ``bytearray``, the numeric columns are arrays over its bytes (no copy: a series read costs about
+    its decoded size); given ``bytes``, they are copies."""
     view = memoryview(body)
     if len(view) < _HEADER.size:
         raise ValueError("metric batch too short")
@@ -176,11 +191,15 @@ def decode_batch(body: bytes) -> tuple[str | None, list[dict[str, Any]]]:
             raise ValueError(f"metric {meta.get('name')!r}: column sizes do not match {n} points")
         if min(sizes) < 0 or pos + sum(sizes) > len(view):
             raise ValueError("metric batch columns run past the body")
-        steps = unpack_i8(view[pos : pos + sizes[0]])
+        steps = _column(view, pos, sizes[0], "<i8")
         pos += sizes[0]
-        times = unpack_f8(view[pos : pos + sizes[1]])
+        times = _column(view, pos, sizes[1], "<f8")
         pos += sizes[1]
-        values = decode_values(dtype, bytes(view[pos : pos + sizes[2]]))
+        values: np.ndarray | list[Any]
+        if dtype in _COLUMN_DTYPES:
+            values = _column(view, pos, sizes[2], _COLUMN_DTYPES[dtype])
+        else:
+            values = decode_values(dtype, bytes(view[pos : pos + sizes[2]]))
         pos += sizes[2]
         if len(values) != n:
             raise ValueError(f"metric {meta.get('name')!r}: {len(values)} values for {n} points")

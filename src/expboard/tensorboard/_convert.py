@@ -17,7 +17,7 @@ writes its output as events (export, file mirror) and the data provider serves i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,6 @@ class _SeriesState:
 
     count: int = 0  # points written
     table_rows: int = 0  # rows written over every table of this name
-    steps: list[np.ndarray] = field(default_factory=list)  # written steps, for step-filtered re-reads
     max_step: int | None = None
     last_update: int = 0  # poll number of the last new point
 
@@ -182,7 +181,6 @@ class SeriesConverter:
         for part in parts:
             self._write_part(part)
         st.count += n
-        st.steps.append(steps)
         top = int(steps.max())
         st.max_step = top if st.max_step is None else max(st.max_step, top)
         st.last_update = poll

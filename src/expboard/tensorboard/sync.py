@@ -15,11 +15,10 @@ For each run (and each of its child runs, found as they appear) in ``local_root/
 (NotResponding counts as ended).
 
 Reads go through the :class:`~expboard.stores.base.Store` interface only, so this works the same over the
-HTTP store. Metrics are read incrementally: each poll reads the points with a step at or above the smallest
-last step of the series that grew recently; every ``full_every`` polls, and after the run ends, every series
-is read in full (that is also when series that had been quiet, or new series starting below that step,
-are picked up). Points logged with a step lower than an earlier point of the same series may therefore be
-missed live; TensorBoard's Rust loader would drop the later points for them anyway.
+HTTP store. Metrics are read incrementally with a cursor: each poll reads only the chunks stored since the
+last one (``Store.read_metric_chunks``), never a whole series, so a poll costs what was logged since, not the
+history. Every point is written once, also one logged with a step lower than an earlier point of its series
+(TensorBoard's Rust loader drops the later points for it; the Python loader keeps both).
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from ..records import RunRecord, RunStatus
 from ..stores.base import Store
@@ -46,15 +43,16 @@ RUN_HISTORY_DIR = "run_history"
 
 
 class MetricSync:
-    """Writes a run's metrics as event files in ``dest`` (created once there are metrics), incrementally."""
+    """Writes a run's metrics as event files in ``dest`` (created once there are metrics), incrementally:
+    :attr:`cursor` is the last stored chunk already written."""
 
-    def __init__(self, store: Store, run_id: str, dest: Path, *, full_every: int = 15, active_polls: int = 10) -> None:
+    def __init__(self, store: Store, run_id: str, dest: Path, *, page_points: int = 1_000_000) -> None:
         self.store = store
         self.run_id = run_id
         self.dest = dest
-        self.full_every = full_every
-        self.active_polls = active_polls
+        self.page_points = page_points
         self.polls = 0
+        self.cursor = 0
         self._writer: EventFileWriter | None = None
         self._conv: SeriesConverter | None = None
 
@@ -70,29 +68,17 @@ class MetricSync:
         return self._conv
 
     def poll(self, final: bool = False) -> int:
-        """Write the points that are new; returns how many. ``final``: read every series in full."""
+        """Write the points stored since the last poll; returns how many. (``final``: the poll after the run
+        ended; it reads the same way, since the cursor already misses nothing.)"""
         self.polls += 1
-        states = self._conv.states if self._conv is not None else {}
-        full = final or not states or self.polls % self.full_every == 0
-        min_step: int | None = None
-        if not full:
-            recent = [s for s in states.values() if s.last_update >= self.polls - self.active_polls]
-            if not recent:
-                return 0
-            min_step = min(s.max_step for s in recent if s.max_step is not None)
-            active = {name for name, s in states.items() if s.last_update >= self.polls - self.active_polls}
-        series_list = self.store.get_metrics(self.run_id, min_step=min_step)
         written = 0
-        for series in series_list:
-            state = states.get(series.name)
-            if min_step is None:
-                start = state.count if state is not None else 0
-            elif state is None or series.name not in active:
-                continue  # picked up (from its start) by the next full read
-            else:
-                start = int(sum(np.count_nonzero(s >= min_step) for s in state.steps))
-            if len(series) > start:
-                written += self._converter().write(series, start, poll=self.polls)
+        while True:
+            page = self.store.read_metric_chunks([self.run_id], self.cursor, self.page_points)
+            for chunk in page.chunks:
+                written += self._converter().write(chunk, poll=self.polls)
+            self.cursor = page.cursor
+            if not page.more:
+                break
         if written and self._writer is not None:
             self._writer.flush()
         return written
