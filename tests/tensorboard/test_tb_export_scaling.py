@@ -46,11 +46,46 @@ def test_export_lists_each_folder_once_and_reads_each_run_once(
     get_run = _counted(monkeypatch, ws.store, "get_run")
     get_metrics = _counted(monkeypatch, ws.store, "get_metrics")
     list_runs = _counted(monkeypatch, ws.store, "list_runs")
+    infos = _counted(monkeypatch, ws.store, "get_metric_info")
+    chunk_reads = _counted(monkeypatch, ws.store, "read_metric_chunks")
     result = export_to_tensorboard(root, logdir)
     assert len(result.run_dirs) == children + 1 and result.sessions == children
     assert scans[0] == 2  # the logdir and the root run's folder, whatever the number of children
     assert get_run[0] <= 2  # the top-level run only (refreshed)
-    assert get_metrics[0] == children + 1 and list_runs[0] == children + 1
+    assert list_runs[0] == children + 1  # the children of each run
+    assert get_metrics[0] == 0 and infos[0] == 1 and chunk_reads[0] == 1  # every run's points in one read
     for run_id, folder in result.run_dirs.items():  # the re-export replaced the first one's files
         if run_id != root.id:  # (the root run logged nothing: no event file)
             assert len([p for p in os.listdir(folder) if "tfevents" in p]) == 1
+
+
+def test_export_of_a_long_run_reads_and_writes_page_by_page(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tbhelpers import accumulator, scalar_values
+
+    run = Experiment(ws, "long").start_logging()
+    run.log_array("loss", np.arange(50, dtype=np.float64))
+    run.log_array("loss", np.arange(50, 90, dtype=np.float64))
+    run.log("note", "text")
+    run.log_array("acc", np.arange(30, dtype=np.float64) / 10)
+    run.complete()
+    small = export_to_tensorboard(run, tmp_path / "whole")
+    monkeypatch.setattr(export_module, "_BATCH_POINTS", 20)  # the run counts as long: streamed
+    monkeypatch.setattr(export_module, "_PAGE_POINTS", 20)
+    pages: list[int] = []
+    real = ws.store.read_metric_chunks
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        page = real(*args, **kwargs)
+        pages.append(sum(len(c) for c in page.chunks))
+        return page
+
+    monkeypatch.setattr(ws.store, "read_metric_chunks", counted)
+    monkeypatch.setattr(ws.store, "get_metrics", None)  # never whole series
+    streamed = export_to_tensorboard(run, tmp_path / "paged")
+    assert streamed.points == small.points == 121 and len(pages) >= 4 and max(pages) <= 50  # one stored chunk
+    for logdir in (tmp_path / "whole", tmp_path / "paged"):
+        acc = accumulator(logdir / small.run_dirs[run.id].name)
+        assert scalar_values(acc, "loss")[2].tolist() == list(range(90))
+        assert scalar_values(acc, "acc")[0] == list(range(30))

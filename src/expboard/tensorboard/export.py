@@ -39,20 +39,24 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ValidationError
 from ..experiment import Experiment
 from ..records import MetricSeries, RunRecord
 from ..run import Run
 from ..stores import Store
+from ..stores.base import MAX_CHUNK_RUNS, MetricInfo
+from ..stores.wire import concat_values
 from ..tfevents import EventFileWriter
 from ..workspace import Workspace
 from ._convert import SeriesConverter
-from .sessions import SessionCandidate, info_of_series, plan_sessions
+from .sessions import SessionCandidate, plan_sessions
 
 __all__ = ["MAX_FOLDER_PATH", "ExportResult", "export_to_tensorboard", "run_folder", "run_folder_name", "runs_of"]
 
@@ -198,13 +202,22 @@ class _Folders:
 
 
 # --------------------------------------------------------------------------------------------- export
+_BATCH_POINTS = 1_000_000  # runs read together hold at most this many points (one read for many small runs)
+_BATCH_RUNS = MAX_CHUNK_RUNS
+_PAGE_POINTS = 1_000_000  # a longer run's chunks are read and written this many points at a time
+
+
 @dataclass
 class _Planned:
     run: Run
     record: RunRecord
     folder: Path
-    series: list[MetricSeries]
     depth: int
+    metrics: list[MetricInfo] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return sum(m.count for m in self.metrics)
 
 
 def export_to_tensorboard(
@@ -228,6 +241,11 @@ def export_to_tensorboard(
 
     As in Azure ML, the folder may be given as ``logsdir=``, and ``run_data`` may be a run's id or display
     name, found in the workspace of the current folder (``logger`` is accepted and unused).
+
+    Memory stays bounded whatever the history's length: small runs are read together (one read for up to
+    100 runs or 1M points), a longer run a page of 1M points at a time, written as it is read. (Points of
+    such a long run whose steps go back across separate logging calls are written in logging order, where
+    TensorBoard's Rust loader drops the later ones; within a run of up to 1M points they are sorted by step.)
     """
     if logsdir is not None:
         if logdir is not None and Path(logdir) != Path(logsdir):
@@ -244,8 +262,8 @@ def export_to_tensorboard(
     root.mkdir(parents=True, exist_ok=True)
     top = runs_of(run_data)
 
-    # plan: folders and series for every run (metrics are read once, here; a run's children come with
-    # their records, so each run costs a constant number of store calls), then the sessions
+    # plan: folders for every run (a run's children come with their records), then a summary of the metrics
+    # of all of them without their points (one query per 500 runs), then the sessions
     for first in {id(r.store): r for r in top}.values():
         first.flush()  # once per store, not once per run
     folders = _Folders()
@@ -254,41 +272,41 @@ def export_to_tensorboard(
     while todo:
         run, record, parent_dir, depth = todo.popleft()
         folder = folders.prepare(root, parent_dir, record)
-        planned.append(_Planned(run, record, folder, run.store.get_metrics(run.id), depth))
+        planned.append(_Planned(run, record, folder, depth))
         if recursive:
             children = sorted(run.store.list_runs(parent_id=run.id), key=lambda r: (r.created, r.run_id))
             todo.extend((Run(run.experiment, c.run_id, record=c), c, folder, depth + 1) for c in children)
-    plan = plan_sessions(
-        [SessionCandidate(p.record, p.depth, [info_of_series(s) for s in p.series]) for p in planned], hparams
-    )
+    _summarize(planned)
+    plan = plan_sessions([SessionCandidate(p.record, p.depth, p.metrics) for p in planned], hparams)
     session_hparams = plan.hparams
 
-    # write
-    total = sum(len(s) for p in planned for s in p.series)
+    # write, reading the points batch by batch
+    total = sum(p.points for p in planned)
     show = progress if progress is not None else (total >= _PROGRESS_MIN_POINTS and sys.stderr.isatty())
     bar = _progress_bar(total, show)
     written = 0
     run_dirs: dict[str, Path] = {}
     try:
-        for p in planned:
-            run_dirs[p.record.run_id] = p.folder
-            session_hp = session_hparams.get(p.record.run_id)
-            if not p.series and session_hp is None:
-                continue
-            store, run_id = p.run.store, p.run.id
-            with EventFileWriter(p.folder, flush_secs=0) as writer:
-                conv = SeriesConverter(writer, functools.partial(_read_file, store, run_id), sort_steps=True)
-                started = plan.start_value(p.record)
-                if started is not None:
-                    writer.add_summary_value(started[0], 0, started[1])
-                for s in p.series:
-                    n = conv.write(s)
-                    written += n
-                    if bar is not None:
-                        bar.update(n)
-                ended = plan.end_value(p.record)
-                if ended is not None:
-                    writer.add_summary_value(ended[0], 0, ended[1])
+        for batch in _batches(planned):
+            for p, chunks in _read_batch(batch):
+                run_dirs[p.record.run_id] = p.folder
+                session_hp = session_hparams.get(p.record.run_id)
+                if not p.metrics and session_hp is None:
+                    continue
+                store, run_id = p.run.store, p.run.id
+                with EventFileWriter(p.folder, flush_secs=0) as writer:
+                    conv = SeriesConverter(writer, functools.partial(_read_file, store, run_id), sort_steps=True)
+                    started = plan.start_value(p.record)
+                    if started is not None:
+                        writer.add_summary_value(started[0], 0, started[1])
+                    for s in chunks:
+                        n = conv.write(s)
+                        written += n
+                        if bar is not None:
+                            bar.update(n)
+                    ended = plan.end_value(p.record)
+                    if ended is not None:
+                        writer.add_summary_value(ended[0], 0, ended[1])
     finally:
         if bar is not None:
             bar.close()
@@ -301,6 +319,76 @@ def export_to_tensorboard(
         with EventFileWriter(root, filename_suffix=HPARAMS_SUFFIX, flush_secs=0) as writer:
             writer.add_summary_value(plan.experiment_value(now), 0, now)
     return ExportResult(root, run_dirs, len(session_hparams), written)
+
+
+def _summarize(planned: list[_Planned]) -> None:
+    """Fill in every planned run's metric summaries: one ``get_metric_info`` call per store and 500 runs."""
+    by_store: dict[int, tuple[Store, dict[str, _Planned]]] = {}
+    for p in planned:
+        by_store.setdefault(id(p.run.store), (p.run.store, {}))[1][p.record.run_id] = p
+    for store, runs in by_store.values():
+        ids = list(runs)
+        for start in range(0, len(ids), 500):
+            for info in store.get_metric_info(ids[start : start + 500]):
+                runs[info.run_id].metrics.append(info)
+    for p in planned:
+        p.metrics.sort(key=lambda m: m.name)
+
+
+def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:
+    """Consecutive runs of one store read together: at most 100 runs and 1M points; a longer run alone."""
+    batch: list[_Planned] = []
+    points = 0
+    for p in planned:
+        if batch and (
+            p.run.store is not batch[0].run.store or len(batch) >= _BATCH_RUNS or points + p.points > _BATCH_POINTS
+        ):
+            yield batch
+            batch, points = [], 0
+        batch.append(p)
+        points += p.points
+    if batch:
+        yield batch
+
+
+def _read_batch(batch: list[_Planned]) -> Iterator[tuple[_Planned, Iterable[MetricSeries]]]:
+    """Each run of the batch with what to write: its whole series (a run that fits a batch, so a series
+    logged with steps out of order is sorted whole), or a long run's chunks, a page at a time."""
+    store = batch[0].run.store
+    if len(batch) == 1 and batch[0].points > _BATCH_POINTS:
+        yield batch[0], _stream_chunks(store, batch[0].record.run_id)
+        return
+    by_run: dict[str, dict[str, list[MetricSeries]]] = {p.record.run_id: {} for p in batch if p.metrics}
+    cursor, more = 0, bool(by_run)
+    while more:
+        page = store.read_metric_chunks(list(by_run), cursor, _PAGE_POINTS)
+        for c in page.chunks:
+            by_run[c.run_id].setdefault(c.name, []).append(c)
+        cursor, more = page.cursor, page.more
+    for p in batch:
+        yield p, [_joined(parts) for parts in by_run.get(p.record.run_id, {}).values()]
+
+
+def _stream_chunks(store: Store, run_id: str) -> Iterator[MetricSeries]:
+    cursor, more = 0, True
+    while more:
+        page = store.read_metric_chunks([run_id], cursor, _PAGE_POINTS)
+        yield from page.chunks
+        cursor, more = page.cursor, page.more
+
+
+def _joined(parts: list[MetricSeries]) -> MetricSeries:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return MetricSeries(
+        first.run_id,
+        first.name,
+        first.kind,
+        np.concatenate([p.steps for p in parts]),
+        np.concatenate([p.wall_times for p in parts]),
+        concat_values([p.values for p in parts]),
+    )
 
 
 def _progress_bar(total: int, show: bool) -> Any:

@@ -531,11 +531,12 @@ def hparams_session_end(status: SessionStatus | int = SessionStatus.SUCCESS, end
 # --------------------------------------------------------------------------------------------- fast scalars
 
 
+_VARINT_LIMITS = np.array([1 << (7 * j) for j in range(1, 10)], dtype=np.uint64)  # smallest of each longer length
+
+
 def _varint_len(u: np.ndarray) -> np.ndarray:
-    """Varint length (1..10) of each uint64."""
-    k = np.ones(u.shape, dtype=np.int64)
-    for j in range(1, 10):
-        k += (u >> np.uint64(7 * j)) != 0
+    """Varint length (1..10) of each uint64 (one search, not one pass per byte: short series pay per call)."""
+    k: np.ndarray = np.searchsorted(_VARINT_LIMITS, u, side="right").astype(np.int64) + 1
     return k
 
 
