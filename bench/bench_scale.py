@@ -94,6 +94,170 @@ def export(root: Path, sizes: list[int], torch_sizes: list[int]) -> None:
     print(f"peak RSS {rss_mb():.0f} MB")
 
 
+_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+
+def rss():  # current RSS, MB
+    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() / 2**20
+
+what, where, run_id, out = sys.argv[1:5]
+if what == "mlflow":
+    import logging, warnings
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=where)
+    client.get_metric_history(run_id, "loss")[:1]
+    before = rss()
+    t = time.perf_counter()
+    n = len(client.get_metric_history(run_id, "loss"))
+elif what == "export":  # where: the workspace folder
+    from expboard import Run, Workspace
+    from expboard.tensorboard.export import export_to_tensorboard
+    ws = Workspace(where)
+    run = Run.get(ws, run_id)
+    before = rss()
+    t = time.perf_counter()
+    n = export_to_tensorboard(run, Path(out) / "tb").points
+else:
+    from expboard.stores.http import HttpStore
+    from expboard.stores.sql import SqlStore
+    store = HttpStore(where) if where.startswith("http") else SqlStore(where, Path(out) / "artifacts")
+    store.get_metrics(run_id, "loss", max_step=0)
+    before = rss()
+    t = time.perf_counter()
+    n = len(store.get_metrics(run_id, "loss")[0])
+dt = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"n": n, "seconds": dt, "growth_mb": peak - before}))
+"""
+
+
+def _child(what: str, where: str, run_id: str, out: Path) -> dict[str, float]:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, what, where, run_id, str(out)], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _read_postgres(root: Path, sizes: list[int]) -> None:
+    from expboard.records import RunRecord, RunStatus
+    from expboard.server.devpg import LocalPostgres
+    from expboard.stores.base import MetricChunk
+    from expboard.stores.sql import SqlStore
+
+    try:
+        pg = LocalPostgres()
+        pg.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"PostgreSQL not measured: {exc}")
+        return
+    try:
+        for n in sizes:
+            uri = pg.create_database(f"read{n}")
+            store = SqlStore(uri, root / f"pg{n}")
+            exp = store.get_or_create_experiment("e").name
+            run_id = store.create_run(RunRecord(f"pg{n}", exp, RunStatus.COMPLETED, created=time.time())).run_id
+            for start in range(0, n, 1_000_000):
+                m = min(1_000_000, n - start)
+                steps = np.arange(start, start + m, dtype=np.int64)
+                store.log_metrics([MetricChunk(run_id, "loss", "scalar", steps, steps / 1e3, np.random.rand(m))])
+            store.close()
+            r = _child("read", uri, run_id, root / f"pgout{n}")
+            decoded = 24 * n / 2**20
+            print(
+                f"expboard  read   postgr  N={n:>11,}  {r['seconds']:7.2f} s  RSS +{r['growth_mb']:7.0f} MB"
+                f"  = {r['growth_mb'] / decoded:4.2f}x the decoded {decoded:.0f} MB"
+            )
+    finally:
+        pg.stop()
+
+
+def read_memory(
+    root: Path,
+    sizes: list[int],
+    http_sizes: list[int],
+    export_sizes: list[int],
+    mlflow_sizes: list[int],
+    pg_sizes: tuple[int, ...] = (),
+) -> None:
+    """Peak RSS growth of reading one series of N points whole (a fresh process each), against its decoded
+    size (24 bytes a point: int64 step, float64 wall time, float64 value); of exporting it; MLflow's
+    get_metric_history next to it."""
+    from expboard import Experiment, Workspace
+    from expboard.server.process import ServerProcess
+    from expboard.stores.base import MetricChunk
+
+    print("\n== reading a series of N points whole: time and peak RSS growth / decoded size (fresh process each)")
+    for n in sorted(set(sizes) | set(http_sizes) | set(export_sizes)):
+        ws = Workspace.init(root / f"read{n}")
+        run = Experiment(ws, "e").start_logging()
+        for start in range(0, n, 1_000_000):
+            m = min(1_000_000, n - start)
+            steps = np.arange(start, start + m, dtype=np.int64)
+            ws.store.log_metrics([MetricChunk(run.id, "loss", "scalar", steps, steps / 1e3 + 1.7e9, np.random.rand(m))])
+        run.complete()
+        uri, artifacts = ws.tracking_uri, ws.path
+        ws.close()
+        decoded = 24 * n / 2**20
+        targets = []
+        if n in sizes:
+            targets.append(("read", "sqlite", uri))
+        server = None
+        if n in http_sizes:
+            server = ServerProcess(uri, Path(artifacts) / "server-artifacts").start()
+            targets.append(("read", "http", server.url))
+        if n in export_sizes:
+            targets.append(("export", "sqlite", str(artifacts)))
+        try:
+            for what, name, where in targets:
+                r = _child(what, where, run.id, root / f"out{n}{what}{name}")
+                print(
+                    f"expboard  {what:6} {name:6}  N={n:>11,}  {r['seconds']:7.2f} s  RSS +{r['growth_mb']:7.0f} MB"
+                    f"  = {r['growth_mb'] / decoded:4.2f}x the decoded {decoded:.0f} MB"
+                )
+                if what == "export":
+                    import shutil
+
+                    shutil.rmtree(root / f"out{n}{what}{name}", ignore_errors=True)
+        finally:
+            if server is not None:
+                server.stop()
+        import shutil
+
+        shutil.rmtree(root / f"read{n}", ignore_errors=True)
+    if pg_sizes:
+        _read_postgres(root, pg_sizes)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    for n in mlflow_sizes:
+        where = f"sqlite:///{root / f'mlflow-read{n}.db'}"
+        client = MlflowClient(tracking_uri=where)
+        exp_id = client.create_experiment(f"e{uuid.uuid4().hex[:6]}")
+        rid = client.create_run(exp_id).info.run_id
+        for start in range(0, n, 1000):
+            client.log_batch(
+                rid, metrics=[Metric("loss", float(i), int(1.7e12), i) for i in range(start, min(n, start + 1000))]
+            )
+        r = _child("mlflow", where, rid, root)
+        decoded = 24 * n / 2**20
+        print(
+            f"mlflow    read   sqlite  N={n:>11,}  {r['seconds']:7.2f} s  RSS +{r['growth_mb']:7.0f} MB"
+            f"  = {r['growth_mb'] / decoded:4.2f}x the decoded {decoded:.0f} MB (get_metric_history)"
+        )
+
+
 def listing(root: Path, sizes: list[int], mlflow_sizes: list[int]) -> None:
     """The first page of 100 runs (newest first), and a filtered page, among N runs."""
     from expboard.records import RunRecord, RunStatus
@@ -154,17 +318,22 @@ def listing(root: Path, sizes: list[int], mlflow_sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=1, help="multiply the largest sizes")
-    parser.add_argument("--only", choices=["first-log", "export", "list"], action="append")
+    parser.add_argument("--only", choices=["first-log", "export", "list", "read"], action="append")
     args = parser.parse_args()
     s = args.scale
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        only = set(args.only or ["first-log", "export", "list"])
+        only = set(args.only or ["first-log", "export", "list", "read"])
         if "first-log" in only:
             first_log(root, [100_000, 1_000_000 * s])
         if "export" in only:
             export(root, [100, 1000 * s], [100])
+        if "read" in only:
+            big = [1_000_000, 10_000_000, 50_000_000 * s]
+            read_memory(
+                root, big, [1_000_000, 10_000_000], [1_000_000, 10_000_000 * s], [100_000], (1_000_000, 10_000_000)
+            )
         if "list" in only:
             listing(root, [1_000, 10_000 * s], [100, 1_000])
 
