@@ -100,7 +100,7 @@ def test_cli_pages_and_filters(
     assert runs[3].id in capsys.readouterr().out
 
 
-def test_metric_last_is_filled_when_an_older_workspace_is_upgraded(tmp_path: Path) -> None:
+def test_metric_filter_works_when_an_older_workspace_is_upgraded(tmp_path: Path) -> None:
     import sqlite3
 
     ws = Workspace.init(tmp_path / "old")
@@ -110,9 +110,9 @@ def test_metric_last_is_filled_when_an_older_workspace_is_upgraded(tmp_path: Pat
     run.complete()
     db_path = ws.tracking_uri[len("sqlite:///") :]
     ws.close()
-    db = sqlite3.connect(db_path)  # back to the schema before metric_last
+    db = sqlite3.connect(db_path)  # back to the second schema
     db.executescript(
-        "DROP TABLE metric_last; DROP INDEX runs_by_created; DROP INDEX runs_by_experiment_created;"
+        "DROP INDEX runs_by_created; DROP INDEX runs_by_experiment_created; DROP INDEX metric_chunks_by_run_id;"
         "DROP TABLE experiment_tags; ALTER TABLE experiments DROP COLUMN archived;"  # and what came after it
         "DELETE FROM schema_version WHERE version >= 3;"
     )

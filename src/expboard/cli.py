@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="only runs in this status (repeatable: any of them)")
     p.add_argument("--tag", action="append", help="k=v (or k): only runs with this tag (repeatable: all of them)")
     p.add_argument("--property", action="append", help="k=v (or k): only runs with this property (repeatable)")
-    p.add_argument("--metric", action="append", help='e.g. "mse<0.3": the last logged value compared (repeatable)')
+    p.add_argument(
+        "--metric", action="append", help='e.g. "mse<0.3": the latest value (highest step) compared (repeatable)'
+    )
     p.add_argument("--search", help="text contained in the display name (case-insensitive)")
     p.set_defaults(func=cmd_runs_list)
     p = runs_sub.add_parser("show", help="status, tags and a metrics summary of one run")

@@ -119,3 +119,25 @@ def test_long_series_reads_into_one_array(store: Store) -> None:
     (mixed,) = store.get_metrics(run_id, "mixed")
     assert mixed.values == [1.5, 2.5, 3]
     assert store.get_metrics(run_id, "loss", min_step=n) == []
+
+
+def test_run_list_metric_filter_and_latest_metrics_read_one_fact(store: Store) -> None:
+    """The run list's metric filter sees the same latest point as MLflow's searches: the highest step (a point
+    logged later with a lower step does not replace it), of scalar series only."""
+    from expboard.stores.base import QueryStore
+    from expboard.stores.query import RunFilter
+
+    run_id = _run(store)
+    exp = store.get_run(run_id).experiment
+    store.log_metrics([MetricChunk(run_id, "mse", MetricKind.SCALAR, [0, 5], [1.0, 2.0], [0.9, 0.2])])
+    store.log_metrics([MetricChunk(run_id, "mse", MetricKind.SCALAR, [3], [3.0], [0.8])])
+    store.log_metrics([MetricChunk(run_id, "acc", MetricKind.LIST, [0], [1.0], [0.1])])
+    store.flush()
+
+    def matching(expr: str) -> list[str]:
+        return [r.run_id for r in store.query_runs(experiment=exp, filter=RunFilter.parse(metrics=[expr])).runs]
+
+    assert matching("mse<0.3") == [run_id] and matching("mse>0.5") == [] and matching("acc<1") == []
+    if isinstance(store, QueryStore):
+        (mse,) = [m for m in store.latest_metrics([run_id])[run_id] if m.name == "mse"]
+        assert (mse.step, mse.value) == (5, 0.2)

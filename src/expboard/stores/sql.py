@@ -130,11 +130,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
-        6,  # the chunks of runs stored after a cursor (live mirror, streamed export)
-        ["CREATE INDEX IF NOT EXISTS metric_chunks_by_run_id ON metric_chunks (run_id, id)"],
+        6,
+        [
+            # the chunks of runs stored after a cursor (live mirror, streamed export)
+            "CREATE INDEX IF NOT EXISTS metric_chunks_by_run_id ON metric_chunks (run_id, id)",
+            # a run's latest metric values are kept once: in the chunks' latest-point columns (version 2),
+            # which MLflow's searches and the run list's metric filters both read
+            "DROP INDEX IF EXISTS metric_last_by_name",
+            "DROP TABLE IF EXISTS metric_last",
+        ],
     ),
 ]
-_METRIC_LAST_VERSION = 3  # after this migration, metric_last is filled from the chunks already stored
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_ERROR_BYTES = 1024 * 1024
@@ -353,26 +359,7 @@ class SqlStore(QueryStore):
                     self._exec(conn, statement.format(**self.dialect.types))
                 if version == 2:
                     self._backfill_latest(conn)
-                if version == _METRIC_LAST_VERSION and current > 0:
-                    self._backfill_metric_last(conn)
                 self._exec(conn, "INSERT INTO schema_version (version) VALUES (?)", (version,))
-
-    def _backfill_metric_last(self, conn: Any) -> None:
-        """Fill metric_last from the last chunk of every scalar series (once, when upgrading a workspace)."""
-        rows = self._exec(
-            conn,
-            "SELECT run_id, name, dtype, steps, vals FROM metric_chunks WHERE id IN "
-            "(SELECT MAX(id) FROM metric_chunks WHERE kind = ? GROUP BY run_id, name)",
-            (MetricKind.SCALAR.value,),
-        ).fetchall()
-        for run_id, name, dtype, steps, vals in rows:
-            last = _last_number(decode_values(dtype, bytes(vals)))
-            step = int(unpack_i8(bytes(steps))[-1])
-            self._exec(
-                conn,
-                "INSERT INTO metric_last (run_id, name, step, value) VALUES (?, ?, ?, ?)",
-                (run_id, name, step, last),
-            )
 
     def flush(self, timeout: float | None = None) -> None:
         """Nothing to wait for: every write is committed before its call returns."""
@@ -593,10 +580,11 @@ class SqlStore(QueryStore):
                     cond += " AND x.value = ?"
                     params.append(value)
                 where.append(f"EXISTS ({cond})")
-        for name, op, number in f.metrics:
+        for name, op, number in f.metrics:  # the latest point: highest step, then time, then value
             where.append(
-                "EXISTS (SELECT 1 FROM metric_last m WHERE m.run_id = runs.run_id AND m.name = ? "
-                f"AND m.value {'<>' if op == '!=' else op} ?)"
+                f"(SELECT c.last_value FROM metric_chunks c WHERE c.run_id = runs.run_id AND c.name = ? "
+                f"AND c.kind = '{_SCALAR}' AND c.last_time IS NOT NULL "
+                f"ORDER BY c.step_max DESC, c.last_time DESC, c.last_value DESC LIMIT 1) {'<>' if op == '!=' else op} ?"
             )
             params += [name, number]
         if f.text:
@@ -692,7 +680,6 @@ class SqlStore(QueryStore):
     # --- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
         rows: list[tuple[Any, ...]] = []
-        last_values: dict[tuple[str, str], tuple[str, str, int, float | None]] = {}
         for chunk in chunks:
             check_chunk(chunk)
             n = len(chunk.steps)
@@ -702,13 +689,6 @@ class SqlStore(QueryStore):
                 kind = MetricKind(chunk.kind).value
                 steps = np.asarray(chunk.steps, dtype=np.int64)
                 times = np.asarray(chunk.wall_times, dtype=np.float64)
-                if kind == _SCALAR:
-                    last_values[(chunk.run_id, chunk.name)] = (
-                        chunk.run_id,
-                        chunk.name,
-                        int(steps[-1]),
-                        _last_number(chunk.values[-1:]),
-                    )
                 # a long chunk becomes several rows, each one the database can hold (read back in id order)
                 for start in range(0, n, MAX_CHUNK_POINTS):
                     stop = min(n, start + MAX_CHUNK_POINTS)
@@ -718,7 +698,7 @@ class SqlStore(QueryStore):
                     f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
-        if not rows and not last_values and batch_id is None:
+        if not rows and batch_id is None:
             return
         try:
             with self._write() as conn:
@@ -728,14 +708,6 @@ class SqlStore(QueryStore):
                         return
                     self._exec(
                         conn, "INSERT INTO metric_batches (batch_id, created) VALUES (?, ?)", (batch_id, time.time())
-                    )
-                if last_values:
-                    conn.cursor().executemany(
-                        self.dialect.sql(
-                            "INSERT INTO metric_last (run_id, name, step, value) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT (run_id, name) DO UPDATE SET step = excluded.step, value = excluded.value"
-                        ),
-                        list(last_values.values()),
                     )
                 if rows:
                     conn.cursor().executemany(
@@ -1381,22 +1353,6 @@ def _latest_point(steps: np.ndarray, wall_times: Any, values: Any, dtype: str) -
     i = int(cand[-1])
     value = float(vals[i])
     return float(times[i]), None if np.isnan(value) else value
-
-
-def _last_number(values: Any) -> float | None:
-    """The last of ``values`` as a float when it is a number (bool included), else None."""
-    if not len(values):
-        return None
-    v = values[-1]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:
-        return None
-    return None if f != f else f
 
 
 def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
