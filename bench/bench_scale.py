@@ -129,7 +129,8 @@ else:
     t = time.perf_counter()
     n = len(store.get_metrics(run_id, "loss")[0])
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process's own peak (ru_maxrss would start at the forking parent's size)
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(json.dumps({"n": n, "seconds": dt, "growth_mb": peak - before}))
 """
 
