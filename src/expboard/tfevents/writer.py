@@ -27,6 +27,7 @@ the scalars added before it.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import os
 import socket
@@ -71,7 +72,13 @@ FEW = 24
 def event_file_name(wall_time: float | None = None, suffix: str = "") -> str:
     """A new event-file basename, unique within this process."""
     secs = int(time.time() if wall_time is None else wall_time)
-    return f"events.out.tfevents.{secs:010d}.{socket.gethostname()}.{os.getpid()}.{next(_uid):06d}{suffix}"
+    return f"events.out.tfevents.{secs:010d}.{_hostname()}.{os.getpid()}.{next(_uid):06d}{suffix}"
+
+
+@functools.lru_cache(maxsize=1)
+def _hostname() -> str:
+    """The host's name, asked once (an export of thousands of runs names a file for each)."""
+    return socket.gethostname()
 
 
 def _create_exclusive(logdir: Path, wall_time: float, suffix: str) -> tuple[Path, Any]:
