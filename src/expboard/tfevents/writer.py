@@ -126,9 +126,12 @@ class EventFileWriter:
         source_writer: str = "expboard",
     ) -> None:
         self.logdir = Path(logdir)
-        self.logdir.mkdir(parents=True, exist_ok=True)
         now = _time()
-        self.path, self._file = _create_exclusive(self.logdir, now, filename_suffix)
+        try:  # the folder usually exists (an export has just made it): one system call less per file
+            self.path, self._file = _create_exclusive(self.logdir, now, filename_suffix)
+        except FileNotFoundError:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            self.path, self._file = _create_exclusive(self.logdir, now, filename_suffix)
         self._lock = threading.RLock()
         self._chunks: list[bytes] = [frame_record(file_version_event(now, source_writer))]
         self._chunk_bytes = 0
