@@ -117,7 +117,7 @@ class Series:
 class _Batch:
     """Sealed points waiting for the store: in memory (``chunks``) or in the journal (``path``)."""
 
-    __slots__ = ("batch_id", "busy", "chunks", "done", "error", "path", "points", "seq", "waiter")
+    __slots__ = ("batch_id", "busy", "chunks", "done", "error", "path", "points", "seq", "spill", "waiter")
 
     def __init__(
         self, chunks: list[MetricChunk] | None, batch_id: str, points: int, path: Path | None = None, seq: int = 0
@@ -131,6 +131,7 @@ class _Batch:
         self.done = False
         self.error: BaseException | None = None  # a refusal, for a waiting log_array
         self.waiter = False  # a log_array call waits for it (and raises its refusal itself)
+        self.spill = False  # sealed past the memory bound: for the journal
 
 
 def _points(chunks: Sequence[MetricChunk]) -> int:
@@ -296,7 +297,7 @@ class MetricBuffer:
         """Wait for the spiller while the journal's disk is slower than logging (memory stays bounded)."""
         with self._cond:
             while self._held > 2 * self.max_pending and self._spiller is not None and self._spiller.is_alive():
-                if not any(b.chunks is not None and not b.busy and not b.waiter for b in self._sealed):
+                if self._spillable() is None:
                     break  # nothing the spiller can take (a log_array being waited for)
                 self._cond.wait(0.05)
 
@@ -326,6 +327,7 @@ class MetricBuffer:
                 return None
             self._seq += 1
             batch = _Batch(chunks, uuid.uuid4().hex, _points(chunks), seq=self._seq)
+            batch.spill = spill
             self._sealed.append(batch)
             self._held += batch.points
             if spill:
@@ -343,15 +345,13 @@ class MetricBuffer:
     def _spill_loop(self) -> None:
         while True:
             with self._cond:
-                batch = next((b for b in self._sealed if b.chunks is not None and not b.busy and not b.waiter), None)
+                batch = self._spillable()
                 while batch is None:
                     if self._stop.is_set():
                         self._spiller = None
                         return
                     self._cond.wait(0.5)
-                    batch = next(
-                        (b for b in self._sealed if b.chunks is not None and not b.busy and not b.waiter), None
-                    )
+                    batch = self._spillable()
                 batch.busy = True  # neither the flusher nor another spill takes it meanwhile
                 self._held -= batch.points
             try:
@@ -360,6 +360,15 @@ class MetricBuffer:
                 with self._cond:
                     batch.busy = False
                     self._cond.notify_all()
+
+    def _spillable(self) -> _Batch | None:
+        """The oldest batch the spiller may journal: sealed past the memory bound, or any batch in memory
+        while more than ``max_pending`` points are (call with _cond held)."""
+        crowded = self._held > self.max_pending
+        for b in self._sealed:
+            if b.chunks is not None and not b.busy and not b.waiter and (b.spill or crowded):
+                return b
+        return None
 
     def _journal(self, batch: _Batch) -> None:
         """Write an in-memory batch to the journal (in records of SPILL_PIECE points, each with its own batch
@@ -372,8 +381,9 @@ class MetricBuffer:
             for k, group in enumerate(groups):
                 part_id = batch.batch_id if len(groups) == 1 else f"{batch.batch_id}/{k}"
                 body = encode_batch(group, part_id)
-                pieces.append(_Batch(None, part_id, _points(group), seq=batch.seq))
-                (pieces[-1].path,) = self.journal.append([body])
+                stem = f"{batch.seq:012d}" if len(groups) == 1 else f"{batch.seq:012d}.{k:05d}"
+                (path,) = self.journal.append([body], stems=[stem])  # named in logging order
+                pieces.append(_Batch(None, part_id, _points(group), path, seq=batch.seq))
         except JournalFullError as exc:
             done = sum(p.points for p in pieces)
             self._drop(chunks, done, exc)
@@ -402,12 +412,12 @@ class MetricBuffer:
             self._journal_warned = True
             log.warning(
                 "expboard: %s has not taken the metrics logged (it is locked, down or slower than logging); "
-                "points past the %d held in memory go to the journal %s (bound %d MB, setting journal_max_mb) "
+                "points past the %d held in memory go to the journal %s (bound %.4g MB, setting journal_max_mb) "
                 "and are written to the store in logging order when it answers",
                 store_key(self.store),
                 self.max_pending,
                 self.journal.folder,
-                self.journal.max_bytes // (1024 * 1024),
+                self.journal.max_bytes / (1024 * 1024),
             )
 
     def _drop(self, chunks: list[MetricChunk], skip: int, exc: BaseException) -> None:
@@ -743,7 +753,7 @@ class MetricBuffer:
             if chunks is None:
                 continue
             try:
-                (path,) = self.journal.append([encode_batch(chunks, b.batch_id)])
+                (path,) = self.journal.append([encode_batch(chunks, b.batch_id)], stems=[f"{b.seq:012d}"])
             except (JournalFullError, OSError) as exc:
                 self._drop(chunks, 0, exc)
                 with self._cond:

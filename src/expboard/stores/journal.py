@@ -139,8 +139,10 @@ class Journal:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def append(self, bodies: Sequence[bytes], suffix: str = ".batch") -> list[Path]:
-        """Write records after the others; all of them or, when they do not fit, none (JournalFullError)."""
+    def append(self, bodies: Sequence[bytes], suffix: str = ".batch", stems: Sequence[str] | None = None) -> list[Path]:
+        """Write records after the others; all of them or, when they do not fit, none (JournalFullError).
+        ``stems``: the records' file names (without suffix), when the caller's order is not the order of
+        writing: the next process reads the records in the order of their names."""
         with self._lock:
             size = sum(len(b) for b in bodies)
             held = sum(self._sizes.values())
@@ -153,9 +155,11 @@ class Journal:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self._made = True
             out = []
-            for body in bodies:
+            for i, body in enumerate(bodies):
                 self._seq += 1
-                path = self.folder / f"{self._seq:012d}{suffix}"
+                path = (
+                    self.folder / f"{self._seq:012d}{suffix}" if stems is None else self.folder / f"{stems[i]}{suffix}"
+                )
                 self._write(path, body)
                 self._entries.append(path)
                 self._sizes[path] = len(body)
