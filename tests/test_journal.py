@@ -23,7 +23,11 @@ from expboard.errors import StoreUnavailableError
 from expboard.stores.journal import Journal
 from expboard.stores.wire import decode_batch
 
-BOUND_S = 0.25  # the slowest run.log call allowed while the store is locked (the benchmark measures the real one)
+# The slowest run.log call allowed while the store is locked or down: well below the outage (a logging thread
+# that waits for the store shows it whole), well above what a loaded machine's scheduler adds (tens of ms).
+# The benchmark (bench/bench_journal.py) measures the real figures.
+BOUND_S = 1.0
+LOCK_S = 3.0
 
 
 @pytest.fixture(autouse=True)
@@ -106,9 +110,12 @@ def test_run_log_never_waits_for_a_locked_sqlite_and_loses_nothing(
     run.flush()
     buf = run._buf
     _small(buf, monkeypatch)
-    n = 120_000
+    n, worst = 0, 0.0
     with SqliteLock(tmp_path / "expboard.db") as lock:
-        worst = _log_timed(run, "loss", 1, n)
+        t_end = time.monotonic() + LOCK_S
+        while time.monotonic() < t_end or n < 5 * buf.max_pending:
+            worst = max(worst, _log_timed(run, "loss", n + 1, 1_000))
+            n += 1_000
         run.log_row("rows", a=1, b="x")  # other kinds take the same path
         assert buf.journaled > 0, "the memory bound was passed: points must have gone to the journal"
         assert buf.pending_points()[0] <= 3 * buf.max_pending
@@ -280,7 +287,7 @@ def test_journal_records_are_whole_or_absent_and_oldest_first(tmp_path: Path) ->
     j.remove(p1)
     assert [p.read_bytes() for p in j.paths()] == [b"a2", b"b" * 40]
     # a journal of an ended process is taken over whole by one process, oldest first
-    dead = tmp_path / "j" / "0000000000001-999999999-deadbeef"
+    dead = tmp_path / "j" / "999999999-0000000000001-deadbeef"
     dead.mkdir()
     (dead / "000000000001.batch").write_bytes(b"old")
     (dead / "000000000002.batch.tmp").write_bytes(b"half")

@@ -96,7 +96,7 @@ def journal_base(store: Store) -> Path:
     if not root:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(cache, "expboard", "journal")
-    return Path(root) / hashlib.sha256(store_key(store).encode()).hexdigest()[:16]
+    return Path(root) / f"metrics-{hashlib.sha256(store_key(store).encode()).hexdigest()[:16]}"
 
 
 class Series:

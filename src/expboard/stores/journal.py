@@ -4,7 +4,7 @@ Two users share it: the metric buffer keeps the points a busy or unreachable sto
 (past its memory bound), and the HTTP store keeps the requests a tracking server has not answered (its
 spool). One journal is one folder per process under a base folder (one base per store)::
 
-    <base>/<start ms>-<pid>-<random>/000000000001.batch
+    <base>/<pid>-<start ms>-<random>/000000000001.batch
                                      000000000002.batch ...
 
 - a record is written to ``.tmp``, fsynced, then renamed into place: a process killed mid-write (SIGKILL,
@@ -58,9 +58,7 @@ def _owner(name: str) -> int | None:
         pid = name.rsplit(_TAKEN, 1)[1].split("-", 1)[0]
     else:
         fields = name.split("-")
-        if len(fields) == 3:  # <start ms>-<pid>-<random>
-            pid = fields[1]
-        elif len(fields) == 2:  # <pid>-<random>: a spool folder of earlier versions
+        if len(fields) in (2, 3):  # <pid>-<start ms>-<random>, or <pid>-<random> (a spool of earlier versions)
             pid = fields[0]
         else:
             return None
@@ -69,7 +67,7 @@ def _owner(name: str) -> int | None:
 
 def _start(name: str) -> int:
     first = name.split(_TAKEN, 1)[0].split("-")
-    return int(first[0]) if len(first) == 3 and first[0].isdigit() else 0
+    return int(first[1]) if len(first) == 3 and first[1].isdigit() else 0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -94,7 +92,7 @@ class Journal:
         self.base = Path(base)
         self.max_bytes = int(max_bytes)
         self.suffixes = tuple(suffixes)
-        self.folder = self.base / f"{int(time.time() * 1000):013d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.folder = self.base / f"{os.getpid()}-{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
         self._lock = threading.RLock()
         self._entries: list[Path] = []  # oldest first
         self._sizes: dict[Path, int] = {}
