@@ -68,13 +68,15 @@ def journals_left(store: Store) -> int:
 def replay_journals(store: Store, wait: float | None = None) -> MetricBuffer | None:
     """Write what ended processes left in the metric journal of ``store``: in the background (the buffer's
     writer), or, with ``wait`` seconds, before returning (raising StoreUnavailableError if the store does
-    not take it all by then). Returns the buffer that took them over, None if there were none."""
-    if not journals_left(store):
-        return None
+    not take it all by then). Returns the buffer that holds them, None if there were none and this process
+    has no buffer for the store."""
+    left = journals_left(store)
     with _registry_lock:
         existed = store in _buffers
+    if not left and not existed:
+        return None
     buf = buffer_for(store)  # a new buffer takes them over as it starts
-    if existed:
+    if existed and left:
         buf.adopt()
     if wait is not None:
         deadline = time.monotonic() + wait
@@ -89,12 +91,13 @@ def replay_journals(store: Store, wait: float | None = None) -> MetricBuffer | N
     return buf
 
 
-def release(store: Store) -> None:
-    """Write what is pending for ``store``, stop its thread and forget its buffer (before closing the store)."""
+def release(store: Store, timeout: float | None = None) -> None:
+    """Write what is pending for ``store`` (giving it ``timeout`` seconds, default the buffer's close_wait_s;
+    the rest is journaled), stop its thread and forget its buffer (before closing the store)."""
     with _registry_lock:
         buf = _buffers.pop(store, None)
     if buf is not None:
-        buf.close()
+        buf.close(timeout)
 
 
 def flush_all() -> None:
