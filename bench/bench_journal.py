@@ -42,18 +42,25 @@ from benchcommon import free_port, uptime
 
 
 class SqliteLock:
-    """A second process holding SQLite's write lock until :meth:`release`."""
+    """A second process that takes SQLite's write lock on :meth:`lock` and lets it go on :meth:`release`
+    (started beforehand: forking a big process from the logging one would stall it and blur the figure)."""
 
     def __init__(self, db: Path) -> None:
         code = (
             "import sqlite3, sys\n"
             f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.readline()\nc.execute('COMMIT')\n"
+            "sys.stdin.readline()\nc.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\n"
+            "sys.stdin.readline()\nc.execute('COMMIT')\n"
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
+
+    def lock(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -147,9 +154,9 @@ def expboard_lock(
     run.flush()
     if max_pending is not None:
         run._buf.max_pending = max_pending
-    lock: list[SqliteLock] = []
-    events = [(1.0, lambda: lock.append(SqliteLock(db))), (1.0 + lock_s, lambda: lock[0].release())]
-    times = drive(lambda i: run.log("loss", float(i)), 1 + lock_s + 3, rate, events if locked else [])
+    lock = SqliteLock(db)
+    events = [(1.0, lock.lock), (1.0 + lock_s, lock.release)] if locked else [(1.0 + lock_s, lock.release)]
+    times = drive(lambda i: run.log("loss", float(i)), 1 + lock_s + 3, rate, events)
     t = time.perf_counter()
     run.flush()
     drain = time.perf_counter() - t
@@ -211,13 +218,10 @@ def mlflow_lock(root: Path, lock_s: float, rate: float, locked: bool = True) -> 
     mlflow.set_experiment("journal")
     with mlflow.start_run() as active:
         mlflow.log_metric("loss", 0.0, step=0)
-        lock: list[SqliteLock] = []
-        events = [(1.0, lambda: lock.append(SqliteLock(db))), (1.0 + lock_s, lambda: lock[0].release())]
+        lock = SqliteLock(db)
+        events = [(1.0, lock.lock), (1.0 + lock_s, lock.release)] if locked else [(1.0 + lock_s, lock.release)]
         times = drive(
-            lambda i: mlflow.log_metric("loss", float(i), step=i + 1, synchronous=False),
-            1 + lock_s + 3,
-            rate,
-            events if locked else [],
+            lambda i: mlflow.log_metric("loss", float(i), step=i + 1, synchronous=False), 1 + lock_s + 3, rate, events
         )
         t = time.perf_counter()
         mlflow.flush_async_logging()

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
 FLUSH_THRESHOLD = 200_000  # points that wake the flusher early
 MAX_PENDING = 2_000_000  # points held in memory before they go to the journal
-SPILL_PIECE = 65_536  # points per journal record: encoding one holds the GIL only briefly
+SPILL_PIECE = 65_536  # points per journal record and per chunk written: packing one holds the GIL briefly
 HEARTBEAT_S = 5.0  # the default of the heartbeat_s setting
 CLOSE_WAIT_S = 30.0  # how long close() (interpreter exit) gives the store before journaling the rest
 DIRECT_WAIT_S = 0.05  # how long log_array waits for a store that has not answered yet
@@ -581,6 +581,10 @@ class MetricBuffer:
         every other chunk is stored. A transient failure raises, keeping the batch where it is (a batch cut
         into chunks keeps only the chunks not yet stored, under their own ids)."""
         batch_id = batch.batch_id
+        if _points(chunks) > SPILL_PIECE:
+            # one call and one batch id still, but each chunk short: the store's packing of a column is one
+            # C call holding the GIL, and a long one would stall the logging thread for as long
+            chunks = [c for group in _pieces(chunks, SPILL_PIECE) for c in group]
         try:
             self.store.log_metrics(chunks, batch_id=batch_id)
             return
