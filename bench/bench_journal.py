@@ -72,10 +72,12 @@ class SqliteLock:
 
 def drive(
     log: Callable[[int], None], seconds: float, rate: float, events: list[tuple[float, Callable[[], None]]]
-) -> array:
+) -> tuple[array, list[tuple[float, float]]]:
     """Call ``log(i)`` for ``seconds`` at ``rate`` calls/s (0: flat out), running each event at its time
-    (in a thread, so the loop never waits for it). Returns every call's seconds."""
+    (in a thread, so the loop never waits for it). Returns every call's seconds, and the slowest calls'
+    (start second, seconds) by the loop's clock, to tell them from the events."""
     times = array("d")
+    starts = array("d")
     clock = time.perf_counter
     threads = [threading.Timer(at, fn) for at, fn in events]
     start = clock()
@@ -88,6 +90,7 @@ def drive(
         log(i)
         t1 = clock()
         times.append(t1 - t0)
+        starts.append(t0)
         i += 1
         if i % 1000 == 0:
             if t1 > end:
@@ -98,10 +101,15 @@ def drive(
                     time.sleep(ahead)
     for t in threads:
         t.join()
-    return times
+    a, b = np.frombuffer(times, dtype=np.float64), np.frombuffer(starts, dtype=np.float64)
+    slow = [(float(b[i] - start), float(a[i])) for i in sorted(np.argsort(a)[-3:])]
+    return times, slow
 
 
-def stats(name: str, times: array, stored: int, drain: float, extra: str = "") -> dict[str, Any]:
+def stats(
+    name: str, run: tuple[array, list[tuple[float, float]]], stored: int, drain: float, extra: str = ""
+) -> dict[str, Any]:
+    times, slow = run
     a = np.frombuffer(times, dtype=np.float64)
     out = {
         "name": name,
@@ -116,7 +124,8 @@ def stats(name: str, times: array, stored: int, drain: float, extra: str = "") -
     print(
         f"{name:<34} calls {out['calls']:>10,}  max {out['max'] * 1e3:9.2f} ms  p99.9 {out['p999'] * 1e6:9.1f} us  "
         f"p99 {out['p99'] * 1e6:7.1f} us  p50 {out['p50'] * 1e6:6.2f} us  stored {stored:,} of {len(a):,}  "
-        f"drain {drain:.1f} s {extra}",
+        f"drain {drain:.1f} s {extra}\n{'':34} slowest calls (at s: ms): "
+        + ", ".join(f"{t:.2f}: {d * 1e3:.0f}" for t, d in slow),
         flush=True,
     )
     return out
