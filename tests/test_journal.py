@@ -179,6 +179,9 @@ _CHILD = textwrap.dedent(
     n = int(sys.argv[2])
     for i in range(1, n + 1):
         run.log("loss", float(i))
+    if sys.argv[3] == "exit":  # the interpreter's exit, with 0.5 s for the store
+        buf.close_wait_s = 0.5
+        sys.exit(0)
     if sys.argv[3] == "close":
         try:
             buf.close(timeout=0.5)
@@ -198,6 +201,7 @@ def _child(ws: Workspace, n: int, mode: str) -> tuple[subprocess.Popen[str], str
         [sys.executable, "-c", _CHILD, str(ws.path), str(n), mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if mode == "exit" else None,
         text=True,
     )
     assert proc.stdout is not None
@@ -208,7 +212,7 @@ def _end(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-    for f in (proc.stdin, proc.stdout):
+    for f in (proc.stdin, proc.stdout, proc.stderr):
         if f is not None:
             f.close()
 
@@ -237,6 +241,32 @@ def test_a_journal_left_by_a_killed_process_is_written_once_by_the_next_open(
         assert steps.tolist() == list(range(n + 1))
     with Workspace(sqlite_ws.path) as ws3:  # and only once
         assert Run.get(ws3, run_id).get_metric_series("loss")[0].steps.tolist() == list(range(n + 1))
+    assert not list(_journal_dir.rglob("*.batch"))
+
+
+def test_exit_with_the_store_locked_leaves_the_journal_for_the_next_open(
+    sqlite_ws: Workspace, tmp_path: Path, _journal_dir: Path
+) -> None:
+    n = 30_000
+    proc, run_id = _child(sqlite_ws, n, "exit")
+    try:
+        with SqliteLock(tmp_path / "expboard.db"):
+            assert proc.stdin is not None and proc.stderr is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            lines = [proc.stderr.readline()]  # the journal's warning, then at exit (the store still locked):
+            while lines[-1] and "kept in the journal" not in lines[-1]:
+                lines.append(proc.stderr.readline())
+            assert "expboard journal" in lines[-1], lines
+            assert sum("go to the journal" in line for line in lines) == 1, lines
+            assert list(_journal_dir.rglob("*.batch"))
+        proc.wait(60)  # the lock gone, the run's final status is stored and the process ends
+    finally:
+        _end(proc)
+    with Workspace(sqlite_ws.path) as ws2:
+        run = Run.get(ws2, run_id)
+        assert run.get_metric_series("loss")[0].steps.tolist() == list(range(n + 1))
+        assert run.get_status().value == "Completed"
     assert not list(_journal_dir.rglob("*.batch"))
 
 

@@ -205,6 +205,7 @@ class MetricBuffer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._failed_at = 0.0  # monotonic time of the last failed write
+        self._gave_up: str | None = None  # close() left points in the journal: why (flush() says it at once)
         # sealed batches, oldest first; guarded by _cond
         self._cond = threading.Condition()
         self._sealed: deque[_Batch] = deque()
@@ -499,7 +500,9 @@ class MetricBuffer:
 
     def flush(self) -> None:
         """Write every pending point (journaled ones first). Raises if the store fails (nothing is lost:
-        what is unwritten stays queued)."""
+        what is unwritten stays queued). After close() has left points in the journal, raises at once."""
+        if self._gave_up is not None:
+            raise StoreUnavailableError(self._gave_up)
         with self._flush_lock:
             self._flush_locked()
 
@@ -738,12 +741,13 @@ class MetricBuffer:
         if self.dropped:
             self._report_dropped()
         records = len(self.journal)
-        raise StoreUnavailableError(
+        self._gave_up = (
             f"{store_key(self.store)} did not take every metric point within {wait:g} s: they are kept in the "
             f"journal {self.journal.base} ({records} record(s), {kept} point(s) added now) and written when it "
             "answers, by the next process that opens it or by `expboard journal`"
             + (f"; {sum(self.dropped.values())} point(s) were dropped (journal full)" if self.dropped else "")
         )
+        raise StoreUnavailableError(self._gave_up)
 
     def _journal_all(self) -> int:
         """Every batch in memory goes to the journal as one record, the one being written included (its batch
