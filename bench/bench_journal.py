@@ -269,7 +269,7 @@ class MlflowServer:
             start_new_session=True,
         )
         log.close()
-        deadline = time.time() + 180
+        deadline = time.time() + 600  # under heavy load it took more than 3 minutes
         while True:
             try:
                 urllib.request.urlopen(f"{self.url}/health", timeout=2).read()
