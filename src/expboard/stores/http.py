@@ -10,9 +10,10 @@ Delivery of metric batches:
 - transient failures (connection refused or reset, timeouts, 408, 429, 502, 503, 504) are retried with
   exponential back-off; a 500 is retried ``server_error_tries`` times (3) for the same batch, then it is
   permanent, like every 4xx: never retried;
-- when the server stays unreachable, batches go to a spool folder on disk (bounded by ``spool_max_bytes``)
-  and a background thread sends them, in order, once it answers again; while anything is spooled, new
-  batches queue behind it so points stay in logging order;
+- when the server stays unreachable, batches go to a spool folder on disk (bounded by ``spool_max_bytes``;
+  a :class:`~expboard.stores.journal.Journal`, as the metric buffer's journal is) and a background thread
+  sends them, in order, once it answers again; while anything is spooled, new batches queue behind it so
+  points stay in logging order;
 - batches are cut to fit the server's body limit (it says it in ``/health``); a batch the server refuses
   for good is cut into its metrics, so every metric the server takes is stored, and each refused one goes
   to the quarantine folder next to the spool (``<spool>/quarantine``: the batch as sent and a ``.json`` with
