@@ -1,29 +1,68 @@
-"""Buffered metric logging: ``Run.log`` appends to in-memory columns; one background thread per store
-writes them in batches. Memory is bounded: past ``max_pending`` points the logging thread writes the
-buffer itself. The one buffer of each store, and the exit hooks that write them, live in :mod:`.state`.
+"""Buffered metric logging that never waits for the store.
+
+``Run.log`` (and ``log_list``, ``log_row``, ``log_table``, ``log_confusion_matrix``) appends to in-memory
+columns; a background thread (the flusher) writes them in batches, oldest first. Nothing the logging
+thread does waits for the store:
+
+- past ``max_pending`` points in memory (the store is locked, down or slower than the training loop),
+  the columns are sealed into a batch and a second thread (the spiller) writes it to the buffer's disk
+  journal (:class:`~expboard.stores.journal.Journal`, bounded by the ``journal_max_mb`` setting); the
+  flusher writes journaled batches to the store in order when it answers; one warning says so;
+- when the journal is full too, batches that do not fit are dropped (counted per run and metric, one
+  warning when it starts, one with the totals when the store answers again or at exit): what is kept is
+  every point up to the bound plus the newest points in memory, so each series has one gap, never a
+  silent one;
+- ``log_array`` queues its arrays as one batch in the same order and waits for the store's answer only
+  while the store answers promptly (``direct_wait_s``), so a value the store refuses is still raised to
+  the caller in the usual case, and never stalls the loop while the store is busy;
+- at interpreter exit (and ``close``) the store gets ``close_wait_s`` seconds; what it has not taken by
+  then goes to the journal, which the next process opening the same store (or ``expboard journal``)
+  writes. Every batch carries a batch id that the store keeps, so a batch written twice (stored, then
+  the process killed before its record was removed) is stored once.
+
+The one buffer of each store, and the exit hooks that close them, live in :mod:`.state`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .errors import AuthError, ExpboardError
+from . import settings
+from .errors import AuthError, ExpboardError, StoreUnavailableError
 from .records import MetricKind, RunStatus
 from .stores import MetricChunk, Store
+from .stores.journal import Journal, JournalFullError
+from .stores.wire import decode_batch, encode_batch
 
-__all__ = ["FLUSH_INTERVAL_S", "FLUSH_THRESHOLD", "MAX_PENDING", "MetricBuffer", "Series", "is_permanent"]
+__all__ = [
+    "FLUSH_INTERVAL_S",
+    "FLUSH_THRESHOLD",
+    "MAX_PENDING",
+    "MetricBuffer",
+    "Series",
+    "is_permanent",
+    "journal_base",
+    "store_key",
+]
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
 FLUSH_THRESHOLD = 200_000  # points that wake the flusher early
-MAX_PENDING = 2_000_000  # points held before the logging thread writes them itself
+MAX_PENDING = 2_000_000  # points held in memory before they go to the journal
+SPILL_PIECE = 65_536  # points per journal record and per chunk written: packing one holds the GIL briefly
 HEARTBEAT_S = 5.0  # the default of the heartbeat_s setting
+CLOSE_WAIT_S = 30.0  # how long close() (interpreter exit) gives the store before journaling the rest
+DIRECT_WAIT_S = 0.05  # how long log_array waits for a store that has not answered yet
 
 _time = time.time
 
@@ -35,6 +74,29 @@ def is_permanent(exc: BaseException) -> bool:
         return 400 <= exc.status_code < 500 and not isinstance(exc, AuthError)
     # Raised while encoding a value: no retry changes the value.
     return isinstance(exc, (TypeError, ValueError, OverflowError, RecursionError))
+
+
+def store_key(store: Store) -> str:
+    """What names a store across processes (its database or server address), for its journal's folder."""
+    url = getattr(store, "url", None)
+    if isinstance(url, str):
+        return url
+    dialect = getattr(store, "dialect", None)
+    path = getattr(dialect, "path", None)
+    if path is not None:
+        return f"sqlite:///{os.path.abspath(path)}"
+    if dialect is not None:
+        return str(dialect)
+    return f"{type(store).__name__}-{os.getpid()}-{id(store)}"  # nameless: this process's own journal only
+
+
+def journal_base(store: Store) -> Path:
+    """The folder holding the journals of ``store`` (one sub-folder per process)."""
+    root = settings.get("journal_dir")
+    if not root:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(cache, "expboard", "journal")
+    return Path(root) / f"metrics-{hashlib.sha256(store_key(store).encode()).hexdigest()[:16]}"
 
 
 class Series:
@@ -52,12 +114,70 @@ class Series:
         self.values: list[Any] = []
 
 
+class _Batch:
+    """Sealed points waiting for the store: in memory (``chunks``) or in the journal (``path``)."""
+
+    __slots__ = ("batch_id", "busy", "chunks", "done", "error", "path", "points", "seq", "spill", "waiter")
+
+    def __init__(
+        self, chunks: list[MetricChunk] | None, batch_id: str, points: int, path: Path | None = None, seq: int = 0
+    ) -> None:
+        self.chunks = chunks  # both chunks and path: written to the journal while the flusher writes it
+        self.seq = seq  # order of sealing (a piece keeps its batch's); journals of ended processes: 0
+        self.batch_id = batch_id
+        self.points = points
+        self.path = path
+        self.busy = False  # the flusher is writing it
+        self.done = False
+        self.error: BaseException | None = None  # a refusal, for a waiting log_array
+        self.waiter = False  # a log_array call waits for it (and raises its refusal itself)
+        self.spill = False  # sealed past the memory bound: for the journal
+
+
+def _points(chunks: Sequence[MetricChunk]) -> int:
+    return sum(len(c.steps) for c in chunks)
+
+
+def _pieces(chunks: list[MetricChunk], size: int) -> list[list[MetricChunk]]:
+    """``chunks`` cut into groups of at most ``size`` points (a long chunk into several)."""
+    groups: list[list[MetricChunk]] = []
+    group: list[MetricChunk] = []
+    room = size
+    for c in chunks:
+        start, n = 0, len(c.steps)
+        while start < n:
+            take = min(room, n - start)
+            part = (
+                c
+                if take == n
+                else MetricChunk(
+                    c.run_id,
+                    c.name,
+                    c.kind,
+                    c.steps[start : start + take],
+                    c.wall_times[start : start + take],
+                    c.values[start : start + take],
+                )
+            )
+            group.append(part)
+            start += take
+            room -= take
+            if room == 0:
+                groups.append(group)
+                group, room = [], size
+    if group:
+        groups.append(group)
+    return groups
+
+
 class MetricBuffer:
-    """Pending points for one store, and the thread that writes them.
+    """Pending points for one store, the thread that writes them and the journal that keeps them.
 
     ``interval``: seconds between background writes; ``flush_threshold``: pending points that wake the
-    writer early; ``max_pending``: pending points past which the logging thread writes them itself;
-    ``heartbeat_s``: seconds between heartbeats of the runs in ``live_runs``."""
+    writer early; ``max_pending``: points held in memory before they go to the journal;
+    ``heartbeat_s``: seconds between heartbeats of the runs in ``live_runs``; ``journal``: where points
+    past the memory bound go (default: the ``journal_dir`` and ``journal_max_mb`` settings), whose
+    folders left by ended processes are taken over and written first."""
 
     def __init__(
         self,
@@ -67,27 +187,66 @@ class MetricBuffer:
         flush_threshold: int = FLUSH_THRESHOLD,
         max_pending: int = MAX_PENDING,
         heartbeat_s: float = HEARTBEAT_S,
+        journal: Journal | None = None,
     ) -> None:
         self.store = store
         self.interval = interval
         self.flush_threshold = flush_threshold
         self.max_pending = max_pending
         self.heartbeat_s = heartbeat_s
+        self.close_wait_s = CLOSE_WAIT_S
+        self.direct_wait_s = DIRECT_WAIT_S
         self.lock = threading.Lock()
-        self.pending = 0
+        self.pending = 0  # points in the series' columns
         self._series: dict[tuple[str, str, MetricKind], Series] = {}
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._failed_chunks: list[tuple[list[MetricChunk], str]] = []
+        self._failed_at = 0.0  # monotonic time of the last failed write
+        self._gave_up: str | None = None  # close() left points in the journal: why (flush() says it at once)
+        # sealed batches, oldest first; guarded by _cond
+        self._cond = threading.Condition()
+        self._sealed: deque[_Batch] = deque()
+        self._held = 0  # points of sealed batches in memory that the spiller may journal
+        self._seq = 0
+        self._spiller: threading.Thread | None = None
+        self._inflight_since: float | None = None  # monotonic time the flusher's current write began
+        if journal is None:
+            journal = Journal(journal_base(store), int(settings.get("journal_max_mb") * 1024 * 1024))
+        self.journal = journal
+        self._journal_warned = False
+        self.journaled = 0  # points ever written to the journal by this process
+        # (run id, metric) -> points dropped because the journal was full too
+        self.dropped: dict[tuple[str, str], int] = {}
+        self._dropped_reported = 0
         # (run id, metric, points, reason) of every chunk the store refused for good; reported once per metric
         self.refused: list[tuple[str, str, int, str]] = []
         self._reported: set[tuple[str, str]] = set()
         self.live_runs: set[str] = set()  # Running runs of this process: their heartbeat is kept fresh
         self._last_heartbeat = 0.0
+        self.adopted = self.adopt()
 
+    # --- the journals of ended processes ---------------------------------------------------------------
+    def adopt(self) -> int:
+        """Take over what ended processes left in this store's journal; written before anything new."""
+        try:
+            paths = self.journal.adopt()
+        except OSError as exc:
+            log.warning("expboard: could not read the metric journal in %s: %s", self.journal.base, exc)
+            return 0
+        if not paths:
+            return 0
+        with self._cond:
+            for p in reversed(paths):
+                self._sealed.appendleft(_Batch(None, "", 0, p))
+        log.info("expboard: writing %d journaled metric batch(es) left by ended processes", len(paths))
+        self._ensure_thread()
+        self._wake.set()
+        return len(paths)
+
+    # --- logging (never waits for the store) ---------------------------------------------------------
     def series(self, run_id: str, name: str, kind: MetricKind) -> Series:
         key = (run_id, name, kind)
         with self.lock:
@@ -130,10 +289,172 @@ class MetricBuffer:
 
     def _added(self) -> None:
         if self.pending >= self.max_pending:
-            self.flush()  # bounded memory: the logging thread pays for the write itself
-        else:
-            self._wake.set()
+            self._seal(spill=True)  # bounded memory: the spiller journals them; nothing waits for the store
+            if self._held > 2 * self.max_pending:
+                self._backpressure()
+        self._wake.set()
 
+    def _backpressure(self) -> None:
+        """Wait for the spiller while the journal's disk is slower than logging (memory stays bounded)."""
+        with self._cond:
+            while self._held > 2 * self.max_pending and self._spiller is not None and self._spiller.is_alive():
+                if self._spillable() is None:
+                    break  # nothing the spiller can take (a log_array being waited for)
+                self._cond.wait(0.05)
+
+    def _take(self) -> list[MetricChunk]:
+        """The series' columns as chunks, leaving them empty (no copy: the lists change hands)."""
+        chunks = []
+        with self.lock:
+            for s in self._series.values():
+                if not s.steps:
+                    continue
+                steps, times, values = s.steps, s.times, s.values
+                # A point whose log() was interrupted half-way (SIGTERM) has not been logged: cut to the
+                # shortest column.
+                n = min(len(steps), len(times), len(values))
+                if not len(steps) == len(times) == len(values):
+                    steps, times, values = steps[:n], times[:n], values[:n]
+                s.steps, s.times, s.values = [], [], []
+                chunks.append(MetricChunk(s.run_id, s.name, s.kind, steps, times, values))
+            self.pending = 0
+        return chunks
+
+    def _seal(self, spill: bool = False) -> _Batch | None:
+        """Turn the columns into a batch after the others; ``spill``: hand it to the spiller."""
+        with self._cond:  # one order for sealing and queueing: batches queue in the order they were sealed
+            chunks = self._take()
+            if not chunks:
+                return None
+            self._seq += 1
+            batch = _Batch(chunks, uuid.uuid4().hex, _points(chunks), seq=self._seq)
+            batch.spill = spill
+            self._sealed.append(batch)
+            self._held += batch.points
+            if spill:
+                self._ensure_spiller()
+                self._cond.notify_all()
+            return batch
+
+    # --- the journal (spiller thread) ------------------------------------------------------------------
+    def _ensure_spiller(self) -> None:
+        """Start the spiller if none runs (call with _cond held)."""
+        if self._spiller is None or not self._spiller.is_alive():
+            self._spiller = threading.Thread(target=self._spill_loop, name="expboard-journal", daemon=True)
+            self._spiller.start()
+
+    def _spill_loop(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._spillable()
+                while batch is None:
+                    if self._stop.is_set():
+                        self._spiller = None
+                        return
+                    self._cond.wait(0.5)
+                    batch = self._spillable()
+                batch.busy = True  # neither the flusher nor another spill takes it meanwhile
+                self._held -= batch.points
+            try:
+                self._journal(batch)
+            finally:
+                with self._cond:
+                    batch.busy = False
+                    self._cond.notify_all()
+
+    def _spillable(self) -> _Batch | None:
+        """The oldest batch the spiller may journal: sealed past the memory bound, or any batch in memory
+        while more than ``max_pending`` points are (call with _cond held)."""
+        crowded = self._held > self.max_pending
+        for b in self._sealed:
+            if b.chunks is not None and not b.busy and not b.waiter and (b.spill or crowded):
+                return b
+        return None
+
+    def _journal(self, batch: _Batch) -> None:
+        """Write an in-memory batch to the journal (in records of SPILL_PIECE points, each with its own batch
+        id, that take its place in the queue), or drop it when the journal is full."""
+        chunks = batch.chunks
+        assert chunks is not None
+        groups = _pieces(chunks, SPILL_PIECE) if batch.points > SPILL_PIECE else [chunks]
+        pieces = []
+        try:
+            for k, group in enumerate(groups):
+                part_id = batch.batch_id if len(groups) == 1 else f"{batch.batch_id}/{k}"
+                body = encode_batch(group, part_id)
+                stem = f"{batch.seq:012d}" if len(groups) == 1 else f"{batch.seq:012d}.{k:05d}"
+                (path,) = self.journal.append([body], stems=[stem])  # named in logging order
+                pieces.append(_Batch(None, part_id, _points(group), path, seq=batch.seq))
+        except JournalFullError as exc:
+            done = sum(p.points for p in pieces)
+            self._drop(chunks, done, exc)
+        except OSError as exc:  # the disk itself: keep the batch in memory, say so
+            for p in pieces:
+                if p.path is not None:
+                    self.journal.remove(p.path)
+            log.warning("expboard: could not write to the metric journal %s: %s", self.journal.folder, exc)
+            with self._cond:
+                self._held += batch.points
+            return
+        with self._cond:
+            try:
+                i = self._sealed.index(batch)
+            except ValueError:  # written to the store meanwhile (close() journals a busy batch): not needed
+                for p in pieces:
+                    if p.path is not None:
+                        self.journal.remove(p.path)
+                return
+            del self._sealed[i]
+            for p in reversed(pieces):
+                self._sealed.insert(i, p)
+            self.journaled += sum(p.points for p in pieces)
+            self._cond.notify_all()
+        if not self._journal_warned and pieces:
+            self._journal_warned = True
+            log.warning(
+                "expboard: %s has not taken the metrics logged (it is locked, down or slower than logging); "
+                "points past the %d held in memory go to the journal %s (bound %.4g MB, setting journal_max_mb) "
+                "and are written to the store in logging order when it answers",
+                store_key(self.store),
+                self.max_pending,
+                self.journal.folder,
+                self.journal.max_bytes / (1024 * 1024),
+            )
+
+    def _drop(self, chunks: list[MetricChunk], skip: int, exc: BaseException) -> None:
+        """Count the points of ``chunks`` after the first ``skip`` (the journal is full): they are lost."""
+        first = not self.dropped
+        for c in chunks:
+            n = len(c.steps)
+            lost = max(0, n - skip)
+            skip = max(0, skip - n)
+            if lost:
+                key = (c.run_id, c.name)
+                self.dropped[key] = self.dropped.get(key, 0) + lost
+        if first:
+            log.warning(
+                "expboard: %s; the store has not answered and %d points of this batch are dropped, and so are "
+                "later batches until it answers (kept: every point before, in the journal, and the newest %d in "
+                "memory; totals are reported when it answers). Raise journal_max_mb (EXPBOARD_JOURNAL_MAX_MB) to "
+                "keep more",
+                exc,
+                sum(self.dropped.values()),
+                self.max_pending,
+            )
+
+    def _report_dropped(self) -> None:
+        total = sum(self.dropped.values())
+        if total > self._dropped_reported:
+            self._dropped_reported = total
+            worst = sorted(self.dropped.items(), key=lambda kv: -kv[1])[:5]
+            log.warning(
+                "expboard: %d metric points were dropped while the store was not answering and the journal was "
+                "full: %s",
+                total,
+                ", ".join(f"{n} of {name!r} of run {run_id}" for (run_id, name), n in worst),
+            )
+
+    # --- writing (flusher thread, flush()) ---------------------------------------------------------
     def track(self, run_id: str) -> None:
         """Keep the heartbeat of a Running run of this process fresh."""
         self.live_runs.add(run_id)
@@ -151,11 +472,16 @@ class MetricBuffer:
             self._wake.clear()
             try:
                 self.flush()
-                self._heartbeat()
+                self._inflight_since = time.monotonic()
+                try:
+                    self._heartbeat()
+                finally:
+                    self._inflight_since = None
             except Exception as exc:  # keep the points; retried on the next cycle and by flush()
                 if self._error is None:
                     log.warning("expboard: writing metrics failed, will retry: %s", exc)
                 self._error = exc
+                self._failed_at = time.monotonic()
 
     def _heartbeat(self) -> None:
         now = time.time()
@@ -172,58 +498,106 @@ class MetricBuffer:
                 only_if_status=[RunStatus.RUNNING, RunStatus.NOT_RESPONDING],
             )
 
-    def _take(self) -> list[MetricChunk]:
-        chunks = []
-        with self.lock:
-            for s in self._series.values():
-                if not s.steps:
-                    continue
-                # A point whose log() was interrupted half-way (SIGTERM) has not been logged: cut to the
-                # shortest column.
-                n = min(len(s.steps), len(s.times), len(s.values))
-                steps, times, values = s.steps[:n], s.times[:n], s.values[:n]
-                s.steps, s.times, s.values = [], [], []
-                chunks.append(MetricChunk(s.run_id, s.name, s.kind, steps, times, values))
-            self.pending = 0
-        return chunks
-
     def flush(self) -> None:
-        """Write every pending point (and retry earlier failed writes). Raises if the store fails."""
+        """Write every pending point (journaled ones first). Raises if the store fails (nothing is lost:
+        what is unwritten stays queued). After close() has left points in the journal, raises at once."""
+        if self._gave_up is not None:
+            raise StoreUnavailableError(self._gave_up)
         with self._flush_lock:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        """flush() with the flush lock already held."""
-        if self._failed_chunks:
-            retry = self._failed_chunks
-            self._failed_chunks = []
-            for i, (chunks, batch_id) in enumerate(retry):
-                try:
-                    self._write(chunks, batch_id)
-                except BaseException:  # _write kept the unwritten part of this batch; the later ones follow
-                    self._failed_chunks += retry[i + 1 :]
-                    raise
-        chunks = self._take()
-        if not chunks:
-            return
-        self._write(chunks, uuid.uuid4().hex)  # on a transient failure _write keeps the chunks for a retry
+        """flush() with the flush lock held: the queue oldest first, the columns last (sealed now), and
+        nothing queued after them (logging goes on meanwhile: that is the next flush's)."""
+        with self._cond:
+            self._seal()
+            last = self._seq
+        while True:
+            with self._cond:
+                if not self._sealed or self._sealed[0].seq > last:
+                    break
+                batch = self._sealed[0]
+                if batch.busy:  # the spiller is journaling it: a moment, then it is (in) the queue's first
+                    self._cond.wait(0.5)
+                    continue
+                batch.busy = True
+                if batch.chunks is not None:
+                    self._held -= batch.points
+                self._inflight_since = time.monotonic()
+            try:
+                self._write_batch(batch)
+            except BaseException:
+                with self._cond:
+                    batch.busy = False
+                    self._inflight_since = None
+                    if batch.chunks is not None:
+                        self._held += batch.points
+                    self._cond.notify_all()
+                raise
+            with self._cond:
+                self._inflight_since = None
+                batch.busy = False
+                batch.done = True
+                if self._sealed and self._sealed[0] is batch:
+                    self._sealed.popleft()
+                path, batch.path = batch.path, None
+                self._cond.notify_all()
+            if path is not None:
+                self.journal.remove(path)
         self._error = None
+        if self.dropped:
+            self._report_dropped()
 
-    def _write(self, chunks: list[MetricChunk], batch_id: str) -> None:
+    def _write_batch(self, batch: _Batch) -> None:
+        chunks = batch.chunks
+        if chunks is None:
+            assert batch.path is not None
+            try:
+                batch_id, parts = decode_batch(batch.path.read_bytes())
+            except FileNotFoundError:
+                return  # removed by hand: nothing to write
+            except (OSError, ValueError) as exc:
+                self._set_aside(batch.path, exc)
+                return
+            chunks = [
+                MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
+                for p in parts
+            ]
+            batch.batch_id = batch_id or uuid.uuid4().hex
+            batch.points = _points(chunks)
+        self._write(batch, chunks)
+
+    def _set_aside(self, path: Path, exc: BaseException) -> None:
+        """A journal record that cannot be read (never the case for a whole one): moved to ``corrupt/``
+        next to the journals, and said so; the queue goes on."""
+        target = self.journal.base / "corrupt" / f"{path.parent.name}-{path.name}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except OSError:
+            target = path
+        log.warning("expboard: a metric journal record cannot be read (%s); it is kept as %s", exc, target)
+
+    def _write(self, batch: _Batch, chunks: list[MetricChunk]) -> None:
         """Write one batch. A permanent refusal (a value the store can never hold) is isolated to the chunks
         that cause it: each chunk is then written on its own, the refused ones are reported and dropped, and
-        every other chunk is stored. A transient failure keeps what is unwritten for the next attempt."""
+        every other chunk is stored. A transient failure raises, keeping the batch where it is (a batch cut
+        into chunks keeps only the chunks not yet stored, under their own ids)."""
+        batch_id = batch.batch_id
+        if _points(chunks) > SPILL_PIECE:
+            # one call and one batch id still, but each chunk short: the store's packing of a column is one
+            # C call holding the GIL, and a long one would stall the logging thread for as long
+            chunks = [c for group in _pieces(chunks, SPILL_PIECE) for c in group]
         try:
             self.store.log_metrics(chunks, batch_id=batch_id)
             return
         except BaseException as exc:
             if not is_permanent(exc):
-                self._failed_chunks.append((chunks, batch_id))
                 raise
             if isinstance(exc, ExpboardError) and exc.rest_stored:
                 return  # the store isolated the refused part itself, reported and quarantined it
             if len(chunks) == 1:
-                self._refuse(chunks[0], exc)
+                self._refuse(batch, chunks[0], exc)
                 return
         for i, chunk in enumerate(chunks):
             part_id = f"{batch_id}.{i}"  # stable, so a retried part is still stored once
@@ -231,12 +605,36 @@ class MetricBuffer:
                 self.store.log_metrics([chunk], batch_id=part_id)
             except BaseException as exc:
                 if not is_permanent(exc):
-                    self._failed_chunks.extend(([c], f"{batch_id}.{j}") for j, c in enumerate(chunks) if j >= i)
+                    self._requeue_rest(batch, chunks, i)
                     raise
-                self._refuse(chunk, exc)
+                self._refuse(batch, chunk, exc)
 
-    def _refuse(self, chunk: MetricChunk, exc: BaseException) -> None:
-        """Drop a chunk the store refused for good, and say so once per run and metric."""
+    def _requeue_rest(self, batch: _Batch, chunks: list[MetricChunk], start: int) -> None:
+        """The chunks from ``start`` of a batch being cut up take its place, each under its part id."""
+        rest = [
+            _Batch([c], f"{batch.batch_id}.{j}", len(c.steps), seq=batch.seq)
+            for j, c in enumerate(chunks)
+            if j >= start
+        ]
+        if batch.path is not None:
+            paths = self.journal.replace(batch.path, [encode_batch(b.chunks or [], b.batch_id) for b in rest])
+            for b, p in zip(rest, paths, strict=True):
+                b.chunks, b.path = None, p
+        with self._cond:
+            if self._sealed and self._sealed[0] is batch:
+                self._sealed.popleft()
+                self._sealed.extendleft(reversed(rest))
+                self._held += sum(b.points for b in rest if b.chunks is not None)
+            batch.chunks = None  # detached: its parts stand for it
+            batch.path = None
+
+    def _refuse(self, batch: _Batch, chunk: MetricChunk, exc: BaseException) -> None:
+        """Drop a chunk the store refused for good, and say so once per run and metric (a waiting log_array
+        raises it instead)."""
+        with self._cond:
+            if batch.waiter:
+                batch.error = exc
+                return
         key = (chunk.run_id, chunk.name)
         self.refused.append((chunk.run_id, chunk.name, len(chunk.steps), str(exc)))
         if key not in self._reported:
@@ -250,20 +648,43 @@ class MetricBuffer:
             )
 
     def write_direct(self, s: Series, steps: Any, times: Any, values: Any) -> None:
-        """Write arrays of points of series ``s`` now, after everything logged before them."""
-        with self._flush_lock:  # one lock around both writes: nothing logged meanwhile can come between
-            self._flush_locked()
-            with self.lock:
-                before = s.count
-                s.count += len(steps)
-                after = s.count
-            try:
-                self.store.log_metrics([MetricChunk(s.run_id, s.name, s.kind, steps, times, values)], uuid.uuid4().hex)
-            except BaseException:
-                with self.lock:  # refused: the default steps go on as if the call had not been made
-                    if s.count == after:
-                        s.count = before
-                raise
+        """Queue arrays of points of series ``s`` after everything logged before them, and wait for the store's
+        answer while it answers promptly: a refusal is raised here (the default steps then go on as if the
+        call had not been made). A store that is busy or unreachable is not waited for."""
+        with self.lock:
+            before = s.count
+            s.count += len(steps)
+            after = s.count
+        chunk = MetricChunk(s.run_id, s.name, s.kind, steps, times, values)
+        with self._cond:
+            self._seal()
+            batch = _Batch([chunk], uuid.uuid4().hex, len(steps))
+            batch.waiter = True
+            self._sealed.append(batch)
+            self._held += batch.points
+        self._ensure_thread()
+        self._wake.set()
+        error = None
+        with self._cond:
+            start = time.monotonic()
+            while not batch.done and batch.error is None:
+                now = time.monotonic()
+                since = self._inflight_since
+                busy_for = 0.0 if since is None else now - max(since, start)
+                stalled = self._error is not None or busy_for > self.direct_wait_s
+                if stalled or now - start > max(self.direct_wait_s, 5.0):
+                    break
+                self._cond.wait(self.direct_wait_s / 2)
+            batch.waiter = False
+            error = batch.error
+            if not batch.done and error is None and self._held >= self.max_pending:
+                self._ensure_spiller()
+            self._cond.notify_all()
+        if error is not None:
+            with self.lock:  # refused: the default steps go on as if the call had not been made
+                if s.count == after:
+                    s.count = before
+            raise error
 
     def forget_run(self, run_id: str) -> None:
         """Drop the (already flushed) series of a finished run so long sessions do not grow."""
@@ -272,10 +693,86 @@ class MetricBuffer:
             for key in [k for k, s in self._series.items() if k[0] == run_id and not s.steps]:
                 del self._series[key]
 
-    def close(self) -> None:
+    # --- the end ---------------------------------------------------------------------------------------
+    def pending_points(self) -> tuple[int, int]:
+        """Points not yet written: (in memory, in the journal's records, counted as batches)."""
+        with self._cond:
+            memory = self.pending + sum(b.points for b in self._sealed if b.chunks is not None)
+        return memory, len(self.journal)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is pending, giving the store ``timeout`` seconds (default ``close_wait_s``); what it has
+        not taken by then is kept in the journal (StoreUnavailableError says so), for the next process that
+        opens this store or ``expboard journal``. Stops the threads."""
         self.live_runs.clear()
+        wait = self.close_wait_s if timeout is None else timeout
+        begun = time.monotonic()
+        deadline = begun + wait
+        self._seal()
+        self._ensure_thread()
+        self._wake.set()
+        with self._cond:
+            while self._sealed and time.monotonic() < deadline:
+                if self._error is not None and self._failed_at > begun and self._inflight_since is None:
+                    break  # a try since close() began failed at once (the store is down): no use waiting
+                self._wake.set()
+                self._cond.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         self._stop.set()
         self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
-        self.flush()
+        thread = self._thread
+        with self._cond:
+            left = bool(self._sealed) or self.pending > 0
+        if not left:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=max(1.0, deadline - time.monotonic()))
+            try:
+                self.flush()  # anything logged meanwhile (another thread)
+            finally:
+                self.journal.close()
+                if self.dropped:
+                    self._report_dropped()
+            return
+        spiller = self._spiller
+        with self._cond:
+            self._cond.notify_all()
+        if spiller is not None and spiller is not threading.current_thread():
+            spiller.join(timeout=30)  # it journals what it can take, then ends (stop is set)
+        kept = self._journal_all()
+        if self.dropped:
+            self._report_dropped()
+        records = len(self.journal)
+        self._gave_up = (
+            f"{store_key(self.store)} did not take every metric point within {wait:g} s: they are kept in the "
+            f"journal {self.journal.base} ({records} record(s), {kept} point(s) added now) and written when it "
+            "answers, by the next process that opens it or by `expboard journal`"
+            + (f"; {sum(self.dropped.values())} point(s) were dropped (journal full)" if self.dropped else "")
+        )
+        raise StoreUnavailableError(self._gave_up)
+
+    def _journal_all(self) -> int:
+        """Every batch in memory goes to the journal as one record, the one being written included (its batch
+        id makes it stored once if that write succeeds after all). Returns the points journaled."""
+        self._seal()
+        with self._cond:
+            batches = [b for b in self._sealed if b.chunks is not None and b.path is None]
+        kept = 0
+        for b in batches:
+            chunks = b.chunks
+            if chunks is None:
+                continue
+            try:
+                (path,) = self.journal.append([encode_batch(chunks, b.batch_id)], stems=[f"{b.seq:012d}"])
+            except (JournalFullError, OSError) as exc:
+                self._drop(chunks, 0, exc)
+                with self._cond:
+                    if not b.busy and b in self._sealed:
+                        self._sealed.remove(b)
+                        self._held -= b.points
+                continue
+            kept += b.points
+            with self._cond:
+                b.path = path
+                if not b.busy:  # the flusher reads it from the journal, if it gets to it
+                    b.chunks = None
+                    self._held -= b.points
+        return kept

@@ -161,6 +161,31 @@ def cmd_import_tensorboard(args: argparse.Namespace) -> int:
     return 1 if result.damaged else 0
 
 
+def cmd_journal(args: argparse.Namespace) -> int:
+    from . import state
+
+    ws = Workspace.from_config()  # opening it takes over what ended processes left in its metric journal
+    buf = state.replay_journals(ws.store)
+    records = buf.pending_points()[1] if buf is not None else 0
+    if buf is None or not records:
+        print(f"no journaled metric points for {ws.tracking_uri}")
+        ws.close()
+        return 0
+    print(f"writing {records} journaled metric batch(es) to {ws.tracking_uri} (waiting up to {args.wait:g} s)")
+    try:
+        state.replay_journals(ws.store, wait=args.wait)
+    except ExpboardError as exc:
+        print(f"expboard: the store did not take them: {exc}; they stay in the journal {buf.journal.base}")
+        try:
+            state.release(ws.store, timeout=0)  # at once: what is left stays journaled for the next try
+        except ExpboardError:
+            pass
+        return 1
+    print(f"written: {records} batch(es)")
+    ws.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="expboard", description="Experiment run history with TensorBoard.")
     parser.add_argument("--version", action="version", version=_version())
@@ -198,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("logdir", help="a folder of TensorBoard logs; each folder with event files becomes a run")
     p.add_argument("--experiment", "-e", default="imported-tensorboard")
     p.set_defaults(func=cmd_import_tensorboard)
+
+    p = sub.add_parser("journal", help="write metric points that ended processes left in the journal (store down)")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the store (default 60)")
+    p.set_defaults(func=cmd_journal)
 
     for register in _EXTENSIONS:
         register(sub, runs_sub)

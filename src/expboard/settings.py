@@ -55,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("ray_node_id", "EXPBOARD_RAY_NODE_ID", None, "the Ray node a rank of a multi-node run runs on (set for its script)"),  # noqa: E501
     S("agent_log", "EXPBOARD_AGENT_LOG", None, "file a compute target sends the run agent's own output to (set by the target)"),  # noqa: E501
     S("spool_dir", "EXPBOARD_SPOOL_DIR", None, "where a client keeps metrics a tracking server has not taken yet (default: ~/.cache/expboard/spool)"),  # noqa: E501
+    S("journal_dir", "EXPBOARD_JOURNAL_DIR", None, "where a client keeps metric points the store has not taken past the memory bound, and at exit, until it answers (default: ~/.cache/expboard/journal)"),  # noqa: E501
+    S("journal_max_mb", "EXPBOARD_JOURNAL_MAX_MB", 1024.0, "size bound of that journal per store and process; points that do not fit are dropped, counted and reported", "MB", "float"),  # noqa: E501
     S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated TOKEN (scope write) or NAME:SCOPE:TOKEN"),  # noqa: E501
     S("pg_bindir", "EXPBOARD_PG_BINDIR", None, "folder holding PostgreSQL's initdb and postgres for a development database"),  # noqa: E501
     S("pg_user", "EXPBOARD_PG_USER", "nobody", "unprivileged user a development PostgreSQL runs as when started by root"),  # noqa: E501

@@ -1,5 +1,9 @@
 """What one process holds for all its runs: the one metric buffer of each store, the hooks that run at
 interpreter exit (and on SIGTERM), and the interactive runs it started, finished at exit if left running.
+
+At exit each buffer gives its store ``close_wait_s`` (30 s) to take what is pending; what it has not taken
+stays in the store's metric journal and is written by the next process that opens the store
+(:func:`replay_journals`, called when a Workspace opens) or by ``expboard journal``.
 """
 
 from __future__ import annotations
@@ -9,16 +13,19 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
 from . import settings
-from .buffer import MetricBuffer
+from .buffer import MetricBuffer, journal_base
 from .records import RunStatus
 from .stores import Store
 
 __all__ = [
     "buffer_for",
+    "journals_left",
+    "replay_journals",
     "disown",
     "flush_all",
     "on_exit",
@@ -48,12 +55,49 @@ def buffer_for(store: Store) -> MetricBuffer:
         return buf
 
 
-def release(store: Store) -> None:
-    """Write what is pending for ``store``, stop its thread and forget its buffer (before closing the store)."""
+def journals_left(store: Store) -> int:
+    """How many metric journal folders ended processes left for ``store`` (cheap: one folder listing)."""
+    from .stores.journal import Journal
+
+    try:
+        return len(Journal(journal_base(store), 0).orphans())
+    except OSError:
+        return 0
+
+
+def replay_journals(store: Store, wait: float | None = None) -> MetricBuffer | None:
+    """Write what ended processes left in the metric journal of ``store``: in the background (the buffer's
+    writer), or, with ``wait`` seconds, before returning (raising StoreUnavailableError if the store does
+    not take it all by then). Returns the buffer that holds them, None if there were none and this process
+    has no buffer for the store."""
+    left = journals_left(store)
+    with _registry_lock:
+        existed = store in _buffers
+    if not left and not existed:
+        return None
+    buf = buffer_for(store)  # a new buffer takes them over as it starts
+    if existed and left:
+        buf.adopt()
+    if wait is not None:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                buf.flush()
+                break
+            except Exception:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    return buf
+
+
+def release(store: Store, timeout: float | None = None) -> None:
+    """Write what is pending for ``store`` (giving it ``timeout`` seconds, default the buffer's close_wait_s;
+    the rest is journaled), stop its thread and forget its buffer (before closing the store)."""
     with _registry_lock:
         buf = _buffers.pop(store, None)
     if buf is not None:
-        buf.close()
+        buf.close(timeout)
 
 
 def flush_all() -> None:

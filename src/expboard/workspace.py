@@ -87,6 +87,7 @@ class Workspace:
         if artifact_root is not None:
             self.artifact_root = str(artifact_root) if "://" in str(artifact_root) else Path(artifact_root)
         self.store: Store = store or open_store(self.tracking_uri, self.artifact_root, token=self.token)
+        state.replay_journals(self.store)  # metric points an ended process could not write, if any
         self._compute_targets: Any = None
         default_name = self.path.name if self.path is not None else "default"
         self.name: str = str(config.get("name") or default_name)

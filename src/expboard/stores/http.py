@@ -10,9 +10,10 @@ Delivery of metric batches:
 - transient failures (connection refused or reset, timeouts, 408, 429, 502, 503, 504) are retried with
   exponential back-off; a 500 is retried ``server_error_tries`` times (3) for the same batch, then it is
   permanent, like every 4xx: never retried;
-- when the server stays unreachable, batches go to a spool folder on disk (bounded by ``spool_max_bytes``)
-  and a background thread sends them, in order, once it answers again; while anything is spooled, new
-  batches queue behind it so points stay in logging order;
+- when the server stays unreachable, batches go to a spool folder on disk (bounded by ``spool_max_bytes``;
+  a :class:`~expboard.stores.journal.Journal`, as the metric buffer's journal is) and a background thread
+  sends them, in order, once it answers again; while anything is spooled, new batches queue behind it so
+  points stay in logging order;
 - batches are cut to fit the server's body limit (it says it in ``/health``); a batch the server refuses
   for good is cut into its metrics, so every metric the server takes is stored, and each refused one goes
   to the quarantine folder next to the spool (``<spool>/quarantine``: the batch as sent and a ``.json`` with
@@ -65,6 +66,7 @@ from ..errors import (
 from ..names import check_file_name, check_run_id
 from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
 from .base import MAX_CHUNK_RUNS, UNSET, MetricChunk, MetricChunkPage, MetricInfo, Store, check_chunk
+from .journal import Journal, JournalFullError
 from .query import RunFilter, RunPage, page_size
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
 
@@ -145,16 +147,6 @@ def _default_spool_root() -> Path:
     return Path(cache) / "expboard" / "spool"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _close_all(connections: list[http.client.HTTPConnection], lock: threading.Lock) -> None:
     with lock:
         for conn in connections:
@@ -205,15 +197,11 @@ class HttpStore(Store):
         self._conn_lock = threading.Lock()
         weakref.finalize(self, _close_all, self._idle, self._conn_lock)  # a store never closed leaks no socket
         self._closed = False
-        # spool
-        self.spool_max_bytes = spool_max_bytes
+        # spool: the journal of requests the server has not answered (the metric buffer's journal is the same kind)
         server_key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self._spool_base = Path(spool_dir) if spool_dir is not None else _default_spool_root() / server_key
-        self.spool_dir = self._spool_base / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._spool = Journal(self._spool_base, spool_max_bytes, suffixes=(".batch", _APPEND_SUFFIX))
         self._spool_lock = threading.Condition()
-        self._spooled: list[Path] = []  # oldest first
-        self._spooled_bytes = 0
-        self._seq = 0
         self.quarantine_dir = self._spool_base / "quarantine"
         self._handled: OrderedDict[str, None] = OrderedDict()  # batch ids refused and reported: retries are no-ops
         self._server_errors: dict[Path, int] = {}  # spooled batch -> 500 answers so far
@@ -222,6 +210,19 @@ class HttpStore(Store):
         self._sender: threading.Thread | None = None
         self._stop = threading.Event()
         self._adopt_orphans()
+
+    @property
+    def spool_dir(self) -> Path:
+        """This store's spool folder (created when something is spooled)."""
+        return self._spool.folder
+
+    @property
+    def spool_max_bytes(self) -> int:
+        return self._spool.max_bytes
+
+    @spool_max_bytes.setter
+    def spool_max_bytes(self, value: int) -> None:
+        self._spool.max_bytes = int(value)
 
     # --- HTTP ----------------------------------------------------------------------------------------
     def _acquire(self) -> http.client.HTTPConnection:
@@ -538,16 +539,16 @@ class HttpStore(Store):
         while queue:
             body = queue.popleft()
             with self._spool_lock:
-                queued = bool(self._spooled)
+                queued = bool(self._spool)
             if queued:  # keep logging order: behind what is already waiting
-                self._spool([body, *queue])
+                self._to_spool([body, *queue])
                 break
             try:
                 self._post_batch(body)
             except StoreUnavailableError:
                 if self._closed:
                     raise
-                self._spool([body, *queue])
+                self._to_spool([body, *queue])
                 break
             except _Refused as exc:
                 if exc.status in _AUTH_STATUSES:
@@ -752,32 +753,21 @@ class HttpStore(Store):
         return out
 
     # --- spool -----------------------------------------------------------------------------------------
-    def _spool(self, bodies: list[bytes], suffix: str = ".batch") -> None:
+    def _to_spool(self, bodies: list[bytes], suffix: str = ".batch") -> None:
         with self._spool_lock:
-            size = sum(len(b) for b in bodies)
-            if self._spooled_bytes + size > self.spool_max_bytes:
+            try:
+                self._spool.append(bodies, suffix)
+            except JournalFullError:
                 raise StoreUnavailableError(
                     f"tracking server {self.url} is unreachable and the spool {self.spool_dir} is full "
-                    f"({len(self._spooled)} batches, {self._spooled_bytes} bytes of {self.spool_max_bytes}); "
+                    f"({len(self._spool)} batches, {self._spool.nbytes} bytes of {self.spool_max_bytes}); "
                     "this batch was not stored: retry it when the server is back"
-                )
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            for body in bodies:
-                self._seq += 1
-                path = self.spool_dir / f"{self._seq:012d}{suffix}"
-                tmp = path.with_suffix(".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(body)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-                self._spooled.append(path)
-                self._spooled_bytes += len(body)
+                ) from None
             self._ensure_sender()
 
     def _ensure_sender(self) -> None:
         """Start the sender thread if batches wait and none runs (call with the spool lock held)."""
-        if self._spooled and (self._sender is None or not self._sender.is_alive()) and not self._stop.is_set():
+        if self._spool and (self._sender is None or not self._sender.is_alive()) and not self._stop.is_set():
             self._sender = threading.Thread(target=self._send_spooled, name="expboard-http-spool", daemon=True)
             self._sender.start()
 
@@ -785,15 +775,15 @@ class HttpStore(Store):
         delay = 0.05
         while not self._stop.is_set():
             with self._spool_lock:
-                if not self._spooled:
+                path = self._spool.oldest()
+                if path is None:
                     self._sender = None
                     self._spool_lock.notify_all()
                     return
-                path = self._spooled[0]
             try:
                 body = path.read_bytes()
             except OSError:  # gone (removed by hand): nothing to send
-                self._done_spooled(path, 0)
+                self._done_spooled(path)
                 continue
             try:
                 if path.suffix == _APPEND_SUFFIX:
@@ -816,72 +806,32 @@ class HttpStore(Store):
                 refused_whole = exc.status in _AUTH_STATUSES or path.suffix == _APPEND_SUFFIX
                 pieces = [] if refused_whole else _split(body, exc.status)
                 if pieces:
-                    self._replace_spooled(path, pieces)
+                    with self._spool_lock:  # in its place, in order (file names sort the same way)
+                        self._server_errors.pop(path, None)
+                        self._spool.replace(path, pieces)
                     continue
                 self._quarantine(body, None, exc.status, exc.cls(exc.message))
             delay = 0.05
-            self._done_spooled(path, len(body))
+            self._done_spooled(path)
 
-    def _done_spooled(self, path: Path, size: int) -> None:
+    def _done_spooled(self, path: Path) -> None:
         with self._spool_lock:
-            if self._spooled and self._spooled[0] == path:
-                self._spooled.pop(0)
-                self._spooled_bytes -= size
+            self._spool.remove(path)
             self._server_errors.pop(path, None)
-            path.unlink(missing_ok=True)
             self._last_progress = time.monotonic()
             self._answering_badly = False
             self._spool_lock.notify_all()
 
-    def _replace_spooled(self, path: Path, pieces: list[bytes]) -> None:
-        """Put the pieces of a refused spooled batch in its place, in order (file names sort the same way)."""
-        with self._spool_lock:
-            new = []
-            for k, piece in enumerate(pieces):
-                target = path.with_name(f"{path.stem}.{k:03d}.batch")
-                tmp = target.with_suffix(".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(piece)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
-                new.append(target)
-            if self._spooled and self._spooled[0] == path:
-                self._spooled[0:1] = new
-                self._spooled_bytes += sum(map(len, pieces)) - path.stat().st_size
-            self._server_errors.pop(path, None)
-            path.unlink(missing_ok=True)
-
     def _adopt_orphans(self) -> None:
-        """Take over batches spooled for this server by processes that have ended, to send them."""
-        if not self._spool_base.is_dir():
-            return
-        for folder in sorted(self._spool_base.iterdir()):
-            pid = folder.name.split("-", 1)[0]
-            if not folder.is_dir() or folder == self.spool_dir or not pid.isdigit() or _pid_alive(int(pid)):
-                continue
-            claimed = folder.with_name(f"{folder.name}.adopted-{os.getpid()}")
-            try:
-                folder.rename(claimed)  # atomic: only one adopter wins
-            except OSError:
-                continue
-            spooled = sorted(p for p in claimed.iterdir() if p.suffix in (".batch", _APPEND_SUFFIX))
-            bodies = [(p.suffix, p.read_bytes()) for p in spooled]
-            if bodies:
-                with self._spool_lock:
-                    self.spool_max_bytes = max(
-                        self.spool_max_bytes, self._spooled_bytes + sum(len(b) for _s, b in bodies)
-                    )
-                for suffix, body in bodies:  # in their order: appends to one file stay in sequence
-                    self._spool([body], suffix)
-            for p in claimed.iterdir():
-                p.unlink()
-            claimed.rmdir()
+        """Take over batches spooled for this server by processes that have ended, to send them (first)."""
+        with self._spool_lock:
+            if self._spool.adopt():
+                self._ensure_sender()
 
     def pending(self) -> tuple[int, int]:
         """Metric batches and points spooled and not yet delivered."""
         with self._spool_lock:
-            paths = list(self._spooled)
+            paths = self._spool.paths()
         points = 0
         for p in paths:
             try:
@@ -896,7 +846,7 @@ class HttpStore(Store):
         deadline = None if timeout is None else start + timeout
         stalled = False
         with self._spool_lock:
-            while self._spooled and (self._sender is not None and self._sender.is_alive()):
+            while self._spool and (self._sender is not None and self._sender.is_alive()):
                 now = time.monotonic()
                 left = None if deadline is None else deadline - now
                 if left is not None and left <= 0:
@@ -905,7 +855,7 @@ class HttpStore(Store):
                     stalled = True  # the server answers, but with errors: do not wait forever
                     break
                 self._spool_lock.wait(1.0 if left is None else min(left, 1.0))
-            waiting = bool(self._spooled)
+            waiting = bool(self._spool)
         if waiting and stalled:
             batches, points = self.pending()
             raise StoreUnavailableError(
@@ -975,7 +925,7 @@ class HttpStore(Store):
         if self._closed:
             raise StoreUnavailableError("the store is closed")
         with self._spool_lock:
-            queued = bool(self._spooled)
+            queued = bool(self._spool)
         if not queued:
             path = f"{self._file_path(run_id, name)}?offset={offset}"
             try:
@@ -987,7 +937,7 @@ class HttpStore(Store):
                 if self._closed:
                     raise
         header = json.dumps({"run_id": run_id, "name": name, "offset": offset}).encode()
-        self._spool([header + b"\n" + data], _APPEND_SUFFIX)
+        self._to_spool([header + b"\n" + data], _APPEND_SUFFIX)
         return FileInfo(name=name, size=offset + len(data), modified=time.time())
 
     def _send_spooled_append(self, record: bytes) -> None:
@@ -1025,10 +975,7 @@ class HttpStore(Store):
         if sender is not None:
             sender.join(10)
         _close_all(self._idle, self._conn_lock)
-        try:
-            self.spool_dir.rmdir()  # only when empty
-        except OSError:
-            pass
+        self._spool.close()  # its folders, when empty
         if error is not None:
             raise error
 

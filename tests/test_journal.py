@@ -1,0 +1,365 @@
+"""Logging never waits for the store: a real SQLite held locked by a second process, a real tracking server
+killed and restarted, the journal's bound, its survival of the process and of SIGKILL mid-write."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expboard import Experiment, Run, Workspace, state
+from expboard.buffer import MetricBuffer
+from expboard.errors import StoreUnavailableError
+from expboard.stores.journal import Journal
+from expboard.stores.wire import decode_batch
+
+# The slowest run.log call allowed while the store is locked or down: well below the outage (a logging thread
+# that waits for the store shows it whole), well above what a loaded machine's scheduler adds (tens of ms).
+# The benchmark (bench/bench_journal.py) measures the real figures.
+BOUND_S = 1.0
+LOCK_S = 3.0
+
+
+@pytest.fixture(autouse=True)
+def _journal_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "journal"
+    monkeypatch.setenv("EXPBOARD_JOURNAL_DIR", str(folder))
+    monkeypatch.setenv("EXPBOARD_SPOOL_DIR", str(tmp_path / "spool"))
+    return folder
+
+
+class SqliteLock:
+    """A second process holding SQLite's write lock (BEGIN IMMEDIATE) until :meth:`release`."""
+
+    def __init__(self, db: Path) -> None:
+        code = (
+            "import sqlite3, sys\n"
+            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.readline()\nc.execute('COMMIT')\n"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+            self.proc.wait(30)
+
+    def __enter__(self) -> SqliteLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.release()
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout):
+                if f is not None:
+                    f.close()
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace.init(tmp_path / "project", tracking_uri=f"sqlite:///{tmp_path / 'expboard.db'}")
+    yield ws
+    ws.close()
+
+
+def _small(buf: MetricBuffer, monkeypatch: pytest.MonkeyPatch, max_pending: int = 20_000) -> None:
+    monkeypatch.setattr(buf, "max_pending", max_pending)
+    monkeypatch.setattr(buf, "flush_threshold", max_pending // 10)
+
+
+def _log_timed(run: Run, name: str, start: int, n: int) -> float:
+    """Log points start..start+n-1; the slowest call's seconds."""
+    worst = 0.0
+    clock = time.perf_counter
+    for i in range(start, start + n):
+        t = clock()
+        run.log(name, float(i))
+        worst = max(worst, clock() - t)
+    return worst
+
+
+def _journal_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "go to the journal" in r.getMessage()]
+
+
+def test_run_log_never_waits_for_a_locked_sqlite_and_loses_nothing(
+    sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "expboard")
+    run = Experiment(sqlite_ws, "locked").start_logging()
+    run.log("loss", 0.0)
+    run.flush()
+    buf = run._buf
+    _small(buf, monkeypatch)
+    n, worst = 0, 0.0
+    with SqliteLock(tmp_path / "expboard.db") as lock:
+        t_end = time.monotonic() + LOCK_S
+        while time.monotonic() < t_end or n < 5 * buf.max_pending:
+            worst = max(worst, _log_timed(run, "loss", n + 1, 1_000))
+            n += 1_000
+        run.log_row("rows", a=1, b="x")  # other kinds take the same path
+        assert buf.journaled > 0, "the memory bound was passed: points must have gone to the journal"
+        assert buf.pending_points()[0] <= 3 * buf.max_pending
+        lock.release()
+    assert worst < BOUND_S, f"run.log took {worst:.3f} s while the store was locked"
+    run.flush()
+    (series,) = run.get_metric_series("loss")
+    assert series.steps.tolist() == list(range(n + 1))  # every point once, in order
+    assert series.values.tolist() == [float(i) for i in range(n + 1)]
+    assert run.get_metrics("rows")["rows"] == {"a": [1], "b": ["x"]}
+    assert len(_journal_warnings(caplog)) == 1
+    assert not buf.journal.paths() and not list(buf.journal.folder.glob("*.batch"))
+
+
+def test_the_journal_bound_is_honoured_and_what_is_dropped_is_said(
+    sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "expboard")
+    run = Experiment(sqlite_ws, "bounded").start_logging()
+    run.log("x", 0.0)
+    run.flush()
+    buf = run._buf
+    _small(buf, monkeypatch, max_pending=10_000)
+    bound = 600_000  # bytes: about 30,000 points of three 8-byte columns
+    monkeypatch.setattr(buf.journal, "max_bytes", bound)
+    n = 100_000
+    sizes = []
+    with SqliteLock(tmp_path / "expboard.db") as lock:
+        for start in range(1, n + 1, 10_000):
+            _log_timed(run, "x", start, 10_000)
+            sizes.append(sum(p.stat().st_size for p in buf.journal.folder.glob("*.batch")))
+        time.sleep(0.3)  # the spiller's last batch
+        sizes.append(sum(p.stat().st_size for p in buf.journal.folder.glob("*.batch")))
+        lock.release()
+    assert max(sizes) <= bound
+    dropped = sum(buf.dropped.values())
+    assert dropped > 0
+    run.flush()
+    steps = run.get_metric_series("x")[0].steps
+    assert len(steps) == n + 1 - dropped  # the rest is stored, once
+    assert (np.diff(steps) > 0).all()  # in order; the dropped points are one gap
+    assert np.count_nonzero(np.diff(steps) > 1) == 1
+    dropped_msgs = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert any("journal" in m and "full" in m for m in dropped_msgs)  # when it starts
+    assert any(f"{dropped} metric points were dropped" in m for m in dropped_msgs)  # the totals
+    assert len(_journal_warnings(caplog)) == 1
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from expboard import Workspace, Experiment
+    from expboard.errors import StoreUnavailableError
+    ws = Workspace(sys.argv[1])
+    run = Experiment(ws, "crash").start_logging()
+    run.log("loss", 0.0); run.flush()
+    buf = run._buf
+    buf.max_pending, buf.flush_threshold = 5_000, 500
+    print(run.id, flush=True)
+    sys.stdin.readline()  # the store is locked now
+    n = int(sys.argv[2])
+    for i in range(1, n + 1):
+        run.log("loss", float(i))
+    if sys.argv[3] == "exit":  # the interpreter's exit, with 0.5 s for the store
+        buf.close_wait_s = 0.5
+        sys.exit(0)
+    if sys.argv[3] == "close":
+        try:
+            buf.close(timeout=0.5)
+        except StoreUnavailableError as exc:
+            print("kept", exc, flush=True)
+    else:
+        while True:  # keep logging: the parent kills it mid-write
+            n += 1
+            run.log("loss", float(n))
+    time.sleep(600)
+    """
+)
+
+
+def _child(ws: Workspace, n: int, mode: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(ws.path), str(n), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if mode == "exit" else None,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
+
+
+def test_a_journal_left_by_a_killed_process_is_written_once_by_the_next_open(
+    sqlite_ws: Workspace, tmp_path: Path, _journal_dir: Path
+) -> None:
+    n = 40_000
+    proc, run_id = _child(sqlite_ws, n, "close")
+    try:
+        with SqliteLock(tmp_path / "expboard.db"):
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            assert line.startswith("kept"), line
+            assert "expboard journal" in line
+            proc.send_signal(signal.SIGKILL)  # the store still locked: nothing but the journal has them
+            proc.wait(30)
+    finally:
+        _end(proc)
+    assert list(_journal_dir.rglob("*.batch"))
+    with Workspace(sqlite_ws.path) as ws2:  # opening the workspace takes the journal over
+        run = Run.get(ws2, run_id)
+        steps = run.get_metric_series("loss")[0].steps  # get_* flushes: the journal is written first
+        assert steps.tolist() == list(range(n + 1))
+    with Workspace(sqlite_ws.path) as ws3:  # and only once
+        assert Run.get(ws3, run_id).get_metric_series("loss")[0].steps.tolist() == list(range(n + 1))
+    assert not list(_journal_dir.rglob("*.batch"))
+
+
+def test_exit_with_the_store_locked_leaves_the_journal_for_the_next_open(
+    sqlite_ws: Workspace, tmp_path: Path, _journal_dir: Path
+) -> None:
+    n = 30_000
+    proc, run_id = _child(sqlite_ws, n, "exit")
+    try:
+        with SqliteLock(tmp_path / "expboard.db"):
+            assert proc.stdin is not None and proc.stderr is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            lines = [proc.stderr.readline()]  # the journal's warning, then at exit (the store still locked):
+            while lines[-1] and "kept in the journal" not in lines[-1]:
+                lines.append(proc.stderr.readline())
+            assert "expboard journal" in lines[-1], lines
+            assert sum("go to the journal" in line for line in lines) == 1, lines
+            assert list(_journal_dir.rglob("*.batch"))
+        proc.wait(60)  # the lock gone, the run's final status is stored and the process ends
+    finally:
+        _end(proc)
+    with Workspace(sqlite_ws.path) as ws2:
+        run = Run.get(ws2, run_id)
+        assert run.get_metric_series("loss")[0].steps.tolist() == list(range(n + 1))
+        assert run.get_status().value == "Completed"
+    assert not list(_journal_dir.rglob("*.batch"))
+
+
+def test_sigkill_mid_write_leaves_a_journal_that_expboard_journal_replays_cleanly(
+    sqlite_ws: Workspace, tmp_path: Path, _journal_dir: Path
+) -> None:
+    proc, run_id = _child(sqlite_ws, 20_000, "loop")
+    try:
+        with SqliteLock(tmp_path / "expboard.db"):
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + 60
+            while len(list(_journal_dir.rglob("*.batch"))) < 6 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)  # while it spills: a record may be half-written
+            proc.wait(30)
+    finally:
+        _end(proc)
+    records = sorted(_journal_dir.rglob("*.batch"))
+    assert len(records) >= 6
+    journaled = []
+    for p in records:
+        journaled += decode_batch(p.read_bytes())[1][0]["steps"].tolist()  # every record is whole
+    (folder,) = {p.parent for p in records}
+    (folder / "000000000001.batch.tmp").write_bytes(b"EXPB\x01half")  # what a kill mid-write leaves
+    (folder / "999999999999.batch").write_bytes(b"not a batch")  # a record damaged by hand
+    done = subprocess.run(
+        [sys.executable, "-m", "expboard", "journal", "--wait", "60"],
+        cwd=sqlite_ws.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "journaled metric batch(es)" in done.stdout and "written" in done.stdout
+    assert "cannot be read" in done.stderr  # the damaged record is set aside, said so, and the rest written
+    steps = Run.get(sqlite_ws, run_id).get_metric_series("loss")[0].steps.tolist()
+    assert len(steps) == len(set(steps))  # none twice
+    assert sorted(steps) == steps  # in order
+    assert set(journaled) <= set(steps)  # every journaled point stored
+    assert list(_journal_dir.glob("*/corrupt/*"))  # set aside, not deleted
+    assert not list(_journal_dir.rglob("*.tmp"))
+
+
+def test_journal_records_are_whole_or_absent_and_oldest_first(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j", max_bytes=100)
+    a, b = j.append([b"a" * 40, b"b" * 40])
+    with pytest.raises(StoreUnavailableError, match="full"):
+        j.append([b"c" * 40])
+    assert j.paths() == [a, b] and j.nbytes == 80
+    (p1, p2) = j.replace(a, [b"a1", b"a2"])
+    assert j.paths() == [p1, p2, b] and sorted(j.folder.iterdir()) == [p1, p2, b]
+    j.remove(p1)
+    assert [p.read_bytes() for p in j.paths()] == [b"a2", b"b" * 40]
+    # a journal of an ended process is taken over whole by one process, oldest first
+    dead = tmp_path / "j" / "999999999-0000000000001-deadbeef"
+    dead.mkdir()
+    (dead / "000000000001.batch").write_bytes(b"old")
+    (dead / "000000000002.batch.tmp").write_bytes(b"half")
+    j2 = Journal(tmp_path / "j", max_bytes=100)
+    j2.adopt()
+    assert [p.read_bytes() for p in j2.paths()] == [b"old"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert Journal(tmp_path / "j", max_bytes=100).adopt() == []  # j2 is alive: its folder stays its own
+
+
+def test_run_log_never_waits_for_a_tracking_server_that_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expboard.server.process import ServerProcess
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as server:
+        ws = Workspace(tracking_uri=server.url)
+        try:
+            run = Experiment(ws, "outage").start_logging()
+            run.log("loss", 0.0)
+            run.flush()
+            _small(run._buf, monkeypatch)
+            server.stop(kill=True)
+            restarted = threading.Timer(2.0, server.start)  # down for longer than the 2 s the store retries
+            restarted.start()
+            worst, i, t_end = 0.0, 0, time.monotonic() + 3.0
+            while time.monotonic() < t_end:  # through the outage and the restart
+                worst = max(worst, _log_timed(run, "loss", i + 1, 1_000))
+                i += 1_000
+                time.sleep(0.005)
+            restarted.join()
+            assert worst < BOUND_S, f"run.log took {worst:.3f} s while the server was down"
+            run.flush(timeout=60)
+            steps = run.get_metric_series("loss")[0].steps
+            assert steps.tolist() == list(range(i + 1))
+        finally:
+            ws.close()
+            state.release(ws.store)
+        assert os.environ["EXPBOARD_SPOOL_DIR"]  # the server's spool lived in tmp_path
