@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
+import threading
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -17,10 +20,26 @@ from . import plugins
 from .errors import NotFoundError, ValidationError
 from .stores import Store
 
-__all__ = ["SNAPSHOTS_PREFIX", "SUBMIT_SNAPSHOT", "list_snapshots", "restore", "take"]
+__all__ = ["SNAPSHOTS_PREFIX", "SUBMIT_SNAPSHOT", "list_snapshots", "new_snapshot_id", "restore", "take"]
 
 SNAPSHOTS_PREFIX = "snapshots/"
 SUBMIT_SNAPSHOT = "snapshot.zip"  # what a submitted run stores (expboard.compute.snapshot.SNAPSHOT_FILE)
+
+
+_last_ms = 0
+_id_lock = threading.Lock()
+
+
+def new_snapshot_id() -> str:
+    """A UUID (version 7 layout) that sorts by creation time: ids of one process strictly increase, so
+    "the latest snapshot" does not depend on the file storage's clock resolution."""
+    global _last_ms
+    with _id_lock:
+        ms = max(time.time_ns() // 1_000_000, _last_ms + 1)
+        _last_ms = ms
+    rand = secrets.randbits(74)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
 
 def _zip_file(path: Path) -> bytes:
@@ -40,18 +59,15 @@ def take(store: Store, run_id: str, path: str | os.PathLike[str]) -> str:
         data = _zip_file(source)
     else:
         raise ValidationError(f"take_snapshot: no file or folder at {str(path)!r}")
-    snapshot_id = str(uuid.uuid4())
+    snapshot_id = new_snapshot_id()
     store.write_file(run_id, f"{SNAPSHOTS_PREFIX}{snapshot_id}.zip", data)
     return snapshot_id
 
 
 def list_snapshots(store: Store, run_id: str) -> list[str]:
     """The ids of the run's snapshots, oldest first (a submitted run's own snapshot first, as ``"snapshot"``)."""
-    infos = sorted(
-        (i for i in store.list_files(run_id, SNAPSHOTS_PREFIX) if i.name.endswith(".zip")),
-        key=lambda i: i.modified,
-    )
-    ids = [i.name[len(SNAPSHOTS_PREFIX) : -len(".zip")] for i in infos]
+    names = [i.name for i in store.list_files(run_id, SNAPSHOTS_PREFIX) if i.name.endswith(".zip")]
+    ids = sorted(n[len(SNAPSHOTS_PREFIX) : -len(".zip")] for n in names)  # ids sort by creation time
     if any(i.name == SUBMIT_SNAPSHOT for i in store.list_files(run_id, SUBMIT_SNAPSHOT)):
         ids.insert(0, "snapshot")
     return ids
