@@ -244,8 +244,11 @@ def test_portal_url_and_the_live_view_of_evaluation_metrics(ws: Workspace) -> No
     try:
         url2 = tb2.start()
         assert child.get_portal_url() == url2 and other.get_portal_url() is None
+        page = exp._repr_html_()  # the experiment's table links its TensorBoard, its runs' rows theirs
+        assert page.count(f'<a href="{url2}"') == 2 and "<td>Running</td>" in page and "<td>1</td>" in page
+        assert parent.id in page and child.id not in page  # top-level runs only
     finally:
         tb2.stop()
-    assert child.get_portal_url() is None
+    assert child.get_portal_url() is None and "<a href" not in exp._repr_html_()
     for r in (child, parent, other):
         r.complete()
