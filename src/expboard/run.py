@@ -681,7 +681,8 @@ class Run:
     def restore_snapshot(self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None) -> str:
         """Write a snapshot of the run as a zip file and return the zip's path, as Azure ML does: the latest
         snapshot the run took unless ``snapshot_id`` is given (a submitted run's own snapshot when it took
-        none), to ``path`` (a file, or a folder for ``<snapshot_id>.zip``; default the current folder)."""
+        none), as ``<snapshot_id>.zip`` in folder ``path`` (made if missing; default the current folder), or
+        to ``path`` itself when it names a ``.zip`` file."""
         return str(snapshots.restore(self._store, self.id, snapshot_id, path))
 
     # --- children -------------------------------------------------------------------------------

@@ -77,8 +77,8 @@ def restore(
     store: Store, run_id: str, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None
 ) -> Path:
     """Write snapshot ``snapshot_id`` of the run (default: the latest it took, else its submitted snapshot)
-    as a zip file to ``path`` (a file name, or a folder to put ``<snapshot id>.zip`` in; default: the current
-    folder) and return the zip's path."""
+    as a zip file into folder ``path`` (made if missing; default: the current folder) as ``<snapshot id>.zip``,
+    or to ``path`` itself when it names a ``.zip`` file, and return the zip's path."""
     ids = list_snapshots(store, run_id)
     if snapshot_id is None:
         if not ids:
@@ -89,7 +89,7 @@ def restore(
         raise NotFoundError(f"run {run_id!r} has no snapshot {snapshot_id!r} (its snapshots: {known})")
     name = SUBMIT_SNAPSHOT if snapshot_id == "snapshot" else f"{SNAPSHOTS_PREFIX}{snapshot_id}.zip"
     out = Path(path) if path is not None else Path.cwd()
-    if out.is_dir() or (path is not None and str(path).endswith(("/", os.sep))):
+    if out.suffix.lower() != ".zip" or out.is_dir():  # a folder (made if missing), as Azure ML's path is
         out = out / f"{snapshot_id}.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
