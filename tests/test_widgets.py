@@ -157,3 +157,35 @@ def test_without_ipywidgets_the_error_says_what_to_install(run_python: Any, tmp_
     out = run_python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "pip install 'expboard[notebook]'" in out.stdout and "ipywidgets" in out.stdout
+
+
+def test_a_store_that_is_away_is_one_note_in_the_view_and_the_refresh_goes_on(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expboard.errors import StoreUnavailableError
+
+    run = Experiment(ws, "widgets-away").start_logging()
+    details = RunDetails(run, refresh_interval=0.1)
+    real = details.get_widget_data
+    healthy = threading.Event()
+    calls = []
+
+    def flaky() -> dict[str, Any]:
+        calls.append(1)
+        if not healthy.is_set():
+            raise StoreUnavailableError("the tracking server is away")
+        return real()
+
+    monkeypatch.setattr(details, "get_widget_data", flaky)
+    details.start()
+    _wait_for(lambda: len(calls) >= 5)
+    assert details.header.value.count("refresh failed") == 1  # one note, however many refreshes failed
+    assert "the tracking server is away" in details.header.value and details.refreshing
+    healthy.set()
+    run.log("loss", 0.5)
+    run.flush()
+    _wait_for(lambda: "0.5</td>" in details.metrics.value)  # back once the store answers
+    assert "refresh failed" not in details.header.value
+    run.complete()
+    _wait_for(lambda: not details.refreshing)
+    details.close()

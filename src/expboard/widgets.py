@@ -131,6 +131,7 @@ class RunDetails:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.last_status = RunStatus.NOT_STARTED
+        self._header_html = ""
         self.header = widgets.HTML()
         self.metrics = widgets.HTML()
         self.charts = widgets.HTML()
@@ -222,7 +223,7 @@ class RunDetails:
         with self._lock:
             data = self.get_widget_data()
             parts = self._render(data)
-            self.header.value = parts["header"]
+            self.header.value = self._header_html = parts["header"]
             self.metrics.value = parts["metrics"]
             self.charts.value = parts["charts"]
             self.children.value = parts["children"]
@@ -259,7 +260,8 @@ class RunDetails:
             try:
                 data = self.refresh()
             except Exception as exc:  # a store that is away: say so in the view, try again later
-                self.header.value += f'<div style="color:#c62828">refresh failed: {html.escape(str(exc))}</div>'
+                note = f'<div style="color:#c62828">refresh failed: {html.escape(str(exc))}</div>'
+                self.header.value = self._header_html + note  # the last good header, one note (not piled up)
                 continue
             if RunStatus(data["status"]) in _ENDED:
                 return
