@@ -20,6 +20,9 @@ CLIENT = {
     "transfer",
     "context",
     "plugins",
+    "snapshots",
+    "metric_schemas",
+    "widgets",
 }
 UPPER = {"tensorboard", "compute", "tbimport", "demo", "server", "cli"}
 

@@ -114,6 +114,8 @@ def test_metric_filter_works_when_an_older_workspace_is_upgraded(tmp_path: Path)
     db.executescript(
         "DROP INDEX runs_by_created; DROP INDEX runs_by_experiment_created; DROP INDEX metric_chunks_by_run_id;"
         "DROP TABLE experiment_tags; ALTER TABLE experiments DROP COLUMN archived;"  # and what came after it
+        "DROP INDEX runs_number; ALTER TABLE runs DROP COLUMN description; ALTER TABLE runs DROP COLUMN number;"
+        "ALTER TABLE experiments DROP COLUMN run_count;"
         "DELETE FROM schema_version WHERE version >= 3;"
     )
     db.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import plugins
+from . import plugins, state
 from .errors import ValidationError
 from .names import check_experiment_name, check_key
 from .records import RunStatus
@@ -20,6 +21,7 @@ __all__ = ["ACTIVE_ONLY", "ALL", "ARCHIVED_ONLY", "Experiment", "matches"]
 
 # Azure ML's ViewType values for Experiment.list
 ACTIVE_ONLY, ARCHIVED_ONLY, ALL = "ActiveOnly", "ArchivedOnly", "All"
+REPR_RUNS = 10  # runs listed by an experiment's HTML table in Jupyter
 
 
 def matches(values: Mapping[str, str], wanted: Mapping[str, Any] | str | Sequence[str] | None) -> bool:
@@ -61,12 +63,33 @@ class Experiment:
         return f"Experiment(name={self.name!r})"
 
     def _repr_html_(self) -> str:
-        """A table row for Jupyter: name, workspace, number of top-level runs."""
+        """Tables for Jupyter: name, workspace, number of top-level runs and the TensorBoard serving the
+        experiment; then its latest top-level runs (at most ``REPR_RUNS``) with number, id, status, duration
+        and the TensorBoard serving each."""
+        from .run import Run
+
         runs = len(self.workspace.store.list_runs(experiment=self.name, parent_id=None))
-        cells = (self.name, self.workspace.name, str(runs))
-        head = "<tr><th>Name</th><th>Workspace</th><th>Runs</th></tr>"
-        row = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-        return f"<table>{head}<tr>{row}</tr></table>"
+        url = state.serving_url(experiment=self.name)
+        link = f'<a href="{html.escape(url)}" target="_blank">TensorBoard</a>' if url else ""
+        head = "<tr><th>Name</th><th>Workspace</th><th>Runs</th><th>Details</th></tr>"
+        cells = "".join(f"<td>{html.escape(c)}</td>" for c in (self.name, self.workspace.name, str(runs)))
+        out = f"<table>{head}<tr>{cells}<td>{link}</td></tr></table>"
+        page = self.workspace.store.query_runs(experiment=self.name, parent_id=None, limit=REPR_RUNS)
+        if page.runs:
+            now = time.time()
+            heads = ("Number", "Id", "Display name", "Type", "Status", "Duration", "Details")
+            rows = []
+            for r in page.runs:
+                end = r.end_time if r.end_time is not None else now
+                duration = f"{end - r.start_time:.1f} s" if r.start_time is not None else ""
+                number = "" if r.number is None else str(r.number)
+                values = (number, r.run_id, r.display_name, r.run_type, r.status.value, duration)
+                run_url = Run(self, r.run_id, record=r).get_portal_url()
+                run_link = f'<a href="{html.escape(run_url)}" target="_blank">TensorBoard</a>' if run_url else ""
+                rows.append("".join(f"<td>{html.escape(v)}</td>" for v in values) + f"<td>{run_link}</td>")
+            out += "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>"
+            out += "".join(f"<tr>{row}</tr>" for row in rows) + "</table>"
+        return out
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Experiment) and other.name == self.name and other.workspace is self.workspace

@@ -53,6 +53,9 @@ class MetricKind(str, Enum):
     TABLE = "table"  # run.log_table: a dict of columns
     IMAGE = "image"  # run.log_image: the value is the stored file's name
     CONFUSION_MATRIX = "confusion_matrix"  # run.log_confusion_matrix: a JSON object
+    ACCURACY_TABLE = "accuracy_table"  # run.log_accuracy_table: Azure ML's accuracy_table JSON object
+    PREDICTIONS = "predictions"  # run.log_predictions: Azure ML's predictions JSON object (binned)
+    RESIDUALS = "residuals"  # run.log_residuals: Azure ML's residuals JSON object (a histogram)
 
     def __str__(self) -> str:
         return self.value
@@ -84,6 +87,8 @@ class RunRecord:
     error: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    number: int | None = None  # 1, 2, ... per experiment, assigned by the store when the run is created
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON data (the tracking server's wire shape; ``status`` as its string)."""

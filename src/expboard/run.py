@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from . import context, plugins, state, transfer
+from . import context, metric_schemas, plugins, snapshots, state, transfer
 from .buffer import MetricBuffer, Series
 from .errors import ExpboardError, NotFoundError, RunFailedError, ValidationError
 from .experiment import Experiment, matches
@@ -121,9 +121,21 @@ class Run:
         return self._record.run_type
 
     @property
+    def description(self) -> str:
+        """Azure ML's ``run.description``: free text, settable, stored with the run."""
+        return self._record.description
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._record = self._store.update_run(self.id, description=str(value))
+
+    @property
     def number(self) -> int:
-        """The run's place in its experiment, counting from 1 in the order runs were created (child runs
-        included), as Azure ML numbers them."""
+        """The run's number in its experiment, as Azure ML numbers runs: 1, 2, ... in the order runs were
+        created (child runs included), assigned by the store when the run is created."""
+        if self._record.number is not None:
+            return self._record.number
+        # a store that does not number runs (an older tracking server): the place in the creation order
         records = self._store.list_runs(experiment=self.experiment.name)
         order = sorted(records, key=lambda r: (r.created, r.run_id))
         return next(i for i, r in enumerate(order, 1) if r.run_id == self.id)
@@ -150,9 +162,16 @@ class Run:
         return f"Run(experiment={self.experiment.name!r}, id={self.id!r}, status={self._record.status.value!r})"
 
     def get_portal_url(self) -> str | None:
-        """The URL of a TensorBoard this process started (``Tensorboard([run]).start()``) while it shows
-        this run, else None: there is no portal besides TensorBoard."""
-        return state.serving_url(self.id)
+        """The URL of a TensorBoard this process started that shows this run, while it still runs: one
+        started for the run (``Tensorboard([run]).start()``), for a run above it (child runs are shown
+        nested in their parent's), or for its experiment. Else None: there is no portal besides TensorBoard."""
+        r: RunRecord | None = self._record
+        while r is not None:
+            url = state.serving_url(r.run_id)
+            if url is not None:
+                return url
+            r = self._store.get_run(r.parent_id) if r.parent_id is not None else None
+        return state.serving_url(experiment=self.experiment.name)
 
     def _repr_html_(self) -> str:
         """A table row for Jupyter: experiment, id, type, status, duration, and a link to the TensorBoard
@@ -160,8 +179,9 @@ class Run:
         r = self.refresh()
         end = r.end_time if r.end_time is not None else (_time() if r.start_time is not None else None)
         duration = f"{end - r.start_time:.1f} s" if end is not None and r.start_time is not None else ""
-        cells = [self.experiment.name, self.id, r.display_name, r.run_type, r.status.value, duration]
-        head = "".join(f"<th>{h}</th>" for h in ("Experiment", "Id", "Display name", "Type", "Status", "Duration"))
+        cells = [self.experiment.name, str(self.number), self.id, r.display_name, r.run_type, r.status.value, duration]
+        heads = ("Experiment", "Number", "Id", "Display name", "Type", "Status", "Duration")
+        head = "".join(f"<th>{h}</th>" for h in heads)
         row = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         url = self.get_portal_url()
         link = f'<td><a href="{html.escape(url)}" target="_blank">TensorBoard</a></td>' if url else "<td></td>"
@@ -274,6 +294,7 @@ class Run:
         properties: Mapping[str, Any] | None = None,
         snapshot_directory: str | os.PathLike[str] | None = None,
         outputs: str | os.PathLike[str] | None = None,
+        description: str = "",
     ) -> Run:
         """Create a run record. Interactive and child runs are owned by this process: kept alive by its
         heartbeat while Running, and completed at exit if left running. Script runs belong to their agent.
@@ -296,6 +317,7 @@ class Run:
             heartbeat=now if running else None,
             tags={check_key(k): str(v) for k, v in (tags or {}).items()},
             properties={check_key(k, "property"): str(v) for k, v in (properties or {}).items()},
+            description=str(description),
         )
         record = experiment.workspace.store.create_run(record)
         run = cls(experiment, record.run_id, record=record)
@@ -436,6 +458,29 @@ class Run:
             "data": {"class_labels": [str(x) for x in labels], "matrix": arr.tolist()},
         }
         self._buf.extend(self._series(name, MetricKind.CONFUSION_MATRIX), [json_value(cm, f"metric {name!r}")])
+
+    def log_accuracy_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
+        """Log Azure ML's accuracy table: ``{"schema_type": "accuracy_table", "schema_version": "1.0.1",
+        "data": {"class_labels": [...], "probability_thresholds": [...], "percentile_thresholds": [...],
+        "probability_tables": [...], "percentile_tables": [...]}}``, each table one list per class of
+        ``[TP, FP, TN, FN]`` per threshold (see :mod:`expboard.metric_schemas`)."""
+        self._log_schema(MetricKind.ACCURACY_TABLE, name, value)
+
+    def log_predictions(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
+        """Log Azure ML's predictions metric: ``{"schema_type": "predictions", "schema_version": "1.0.0",
+        "data": {"bin_averages": [...], "bin_errors": [...], "bin_counts": [...], "bin_edges": [...]}}``
+        (one more edge than bins)."""
+        self._log_schema(MetricKind.PREDICTIONS, name, value)
+
+    def log_residuals(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
+        """Log Azure ML's residuals histogram: ``{"schema_type": "residuals", "schema_version": "1.0.0",
+        "data": {"bin_edges": [...], "bin_counts": [...]}}`` (one more edge than counts)."""
+        self._log_schema(MetricKind.RESIDUALS, name, value)
+
+    def _log_schema(self, kind: MetricKind, name: str, value: Any) -> None:
+        check_metric_name(name)
+        checked = metric_schemas.check(kind.value, name, value)
+        self._buf.extend(self._series(name, kind), [json_value(checked, f"metric {name!r}")])
 
     def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None) -> None:
         """Log an image from a file (``path``) or a matplotlib figure (``plot``); it is stored as a run file."""
@@ -600,6 +645,8 @@ class Run:
             "runId": r.run_id,
             "experiment": r.experiment,
             "displayName": r.display_name,
+            "description": r.description,
+            "number": self.number,
             "parentRunId": r.parent_id,
             "runType": r.run_type,
             "target": r.target,
@@ -614,6 +661,29 @@ class Run:
         if r.error:
             details["error"] = r.error
         return details
+
+    def get_details_with_logs(self) -> dict[str, Any]:
+        """:meth:`get_details` with the text of each log file: ``logFiles`` maps each ``system_logs/`` file
+        (the driver log, the agent log) to its content, as Azure ML's ``get_details_with_logs`` does."""
+        details = self.get_details()
+        details["logFiles"] = {
+            name: b"".join(self._store.iter_file(self.id, name)).decode("utf-8", errors="replace")
+            for name in details["logFiles"]
+        }
+        return details
+
+    # --- snapshots ------------------------------------------------------------------------------
+    def take_snapshot(self, file_or_folder_path: str | os.PathLike[str]) -> str:
+        """Store a snapshot of a file or folder with the run (a zip, built as a submitted run's snapshot is:
+        ignore files honoured, ``logs/`` and ``outputs/`` left out) and return its id."""
+        return snapshots.take(self._store, self.id, file_or_folder_path)
+
+    def restore_snapshot(self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None) -> str:
+        """Write a snapshot of the run as a zip file and return the zip's path, as Azure ML does: the latest
+        snapshot the run took unless ``snapshot_id`` is given (a submitted run's own snapshot when it took
+        none), as ``<snapshot_id>.zip`` in folder ``path`` (made if missing; default the current folder), or
+        to ``path`` itself when it names a ``.zip`` file."""
+        return str(snapshots.restore(self._store, self.id, snapshot_id, path))
 
     # --- children -------------------------------------------------------------------------------
     def create_children(
@@ -642,6 +712,14 @@ class Run:
                 )
             )
         return children
+
+    def submit_child(self, config: Any, tags: Mapping[str, Any] | None = None, **kwargs: Any) -> Run:
+        """Submit a ScriptRunConfig as a child run of this run (through the compute target it names) and
+        return the child at once, Queued, as Azure ML's ``submit_child`` does."""
+        if kwargs:
+            raise ValidationError(f"submit_child takes config and tags; unknown: {', '.join(sorted(kwargs))}")
+        child = plugins.submitter()(self.experiment, config, tags=tags, parent=self)
+        return cast("Run", child)
 
     def child_run(self, name: str | None = None) -> Run:
         """Create a Running child run. As a context manager it ends Completed, or Failed (error recorded and

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from . import settings
@@ -172,25 +172,40 @@ def _install_exit_handlers() -> None:
             pass
 
 
-# --- TensorBoards this process serves (run id -> URL), for run.get_portal_url() -------------------------
-_serving: dict[str, str] = {}
+# --- TensorBoards this process serves (run id or experiment -> URL), for run.get_portal_url() -----------
+# keys: ("run", run id) and ("experiment", name); values: the URL and a check that the TensorBoard still runs
+_serving: dict[tuple[str, str], tuple[str, Callable[[], bool] | None]] = {}
 _serving_lock = threading.Lock()
 
 
-def serve(run_ids: list[str], url: str) -> None:
-    """Note that a TensorBoard started by this process shows these runs at ``url``."""
+def _keys(run_ids: Sequence[str], experiments: Sequence[str]) -> list[tuple[str, str]]:
+    return [("run", r) for r in run_ids] + [("experiment", e) for e in experiments]
+
+
+def serve(
+    run_ids: Sequence[str], url: str, *, experiments: Sequence[str] = (), alive: Callable[[], bool] | None = None
+) -> None:
+    """Note that a TensorBoard started by this process shows these runs (and every run of these
+    experiments) at ``url``; ``alive()`` tells whether it still runs (one that died is not a portal)."""
     with _serving_lock:
-        _serving.update(dict.fromkeys(run_ids, url))
+        _serving.update(dict.fromkeys(_keys(run_ids, experiments), (url, alive)))
 
 
-def unserve(run_ids: list[str], url: str) -> None:
+def unserve(run_ids: Sequence[str], url: str, *, experiments: Sequence[str] = ()) -> None:
     """That TensorBoard stopped (a run shown by another one keeps that one's URL)."""
     with _serving_lock:
-        for run_id in run_ids:
-            if _serving.get(run_id) == url:
-                del _serving[run_id]
+        for key in _keys(run_ids, experiments):
+            if key in _serving and _serving[key][0] == url:
+                del _serving[key]
 
 
-def serving_url(run_id: str) -> str | None:
+def serving_url(run_id: str | None = None, *, experiment: str | None = None) -> str | None:
+    """The URL of a running TensorBoard of this process that shows run ``run_id`` itself (or, given
+    ``experiment``, every run of that experiment), else None."""
+    key = ("run", run_id) if run_id is not None else ("experiment", experiment or "")
     with _serving_lock:
-        return _serving.get(run_id)
+        found = _serving.get(key)
+    if found is None:
+        return None
+    url, alive = found
+    return url if alive is None or alive() else None

@@ -57,9 +57,12 @@ __all__ = [
 ]
 
 
-def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, Any] | None = None) -> Run:
-    """Snapshot the source folder, create a Queued script run, hand it to the config's compute target and
-    return the run at once. A snapshot over its size limit raises PayloadTooLargeError before any run exists.
+def submit(
+    experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, Any] | None = None, parent: Run | None = None
+) -> Run:
+    """Snapshot the source folder, create a Queued script run (a child of ``parent`` when given), hand it to
+    the config's compute target and return the run at once. A snapshot over its size limit raises
+    PayloadTooLargeError before any run exists.
     """
     if not isinstance(config, ScriptRunConfig):
         raise ValidationError(f"Experiment.submit takes a ScriptRunConfig or an Estimator, got {type(config).__name__}")
@@ -77,6 +80,7 @@ def submit(experiment: Experiment, config: ScriptRunConfig, tags: Mapping[str, A
     run = Run.create(
         experiment,
         display_name=Path(config.script).stem,
+        parent=parent,
         run_type="script",
         status=RunStatus.QUEUED,
         target=target.name,

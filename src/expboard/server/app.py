@@ -76,6 +76,8 @@ class RunModel(BaseModel):
     error: dict[str, Any] | None = None
     tags: dict[str, str] = {}
     properties: dict[str, str] = {}
+    description: str = ""
+    number: int | None = Field(None, description="assigned by the store when the run is created")
 
 
 class RunUpdateModel(BaseModel):
@@ -88,6 +90,7 @@ class RunUpdateModel(BaseModel):
     heartbeat: float | None = None
     error: dict[str, Any] | None = None
     display_name: str | None = None
+    description: str | None = None
     only_if_status: list[RunStatus] | None = None
 
 
@@ -332,13 +335,14 @@ def create_app(
 
     @api.patch(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunModel)
     async def update_run(run_id: str, update: RunUpdateModel) -> Any:
-        """Change status, times, error or display name; see ``only_if_status`` for compare-and-set."""
+        """Change status, times, error, display name or description; see ``only_if_status`` for compare-and-set."""
         check_run_id(run_id)
         fields: dict[str, Any] = {k: getattr(update, k) for k in update.model_fields_set if k != "only_if_status"}
         if "status" in fields and fields["status"] is None:
             raise ValidationError("status cannot be null")
-        if "display_name" in fields and fields["display_name"] is None:
-            raise ValidationError("display_name cannot be null")
+        for name in ("display_name", "description"):
+            if name in fields and fields[name] is None:
+                raise ValidationError(f"{name} cannot be null")
         return run_to_json(await call(store.update_run, run_id, only_if_status=update.only_if_status, **fields))
 
     @api.patch(f"{API_PREFIX}/runs/{{run_id}}/tags", tags=["runs"], status_code=204)

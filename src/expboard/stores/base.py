@@ -125,7 +125,8 @@ class Store(ABC):
     # --- runs --------------------------------------------------------------------------------
     @abstractmethod
     def create_run(self, run: RunRecord) -> RunRecord:
-        """Store a new run (its id chosen by the caller); the experiment must exist."""
+        """Store a new run (its id chosen by the caller); the experiment must exist. The store assigns its
+        ``number``: the next of its experiment's sequence, atomically (concurrent creators never share one)."""
 
     @abstractmethod
     def get_run(self, run_id: str) -> RunRecord:
@@ -164,6 +165,7 @@ class Store(ABC):
         error: dict[str, Any] | None | Any = UNSET,
         display_name: str | Any = UNSET,
         only_if_status: Sequence[RunStatus] | None = None,
+        description: str | Any = UNSET,
     ) -> RunRecord:
         """Change the given fields. With ``only_if_status``, change nothing unless the run's current status
         is one of them (an atomic compare-and-set); the returned record tells which happened."""

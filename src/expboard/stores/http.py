@@ -408,6 +408,7 @@ class HttpStore(Store):
         error: dict[str, Any] | None | Any = UNSET,
         display_name: str | Any = UNSET,
         only_if_status: Sequence[RunStatus] | None = None,
+        description: str | Any = UNSET,
     ) -> RunRecord:
         payload: dict[str, Any] = {
             k: v
@@ -417,6 +418,7 @@ class HttpStore(Store):
                 ("heartbeat", heartbeat),
                 ("error", error),
                 ("display_name", display_name),
+                ("description", description),
             )
             if v is not UNSET
         }

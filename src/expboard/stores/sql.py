@@ -140,6 +140,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "DROP TABLE IF EXISTS metric_last",
         ],
     ),
+    (
+        8,  # runs: a description, and a number per experiment (Azure ML's run.number) from a counter
+        [
+            "ALTER TABLE runs ADD COLUMN description TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE runs ADD COLUMN number INTEGER",
+            "ALTER TABLE experiments ADD COLUMN run_count INTEGER NOT NULL DEFAULT 0",
+            # existing runs are numbered in the order they were created, the counter set past them
+            """UPDATE runs SET number = (SELECT COUNT(*) FROM runs r WHERE r.experiment = runs.experiment
+                AND (r.created < runs.created OR (r.created = runs.created AND r.run_id <= runs.run_id)))""",
+            "UPDATE experiments SET run_count = (SELECT COUNT(*) FROM runs WHERE runs.experiment = experiments.name)",
+            "CREATE UNIQUE INDEX runs_number ON runs (experiment, number)",
+        ],
+    ),
 ]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -189,7 +202,7 @@ _SCALAR = MetricKind.SCALAR.value
 
 _RUN_COLUMNS = (
     "run_id, experiment, parent_id, display_name, run_type, target, status, created, "
-    "start_time, end_time, heartbeat, error"
+    "start_time, end_time, heartbeat, error, description, number"
 )
 
 
@@ -432,6 +445,7 @@ class SqlStore(QueryStore):
         if run.created is None:
             raise ValidationError("created must be a time in seconds since 1970 (UTC)")
         check_text(run.display_name, "display name")
+        check_text(run.description, "description")
         check_text(run.run_type, "run type")
         check_text(run.target, "compute target")
         error = _error_json(run.error) if run.error is not None else None
@@ -446,9 +460,14 @@ class SqlStore(QueryStore):
             self.get_run(run.parent_id)
         try:
             with self._write() as conn:
+                # the experiment's row is the lock: two processes creating runs never share a number
+                self._exec(conn, "UPDATE experiments SET run_count = run_count + 1 WHERE name = ?", (run.experiment,))
+                number = self._exec(
+                    conn, "SELECT run_count FROM experiments WHERE name = ?", (run.experiment,)
+                ).fetchall()[0][0]
                 self._exec(
                     conn,
-                    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.experiment,
@@ -462,6 +481,8 @@ class SqlStore(QueryStore):
                         run.end_time,
                         run.heartbeat,
                         error,
+                        run.description,
+                        number,
                     ),
                 )
                 self._put_map(conn, "tags", run.run_id, run.tags)
@@ -510,6 +531,8 @@ class SqlStore(QueryStore):
                     error=json.loads(r[11]) if r[11] else None,
                     tags=dict(sorted(tags[r[0]].items())),
                     properties=dict(sorted(props[r[0]].items())),
+                    description=r[12],
+                    number=r[13],
                 )
             )
         return out
@@ -611,11 +634,14 @@ class SqlStore(QueryStore):
         error: dict[str, Any] | None | Any = UNSET,
         display_name: str | Any = UNSET,
         only_if_status: Sequence[RunStatus] | None = None,
+        description: str | Any = UNSET,
     ) -> RunRecord:
         check_run_id(run_id)
         _check_times(start_time=start_time, end_time=end_time, heartbeat=heartbeat)
         if display_name is not UNSET:
             check_text(display_name, "display name")
+        if description is not UNSET:
+            check_text(description, "description")
         sets: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -625,6 +651,7 @@ class SqlStore(QueryStore):
             ("heartbeat", heartbeat),
             ("error", _error_json(error) if error is not UNSET and error is not None else error),
             ("display_name", display_name),
+            ("description", description),
         ):
             if value is not UNSET:
                 sets.append(f"{column} = ?")

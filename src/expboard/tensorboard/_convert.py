@@ -8,6 +8,9 @@
 | table (``log_table``)| per column: scalar ``name/column``, step = row index over every table of the name   |
 | image (``log_image``)| image ``name`` (the stored PNG/JPEG as is; width/height read from its header)       |
 | confusion matrix     | text ``name`` holding a 2-D table (rendered as an HTML table by the text plugin)    |
+| accuracy table,      | text ``name`` holding a table, and scalar curves ``name/<curve>`` over the           |
+| predictions,         | threshold or bin index (true/false positive rates per class; bin averages,          |
+| residuals            | errors and counts)                                                                  |
 
 Steps and wall times are the stored ones. :func:`split_series` is the mapping itself (a series -> points per
 TensorBoard tag and plugin, with :class:`TagNamer` for tags claimed by two plugins); :class:`SeriesConverter`
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metric_schemas import tensorboard_views
 from ..records import MetricKind, MetricSeries
 from ..tfevents import EventFileWriter, encoded_image_value, summary_event, text_table_value, text_value
 
@@ -145,7 +149,28 @@ def split_series(
     if kind is MetricKind.CONFUSION_MATRIX:
         rows = [_confusion_rows(cm) for cm in values]
         return [TagPoints(name, "text_table", steps, walls, rows)] if len(steps) else [], table_rows
+    if kind in _EVALUATION_KINDS:
+        return _evaluation_points(name, steps, walls, values), table_rows
     return [], table_rows
+
+
+_EVALUATION_KINDS = (MetricKind.ACCURACY_TABLE, MetricKind.PREDICTIONS, MetricKind.RESIDUALS)
+
+
+def _evaluation_points(name: str, steps: np.ndarray, walls: np.ndarray, values: Any) -> list[TagPoints]:
+    """Azure ML's accuracy tables, predictions and residuals: a text table ``name`` at the logged step, and
+    scalar curves ``name/<curve>`` over the threshold or bin index, the latest logged value's
+    (see :func:`expboard.metric_schemas.tensorboard_views`)."""
+    out: list[TagPoints] = []
+    tables = [tensorboard_views(v)[0] for v in values]
+    if len(steps):
+        out.append(TagPoints(name, "text_table", steps, walls, tables))
+        _, curves = tensorboard_views(values[-1])
+        for suffix, points in curves.items():
+            idx = np.arange(len(points), dtype=np.int64)
+            wall = np.full(len(points), walls[-1], dtype=np.float64)
+            out.append(TagPoints(f"{name}/{suffix}", "scalars", idx, wall, np.asarray(points, dtype=np.float64)))
+    return out
 
 
 class SeriesConverter:

@@ -184,7 +184,13 @@ class Tensorboard:
                 self.stop()
                 raise
             self._url = url
-            state.serve([r.id for r in self.runs], url)
+            proc = self.process
+            state.serve(
+                [r.id for r in self.runs],
+                url,
+                experiments=self.experiments,
+                alive=lambda: proc is not None and proc.poll() is None,
+            )
             atexit.register(self.stop)
         if start_browser:
             import webbrowser
@@ -199,7 +205,7 @@ class Tensorboard:
         """
         with self._lock:
             if self._url is not None:
-                state.unserve([r.id for r in self.runs], self._url)
+                state.unserve([r.id for r in self.runs], self._url, experiments=self.experiments)
             if self.sync is not None:
                 self.sync.stop()
                 self.sync = None

@@ -56,6 +56,8 @@ from .sessions import SessionCandidate, SessionPlan, plan_sessions
 __all__ = ["RUN_TABLE_METHOD", "DataProviderServer", "StoreDataProvider"]
 
 _log = logging.getLogger("expboard.tensorboard.provider")
+# kinds shown as text tables (and, but for confusion matrices, scalar curves)
+_TABLE_KINDS = (MetricKind.CONFUSION_MATRIX, MetricKind.ACCURACY_TABLE, MetricKind.PREDICTIONS, MetricKind.RESIDUALS)
 T = TypeVar("T")
 
 SCALARS, TEXT, IMAGES, HPARAMS = "scalars", "text", "images", "hparams"
@@ -315,7 +317,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                 for info in infos:
                     if info.kind is MetricKind.IMAGE:
                         plugins.add(IMAGES)
-                    elif info.kind is MetricKind.CONFUSION_MATRIX or (
+                    elif info.kind in _TABLE_KINDS or (
                         not info.numeric and info.kind in (MetricKind.SCALAR, MetricKind.LIST)
                     ):
                         plugins.update((SCALARS, TEXT))
