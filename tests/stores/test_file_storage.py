@@ -209,6 +209,33 @@ def test_s3_appends_cost_constant_requests_and_only_their_bytes(s3fs: Any) -> No
     assert s3fs.read(rid, "logs/events") == piece * (n + 1)
 
 
+def test_s3_live_mirror_poll_costs_listings_and_the_new_bytes_only(s3fs: Any, tmp_path: Path) -> None:
+    """What a live TensorBoard mirror asks every second: the file list, then the new bytes (and a check of
+    the file's head). Over S3 that is one listing per folder and per appended file plus one GET per read:
+    no HEAD, no second look-up of a file just listed."""
+    from expboard.stores.sql import SqlStore
+    from expboard.transfer import FolderDownload
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'h.db'}", s3fs)
+    exp = store.get_or_create_experiment("mirror").name
+    from expboard.records import RunRecord, RunStatus
+
+    rid = store.create_run(RunRecord(_rid(), exp, RunStatus.RUNNING, 0.0)).run_id
+    mirror = FolderDownload(store, rid, tmp_path / "mirror")
+    name, offset = "logs/events.out.tfevents.1", 0
+    for i in range(3):
+        offset = s3fs.append(rid, name, bytes([i]) * 100, offset).size
+        s3fs.calls.clear()
+        assert mirror.poll() == 100
+        ops = [op for op, _size in s3fs.calls]
+        assert ops.count("HeadObject") == 0, ops
+        assert ops.count("ListObjectsV2") == 3, ops  # the run's objects, its appended files, the new appends
+        assert ops.count("GetObject") == 0, ops  # bytes this storage appended are kept (they never change)
+    assert (tmp_path / "mirror" / "events.out.tfevents.1").read_bytes() == b"".join(bytes([i]) * 100 for i in range(3))
+    store.files = open_file_storage(str(tmp_path / "unused"))  # the S3 storage is the fixture's to close
+    store.close()
+
+
 def test_s3_compaction_makes_one_object_and_keeps_appending(s3fs: Any) -> None:
     rid = _rid()
     small = [os.urandom(1000 + i) for i in range(30)]

@@ -551,10 +551,9 @@ def create_app(
             if offset > _INT64_MAX or (length is not None and length > _INT64_MAX):
                 raise ValidationError(f"invalid Range {range_header!r}: positions go up to {_INT64_MAX}")
             status = 206
-        info = await call(store.file_info, run_id, name)
+        info, pieces = await call(store.open_file_read, run_id, name, offset, length)  # one look-up for both
         start = min(offset, info.size)
         stop = info.size if length is None else min(info.size, offset + length)
-        pieces = await call(store.iter_file, run_id, name, start, stop - start)
         headers = {"accept-ranges": "bytes", "content-length": str(stop - start)}
         if status == 206:
             span = f"{start}-{stop - 1}" if stop > start else "*"

@@ -117,6 +117,16 @@ class FileStorage(ABC):
     def read(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join(self.iter_read(run_id, name, offset, length))
 
+    def open_read(
+        self, run_id: str, name: str, offset: int = 0, length: int | None = None
+    ) -> tuple[FileInfo, Iterator[bytes]]:
+        """The file's info and its bytes from ``offset`` (``length`` of them, or to the end; clamped to the
+        size in the info), looked up once where the storage can (what a download answers with)."""
+        info = self.stat(run_id, name)
+        start = min(offset, info.size)
+        stop = info.size if length is None else min(info.size, offset + length)
+        return info, self.iter_read(run_id, name, start, stop - start)
+
     @abstractmethod
     def list(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         """The run's files whose names start with ``prefix``, sorted by name."""
