@@ -56,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("agent_log", "EXPBOARD_AGENT_LOG", None, "file a compute target sends the run agent's own output to (set by the target)"),  # noqa: E501
     S("spool_dir", "EXPBOARD_SPOOL_DIR", None, "where a client keeps metrics a tracking server has not taken yet (default: ~/.cache/expboard/spool)"),  # noqa: E501
     S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated TOKEN (scope write) or NAME:SCOPE:TOKEN"),  # noqa: E501
+    S("presign_downloads_mb", "EXPBOARD_PRESIGN_DOWNLOADS_MB", None, "tracking server: files in S3 of at least this size are downloaded from presigned URLs (default: through the server)", "MiB", "float"),  # noqa: E501
     S("pg_bindir", "EXPBOARD_PG_BINDIR", None, "folder holding PostgreSQL's initdb and postgres for a development database"),  # noqa: E501
     S("pg_user", "EXPBOARD_PG_USER", "nobody", "unprivileged user a development PostgreSQL runs as when started by root"),  # noqa: E501
 )

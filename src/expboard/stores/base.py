@@ -275,6 +275,11 @@ class Store(ABC):
         stop = info.size if length is None else min(info.size, offset + length)
         return info, self.iter_file(run_id, name, start, stop - start)
 
+    def presigned_file_url(self, run_id: str, name: str, min_size: int = 0) -> str | None:
+        """A URL to download the file straight from its object storage without credentials (a tracking
+        server redirects large downloads to it), when the file storage can give one; else None."""
+        return None
+
     def file_info(self, run_id: str, name: str) -> FileInfo:
         """One file's name, size and modification time; NotFoundError if there is none."""
         from ..errors import NotFoundError

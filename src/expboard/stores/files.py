@@ -131,6 +131,11 @@ class FileStorage(ABC):
     def list(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         """The run's files whose names start with ``prefix``, sorted by name."""
 
+    def presigned_url(self, run_id: str, name: str, min_size: int = 0, expires_s: int = 900) -> str | None:
+        """A URL any HTTP client can GET the file from for ``expires_s`` seconds, without credentials, when
+        the storage can give one and the file has at least ``min_size`` bytes; else None (the folder: never)."""
+        return None
+
     def finalize(self, run_id: str) -> None:  # noqa: B027 (optional hook)
         """The run has ended: a storage may now compact its appended files (the folder has nothing to do)."""
 

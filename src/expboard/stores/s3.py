@@ -455,6 +455,20 @@ class S3Files(FileStorage):
         info = FileInfo(name=name, size=state.end, modified=state.modified)
         return info, self._stream(run_id, name, state, start, stop)
 
+    def presigned_url(self, run_id: str, name: str, min_size: int = 0, expires_s: int = 900) -> str | None:
+        """A presigned GET URL of the file's whole object (signed with the server's credentials, at its
+        endpoint), when the file is one object of at least ``min_size`` bytes; None while appended parts
+        are not compacted into it yet (those are read through the server)."""
+        name = check_file_name(name)
+        state = self._load(run_id, name)
+        if state.chunks or state.base_etag is None or state.base_size < min_size:
+            return None
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(run_id, name)}, ExpiresIn=expires_s
+            )
+        )
+
     def _segments(self, run_id: str, name: str, state: _State, start: int, stop: int) -> builtins.list[_Segment]:
         out = []
         if state.base_etag is not None and state.base_size > start:

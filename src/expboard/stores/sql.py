@@ -1156,6 +1156,10 @@ class SqlStore(QueryStore):
     ) -> tuple[FileInfo, Iterator[bytes]]:
         return self.files.open_read(run_id, name, offset, length)
 
+    def presigned_file_url(self, run_id: str, name: str, min_size: int = 0) -> str | None:
+        check_run_id(run_id)
+        return self.files.presigned_url(run_id, name, min_size)
+
     # --- queries over many runs (QueryStore) -------------------------------------------------------
     def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column IN (...)``: one array parameter on PostgreSQL (long placeholder lists are slow to
