@@ -58,7 +58,6 @@ _PRECONDITION = frozenset({"412", "PreconditionFailed", "ConditionalRequestConfl
 _CONNECTION_ERRORS = (botocore.exceptions.BotoCoreError, OSError)
 _CACHE_SIZE = 4096
 _CHUNK_CACHE_BYTES = 16 * 1024 * 1024  # bytes of small append objects kept (they never change)
-_FRESH_S = 5.0  # a read inside a file's chain as listed this long ago needs no HEAD or listing
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
@@ -86,7 +85,6 @@ class _State:
     base_etag: str | None = None
     base_modified: float = 0.0
     chunks: list[_Chunk] = field(default_factory=list)
-    checked: float = field(default_factory=time.monotonic)  # when the bucket last confirmed it
 
     @property
     def exists(self) -> bool:
@@ -433,20 +431,17 @@ class S3Files(FileStorage):
     def open_read(
         self, run_id: str, name: str, offset: int = 0, length: int | None = None
     ) -> tuple[FileInfo, Iterator[bytes]]:
-        """One look at the file for both its size and its bytes. A range inside the chain this storage
-        listed in the last few seconds is read with no HEAD or listing: append objects never change, and a
-        replaced or compacted file is noticed by the read itself (the whole object is read only while its
-        ETag is the one listed; a collected append object is missing) and looked at again."""
+        """One look at the file for both its size and its bytes. A range inside the chain already known
+        costs one HEAD and no listing: append objects never change, so the chain stays true while the HEAD
+        shows the same generation and whole object (a replaced or compacted file is looked at again)."""
         name = check_file_name(name)
         self._check_range(offset, length)
-        state = self._cached(run_id, name)
-        if (
-            state is None
-            or length is None
-            or offset + length > state.end
-            or not state.exists
-            or time.monotonic() - state.checked > _FRESH_S
-        ):
+        cached = self._cached(run_id, name)
+        if cached is not None and cached.exists and length is not None and offset + length <= cached.end:
+            head = self._head(run_id, name)
+            same = head.gen == cached.gen and head.base_etag == cached.base_etag
+            state = cached if same else self._load(run_id, name, base=head)
+        else:
             state = self._load(run_id, name)
         if not state.exists:
             raise NotFoundError(f"run {run_id!r} has no file {name!r}")
