@@ -171,8 +171,7 @@ def test_a_file_replaced_while_being_appended_to(fs: FileStorage) -> None:
             other.append(rid, "logs/ev", b"old 3;", offset)
         assert other.append(rid, "logs/ev", b"+more", 3).size == 8
         assert fs.read(rid, "logs/ev") == b"NEW+more"
-        fs.finalize(rid)
-        if hasattr(fs, "compact"):
+        if hasattr(fs, "compact"):  # what the run's end starts in the background, here and now
             fs.compact(rid)
             client, bucket, prefix = fs.client, fs.bucket, fs.prefix  # type: ignore[attr-defined]
             keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
