@@ -1,21 +1,23 @@
 """Benchmark: run files in S3 behind the tracking server, side by side with boto3 on the same S3 server.
 
-    python bench/bench_artifacts.py [--size-mb 1024] [--appends 10000] [--latency-appends 10]
+    python bench/bench_artifacts.py [--size-mb 1024] [--appends 10000] [--latency-appends 10] [--only-latency]
 
 Everything runs on 127.0.0.1: moto's standalone S3 server (a child process), an ``expboard server`` on
 SQLite with ``--artifacts-root s3://...`` (another child process), and the clients in this process.
 
-1. Upload: one ``--size-mb`` file through the server into S3 (``HttpStore.write_file_stream``, one
+1. Live ``logs/`` latency, two rounds alternating a server with S3 behind it and one with a folder behind
+   it: a real TensorBoard (``Tensorboard([run])``) over a Running run; an event record appended to
+   ``logs/`` until TensorBoard's HTTP API serves its step (mean, p50, max; TensorBoard reloads and the
+   mirror polls every second, so appends come at random phases). Next to it the part S3 can change:
+   one mirror poll (file list, head check, new bytes) through the server right after a 4 KB append.
+2. Upload: one ``--size-mb`` file through the server into S3 (``HttpStore.write_file_stream``, one
    streamed PUT) against boto3's own ``upload_file`` of the same file to the same S3 server (its default
    multipart transfer, 8 MiB parts on 10 threads). Ratio target >= 0.70. The server's peak memory (VmHWM)
    before and after is printed; the download back through the server is timed and checked byte for byte,
    next to boto3's ``download_file``.
-2. Appends: ``--appends`` appends of 4 KB to one file through the server (a live event file), timed per
+3. Appends: ``--appends`` appends of 4 KB to one file through the server (a live event file), timed per
    tenth: linear means every tenth takes about as long as the first. Then the run ends and the file is
    compacted; the bytes read back are checked.
-3. Live ``logs/`` latency: a real TensorBoard (``Tensorboard([run])``) over a Running run on a server
-   with S3 behind it and on one with a folder behind it; an event record appended to ``logs/`` until
-   TensorBoard's HTTP API serves its step (p50 and max).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import hashlib
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -203,12 +206,13 @@ def bench_latency(root: Path, server_url: str, appends: int) -> list[float]:
     ws.store.append_file(run.id, name, data, 0)
     offset = len(data)
     lat: list[float] = []
+    phase = random.Random(len(server_url))
     with Tensorboard([run], local_root=str(root / f"tb-{uuid.uuid4().hex[:6]}"), port=0) as tb:
         url = tb.start()
         folder = run_folder_name(run._record)
         _wait_served(url, folder, "loss", 0, timeout=60)
         for i in range(1, appends + 1):
-            time.sleep(0.37)
+            time.sleep(phase.uniform(0.2, 1.2))  # out of step with the 1 s polling and reloading
             rec = frame_record(scalar_event("loss", 1.0 / (i + 1), i))
             t0 = time.perf_counter()
             ws.store.append_file(run.id, name, rec, offset)
@@ -220,11 +224,36 @@ def bench_latency(root: Path, server_url: str, appends: int) -> list[float]:
     return lat
 
 
+def bench_poll(root: Path, server_url: str, polls: int) -> list[float]:
+    """The S3-dependent part of the live latency, without TensorBoard's and the mirror's 1 s phases: one
+    mirror poll (file list, head check, new bytes) through the server right after each 4 KB append."""
+    from expboard.stores.http import HttpStore
+    from expboard.transfer import FolderDownload
+
+    store = HttpStore(server_url, spool_dir=root / f"spool-poll-{uuid.uuid4().hex[:6]}")
+    rid = _run(store)
+    mirror = FolderDownload(store, rid, root / f"poll-{uuid.uuid4().hex[:6]}")
+    piece = os.urandom(4096)
+    offset, times = 0, []
+    for _ in range(polls):
+        offset = store.append_file(rid, "logs/events.out.tfevents.1700000000.poll", piece, offset).size
+        t0 = time.perf_counter()
+        assert mirror.poll() == len(piece)
+        times.append(time.perf_counter() - t0)
+    store.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--appends", type=int, default=10_000)
-    parser.add_argument("--latency-appends", type=int, default=10)
+    parser.add_argument("--latency-appends", type=int, default=10, help="per round; two rounds each")
+    parser.add_argument("--polls", type=int, default=50)
+    parser.add_argument("--only-latency", action="store_true", help="skip the upload and append parts")
+    parser.add_argument(
+        "--fill", type=int, default=0, help="objects put into the bucket first (moto's listings scan the bucket)"
+    )
     args = parser.parse_args()
     os.environ.update(CREDENTIALS)
 
@@ -239,10 +268,42 @@ def main() -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     try:
         _client(endpoint).create_bucket(Bucket=BUCKET)
+        if args.fill:
+            from concurrent.futures import ThreadPoolExecutor
+
+            client = _client(endpoint)
+            with ThreadPoolExecutor(16) as pool:
+                list(
+                    pool.map(
+                        lambda i: client.put_object(Bucket=BUCKET, Key=f"fill/{i:06d}", Body=b"x"), range(args.fill)
+                    )
+                )
+            print(f"# the bucket holds {args.fill:,} other objects")
         with tempfile.TemporaryDirectory(prefix="bench-artifacts-") as tmp:
             root = Path(tmp)
             s3_root = f"s3://{BUCKET}/bench"
-            with ServerProcess(f"sqlite:///{root / 's3.db'}", s3_root) as server:
+            s3_server = ServerProcess(f"sqlite:///{root / 's3.db'}", s3_root)
+            folder_server = ServerProcess(f"sqlite:///{root / 'folder.db'}", root / "artifacts")
+            with s3_server as server, folder_server:
+                lat: dict[str, list[float]] = {"S3": [], "folder": []}
+                polls: dict[str, list[float]] = {"S3": [], "folder": []}
+                for _round in range(2):  # alternated: the load moves
+                    for label, srv in (("S3", s3_server), ("folder", folder_server)):
+                        polls[label] += bench_poll(root, srv.url, args.polls // 2)
+                        lat[label] += bench_latency(root, srv.url, args.latency_appends)
+                for label in ("S3", "folder"):
+                    print(
+                        f"mirror poll through a server with {label} behind it ({len(polls[label])} x): p50 "
+                        f"{statistics.median(polls[label]) * 1000:.0f} ms, max {max(polls[label]) * 1000:.0f} ms"
+                    )
+                for label in ("S3", "folder"):
+                    print(
+                        f"live logs/ latency, server with {label} behind it ({len(lat[label])} x): mean "
+                        f"{statistics.mean(lat[label]):.2f} s, p50 {statistics.median(lat[label]):.2f} s, "
+                        f"max {max(lat[label]):.2f} s"
+                    )
+                if args.only_latency:
+                    return
                 up = bench_upload(root, endpoint, server, args.size_mb << 20)
                 mb = args.size_mb
                 print(
@@ -268,18 +329,10 @@ def main() -> None:
                     f"{ap['tenths'][-1] / ap['tenths'][0]:.2f}; read back ({ap['n'] * 4096 / 1e6:.0f} MB in "
                     f"{ap['n']} objects) {ap['read_s']:.1f} s"
                 )
-                s3_lat = bench_latency(root, server.url, args.latency_appends)
-            with ServerProcess(f"sqlite:///{root / 'folder.db'}", root / "artifacts") as server:
-                folder_lat = bench_latency(root, server.url, args.latency_appends)
-            for label, lat in (("S3", s3_lat), ("folder", folder_lat)):
-                print(
-                    f"live logs/ latency, server with {label} behind it ({len(lat)} x): p50 "
-                    f"{statistics.median(lat):.2f} s, max {max(lat):.2f} s"
-                )
     finally:
         moto.terminate()
         moto.wait(30)
-    print(f"# after: {_uptime()}")
+        print(f"# after: {_uptime()}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("journal_dir", "EXPBOARD_JOURNAL_DIR", None, "where a client keeps metric points the store has not taken past the memory bound, and at exit, until it answers (default: ~/.cache/expboard/journal)"),  # noqa: E501
     S("journal_max_mb", "EXPBOARD_JOURNAL_MAX_MB", 1024.0, "size bound of that journal per store and process; points that do not fit are dropped, counted and reported", "MB", "float"),  # noqa: E501
     S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated TOKEN (scope write) or NAME:SCOPE:TOKEN"),  # noqa: E501
+    S("presign_downloads_mb", "EXPBOARD_PRESIGN_DOWNLOADS_MB", None, "tracking server: files in S3 of at least this size are downloaded from presigned URLs (default: through the server)", "MiB", "float"),  # noqa: E501
     S("pg_bindir", "EXPBOARD_PG_BINDIR", None, "folder holding PostgreSQL's initdb and postgres for a development database"),  # noqa: E501
     S("pg_user", "EXPBOARD_PG_USER", "nobody", "unprivileged user a development PostgreSQL runs as when started by root"),  # noqa: E501
 )

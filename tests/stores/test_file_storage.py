@@ -151,6 +151,36 @@ def test_concurrent_appenders_through_two_storages_lose_and_duplicate_nothing(fs
         other.close()
 
 
+def test_a_file_replaced_while_being_appended_to(fs: FileStorage) -> None:
+    """The replace wins: readers (through either storage) see the new file whole, never the old appends
+    mixed in; the appender's next append at its old offset is a ConflictError (an uploader then writes the
+    file whole again); appends that fit the new file go on from its end. S3 leaves no old appends behind."""
+    other = open_file_storage(fs.uri)  # the appender, on another server
+    try:
+        rid = _rid()
+        offset = 0
+        for i in range(3):
+            offset = other.append(rid, "logs/ev", f"old {i};".encode(), offset).size
+        assert fs.read(rid, "logs/ev") == other.read(rid, "logs/ev", 0, offset)  # both have looked at the chain
+        fs.write(rid, "logs/ev", b"NEW")
+        for storage in (fs, other):
+            assert storage.read(rid, "logs/ev") == b"NEW"
+            assert storage.read(rid, "logs/ev", 0, 3) == b"NEW"  # a range inside the old chain: still new
+            assert [(i.name, i.size) for i in storage.list(rid)] == [("logs/ev", 3)]
+        with pytest.raises(ConflictError, match="re-upload the whole file"):
+            other.append(rid, "logs/ev", b"old 3;", offset)
+        assert other.append(rid, "logs/ev", b"+more", 3).size == 8
+        assert fs.read(rid, "logs/ev") == b"NEW+more"
+        if hasattr(fs, "compact"):  # what the run's end starts in the background, here and now
+            fs.compact(rid)
+            client, bucket, prefix = fs.client, fs.bucket, fs.prefix  # type: ignore[attr-defined]
+            keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+            assert [k[len(prefix) :] for k in keys] == [f"{rid}/logs/ev"]
+        assert other.read(rid, "logs/ev") == b"NEW+more"
+    finally:
+        other.close()
+
+
 def test_racing_appends_at_one_offset_store_one(fs: FileStorage) -> None:
     other = open_file_storage(fs.uri)
     rid = _rid()
@@ -207,6 +237,33 @@ def test_s3_appends_cost_constant_requests_and_only_their_bytes(s3fs: Any) -> No
     assert sum(size for _op, size in calls) == n * 4096  # never a rewrite
     assert {op for op, _ in calls} == {"HeadObject", "PutObject"}
     assert s3fs.read(rid, "logs/events") == piece * (n + 1)
+
+
+def test_s3_live_mirror_poll_costs_listings_and_the_new_bytes_only(s3fs: Any, tmp_path: Path) -> None:
+    """What a live TensorBoard mirror asks every second: the file list, then the new bytes (and a check of
+    the file's head). Over S3: one listing per folder and per appended file, and one HEAD per read (no
+    listing); the bytes this storage appended itself are not fetched again."""
+    from expboard.stores.sql import SqlStore
+    from expboard.transfer import FolderDownload
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'h.db'}", s3fs)
+    exp = store.get_or_create_experiment("mirror").name
+    from expboard.records import RunRecord, RunStatus
+
+    rid = store.create_run(RunRecord(_rid(), exp, RunStatus.RUNNING, 0.0)).run_id
+    mirror = FolderDownload(store, rid, tmp_path / "mirror")
+    name, offset = "logs/events.out.tfevents.1", 0
+    for i in range(3):
+        offset = s3fs.append(rid, name, bytes([i]) * 100, offset).size
+        s3fs.calls.clear()
+        assert mirror.poll() == 100
+        ops = [op for op, _size in s3fs.calls]
+        assert ops.count("ListObjectsV2") == 3, ops  # the run's objects, its appended files, the new appends
+        assert ops.count("HeadObject") == (2 if i else 1), ops  # one per read (the head check, the new bytes)
+        assert ops.count("GetObject") == 0, ops  # bytes this storage appended are kept (they never change)
+    assert (tmp_path / "mirror" / "events.out.tfevents.1").read_bytes() == b"".join(bytes([i]) * 100 for i in range(3))
+    store.files = open_file_storage(str(tmp_path / "unused"))  # the S3 storage is the fixture's to close
+    store.close()
 
 
 def test_s3_compaction_makes_one_object_and_keeps_appending(s3fs: Any) -> None:

@@ -170,10 +170,13 @@ def create_app(
     store: Store,
     tokens: list[str] | list[Token] | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    presign_min_bytes: int | None = None,
 ) -> Any:
     """The ASGI app serving ``store``. With ``tokens`` (bare strings are write tokens), every route but
     health and the API docs needs one as a bearer token, and the token's scope decides what it may do.
-    Bodies over ``max_request_bytes`` get 413."""
+    Bodies over ``max_request_bytes`` get 413. With ``presign_min_bytes``, a download of a whole file of
+    at least that size in object storage is answered 307 with a presigned URL (the client fetches it from
+    the storage itself); without, or for any other file, files go through the server."""
     from .. import __version__ as version
 
     api = FastAPI(
@@ -539,9 +542,19 @@ def create_app(
         offset: int = Query(0, ge=0, le=_INT64_MAX),
         length: int | None = Query(None, ge=0, le=_INT64_MAX),
     ) -> Response:
-        """Download a file, streamed; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length."""
+        """Download a file, streamed; honours ``Range: bytes=start-[end]`` (answered 206) or offset/length.
+        A server started with presigned downloads answers 307 to a URL in the object storage for large
+        files stored as one object (unless offset/length are given); the Range header works there too."""
         check_run_id(run_id)
         name = check_file_name(name)
+        if (
+            presign_min_bytes is not None
+            and "offset" not in request.query_params
+            and "length" not in request.query_params
+        ):
+            url = await call(store.presigned_file_url, run_id, name, presign_min_bytes)
+            if url is not None:
+                return Response(status_code=307, headers={"location": url, "cache-control": "no-store"})
         range_header = request.headers.get("range")
         status = 200
         if range_header is not None:
@@ -555,10 +568,9 @@ def create_app(
             if offset > _INT64_MAX or (length is not None and length > _INT64_MAX):
                 raise ValidationError(f"invalid Range {range_header!r}: positions go up to {_INT64_MAX}")
             status = 206
-        info = await call(store.file_info, run_id, name)
+        info, pieces = await call(store.open_file_read, run_id, name, offset, length)  # one look-up for both
         start = min(offset, info.size)
         stop = info.size if length is None else min(info.size, offset + length)
-        pieces = await call(store.iter_file, run_id, name, start, stop - start)
         headers = {"accept-ranges": "bytes", "content-length": str(stop - start)}
         if status == 206:
             span = f"{start}-{stop - 1}" if stop > start else "*"

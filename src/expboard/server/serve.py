@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import settings
+
 __all__ = ["APP_EXTENSIONS", "add_arguments", "build_parser", "cmd_server", "main", "register", "serve"]
 
 # Upper layers (the team TensorBoard) plug in here without the server importing them: each entry gets the
@@ -52,6 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "bare TOKEN (scope write); also EXPBOARD_SERVER_TOKENS=tok1,name:read:tok2",
     )
     p.add_argument("--max-request-mb", type=float, default=64, help="largest request body in MiB (default 64)")
+    p.add_argument(
+        "--presign-downloads-mb",
+        type=float,
+        default=settings.get("presign_downloads_mb"),
+        help="redirect downloads of files of at least this many MiB in S3 to presigned URLs, so clients fetch "
+        "them from the object storage itself (they must reach its endpoint); default: everything through the "
+        "server (EXPBOARD_PRESIGN_DOWNLOADS_MB)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +96,7 @@ def serve(
     max_request_bytes: int = 64 * 1024 * 1024,
     s3_endpoint_url: str | None = None,
     wrappers: Sequence[AppWrapper] = (),
+    presign_min_bytes: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then close the store. ``wrappers``: see ``APP_EXTENSIONS``."""
     from ..errors import ConfigError
@@ -112,7 +123,7 @@ def serve(
     store = SqlStore(backend_store_uri, open_file_storage(artifacts_root, **options))
     closers: list[Callable[[], None]] = []
     try:
-        app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes)
+        app = create_app(store, tokens=tokens, max_request_bytes=max_request_bytes, presign_min_bytes=presign_min_bytes)
         for wrap in wrappers:
             app, close = wrap(app, store, [t.secret for t in tokens])  # any scope may read
             closers.append(close)
@@ -188,6 +199,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         max_request_bytes=int(args.max_request_mb * 1024 * 1024),
         s3_endpoint_url=args.s3_endpoint_url,
         wrappers=[w for w in (ext(args) for ext in APP_EXTENSIONS) if w is not None],
+        presign_min_bytes=None if args.presign_downloads_mb is None else int(args.presign_downloads_mb * 1024 * 1024),
     )
     return 0
 

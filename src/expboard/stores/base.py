@@ -267,6 +267,21 @@ class Store(ABC):
             want = self.read_piece_bytes if length is None else min(length, self.read_piece_bytes)
             piece = self.read_file(run_id, name, offset, want)
 
+    def open_file_read(
+        self, run_id: str, name: str, offset: int = 0, length: int | None = None
+    ) -> tuple[FileInfo, Iterator[bytes]]:
+        """A file's info and its bytes from ``offset`` (``length`` of them or to the end, clamped to the size
+        in the info), for a download's answer; stores with a file storage behind them look the file up once."""
+        info = self.file_info(run_id, name)
+        start = min(offset, info.size)
+        stop = info.size if length is None else min(info.size, offset + length)
+        return info, self.iter_file(run_id, name, start, stop - start)
+
+    def presigned_file_url(self, run_id: str, name: str, min_size: int = 0) -> str | None:
+        """A URL to download the file straight from its object storage without credentials (a tracking
+        server redirects large downloads to it), when the file storage can give one; else None."""
+        return None
+
     def file_info(self, run_id: str, name: str) -> FileInfo:
         """One file's name, size and modification time; NotFoundError if there is none."""
         from ..errors import NotFoundError

@@ -117,9 +117,24 @@ class FileStorage(ABC):
     def read(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join(self.iter_read(run_id, name, offset, length))
 
+    def open_read(
+        self, run_id: str, name: str, offset: int = 0, length: int | None = None
+    ) -> tuple[FileInfo, Iterator[bytes]]:
+        """The file's info and its bytes from ``offset`` (``length`` of them, or to the end; clamped to the
+        size in the info), looked up once where the storage can (what a download answers with)."""
+        info = self.stat(run_id, name)
+        start = min(offset, info.size)
+        stop = info.size if length is None else min(info.size, offset + length)
+        return info, self.iter_read(run_id, name, start, stop - start)
+
     @abstractmethod
     def list(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         """The run's files whose names start with ``prefix``, sorted by name."""
+
+    def presigned_url(self, run_id: str, name: str, min_size: int = 0, expires_s: int = 900) -> str | None:
+        """A URL any HTTP client can GET the file from for ``expires_s`` seconds, without credentials, when
+        the storage can give one and the file has at least ``min_size`` bytes; else None (the folder: never)."""
+        return None
 
     def finalize(self, run_id: str) -> None:  # noqa: B027 (optional hook)
         """The run has ended: a storage may now compact its appended files (the folder has nothing to do)."""

@@ -45,10 +45,13 @@ import random
 import stat
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -83,6 +86,8 @@ _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 _log = logging.getLogger(__name__)
 _BLOCK = 1024 * 1024  # how much of a streamed request body is read and sent at a time
 FILE_PIECE_BYTES = 8 * 1024 * 1024  # downloads travel in ranges of this size
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RANGES_AHEAD = 4  # ranges of a download in flight at once
 _APPEND_SUFFIX = ".append"  # a spooled file append: one JSON header line (run, name, offset), then the bytes
 
 
@@ -955,7 +960,73 @@ class HttpStore(Store):
         if length == 0:
             return bytes(self._request("GET", f"{path}?offset={offset}&length=0").body)
         end = "" if length is None else str(offset + length - 1)
-        return bytes(self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"}).body)
+        resp = self._request("GET", path, headers={"Range": f"bytes={offset}-{end}"})
+        if resp.status in _REDIRECTS and "location" in resp.headers:
+            return self._read_presigned(resp.headers["location"], offset, end)
+        return bytes(resp.body)
+
+    def _read_presigned(self, url: str, offset: int, end: str) -> bytes:
+        """A range of a file from the presigned URL a server redirected to: straight from the object
+        storage, without this store's token (the URL carries its own signature); retried like any request."""
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-{end}"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as answer:
+                    return bytes(answer.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code == 416:  # the range starts at or past the end: nothing there, as the server answers
+                    return b""
+                if exc.code not in _TRANSIENT_STATUSES and exc.code < 500:
+                    raise StoreUnavailableError(
+                        f"object storage refused the presigned download the tracking server {self.url} gave "
+                        f"(HTTP {exc.code}); it may have expired: read the file again"
+                    ) from None
+                error: Exception = exc
+            except _CONNECTION_ERRORS as exc:
+                error = exc
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailableError(
+                    f"object storage unreachable for a presigned download ({type(error).__name__}: {error}); "
+                    "a client must reach the storage's endpoint when the server redirects downloads there"
+                ) from None
+            time.sleep(delay * (0.75 + random.random() / 2))
+            delay = min(delay * 2, 2.0)
+
+    def iter_file(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """A file's bytes in ranges of ``read_piece_bytes``, up to ``_RANGES_AHEAD`` of them fetched at once
+        (as boto3's downloads do), each retried on its own; NotFoundError is raised at once."""
+        want = self.read_piece_bytes if length is None else min(length, self.read_piece_bytes)
+        first = self.read_file(run_id, name, offset, want)
+        return self._iter_ahead(run_id, name, first, offset, length)
+
+    def _iter_ahead(self, run_id: str, name: str, first: bytes, offset: int, length: int | None) -> Iterator[bytes]:
+        piece = self.read_piece_bytes
+        stop = None if length is None else offset + length
+        yield first
+        if len(first) < piece or (stop is not None and offset + len(first) >= stop):
+            return
+        pos = offset + len(first)
+        pool = ThreadPoolExecutor(_RANGES_AHEAD, thread_name_prefix="expboard-download")
+        ahead: deque[Future[bytes]] = deque()
+        try:
+            while True:
+                while len(ahead) < _RANGES_AHEAD and (stop is None or pos < stop):
+                    n = piece if stop is None else min(piece, stop - pos)
+                    ahead.append(pool.submit(self.read_file, run_id, name, pos, n))
+                    pos += n
+                if not ahead:
+                    return
+                data = ahead.popleft().result()
+                if data:
+                    yield data
+                if len(data) < piece:  # the end of the file (ranges asked past it come back empty)
+                    return
+        finally:
+            for f in ahead:
+                f.cancel()
+            pool.shutdown(wait=True)
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         return [self._info(i) for i in self._json("GET", f"{API}/runs/{_rid(run_id)}/files", prefix=prefix)]

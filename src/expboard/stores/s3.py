@@ -57,6 +57,7 @@ _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _PRECONDITION = frozenset({"412", "PreconditionFailed", "ConditionalRequestConflict"})
 _CONNECTION_ERRORS = (botocore.exceptions.BotoCoreError, OSError)
 _CACHE_SIZE = 4096
+_CHUNK_CACHE_BYTES = 16 * 1024 * 1024  # bytes of small append objects kept (they never change)
 
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
@@ -105,6 +106,7 @@ class _Segment:
     hi: int
     offset: int  # where the object's byte 0 is in the file
     etag: str | None = None  # for the whole object: read only while it is unchanged
+    size: int = -1  # for an append object: its size (a small one is fetched whole and kept)
 
 
 class _S3Writer(FileWriter):
@@ -227,6 +229,8 @@ class S3Files(FileStorage):
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="expboard-s3")
         self._states: OrderedDict[tuple[str, str], _State] = OrderedDict()
         self._states_lock = threading.Lock()
+        self._chunk_bytes: OrderedDict[str, bytes] = OrderedDict()  # small append objects' bytes, by key
+        self._chunk_bytes_total = 0
         self._file_locks = [threading.Lock() for _ in range(64)]
         self._compact_queue: queue.Queue[str | None] = queue.Queue()
         self._compactor: threading.Thread | None = None
@@ -314,10 +318,29 @@ class S3Files(FileStorage):
             base_modified=head["LastModified"].timestamp(),
         )
 
-    def _load(self, run_id: str, name: str, list_new: bool = True, cached: bool = True) -> _State:
-        """The file's state: its whole object (one HEAD) and the chain of appends, from the cache where it
-        is still valid (same generation) plus, with ``list_new`` or no cache, the appends listed since."""
-        state = self._head(run_id, name)
+    def _cached(self, run_id: str, name: str) -> _State | None:
+        with self._states_lock:
+            return self._states.get((run_id, name))
+
+    def _base_from_listing(self, run_id: str, name: str, obj: dict[str, Any] | None) -> _State:
+        """The whole object's part of a file's state from a listing entry (``None``: no whole object), with
+        no request: the generation, which only a HEAD shows, is taken from the cache while the object's ETag
+        and modification time are the ones cached (a replaced object has a new modification time); else HEAD."""
+        if obj is None:
+            return _State(gen=_NO_BASE_GEN)
+        old = self._cached(run_id, name)
+        etag, modified = str(obj["ETag"]), obj["LastModified"].timestamp()
+        if old is not None and old.base_etag == etag and old.base_modified == modified:
+            return _State(gen=old.gen, base_size=int(obj["Size"]), base_etag=etag, base_modified=modified)
+        return self._head(run_id, name)
+
+    def _load(
+        self, run_id: str, name: str, list_new: bool = True, cached: bool = True, base: _State | None = None
+    ) -> _State:
+        """The file's state: its whole object (one HEAD, or ``base`` when a listing has just shown it) and
+        the chain of appends, from the cache where it is still valid (same generation) plus, with
+        ``list_new`` or no cache, the appends listed since."""
+        state = base if base is not None else self._head(run_id, name)
         with self._states_lock:
             old = self._states.get((run_id, name)) if cached else None
         if old is not None and old.gen == state.gen:
@@ -388,6 +411,8 @@ class S3Files(FileStorage):
                     state = self._load(run_id, name, list_new=True)  # lost a race: look again
                     continue
                 now = time.time()
+                if len(rest) <= _SMALL:
+                    self._keep_chunk(chunk_key, rest)
                 state.chunks.append(_Chunk(end, len(rest), chunk_key, now))
                 self._remember(run_id, name, state)
                 return FileInfo(name=name, size=end + len(rest), modified=now)
@@ -401,13 +426,43 @@ class S3Files(FileStorage):
         return FileInfo(name=name, size=state.end, modified=state.modified)
 
     def iter_read(self, run_id: str, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        return self.open_read(run_id, name, offset, length)[1]
+
+    def open_read(
+        self, run_id: str, name: str, offset: int = 0, length: int | None = None
+    ) -> tuple[FileInfo, Iterator[bytes]]:
+        """One look at the file for both its size and its bytes. A range inside the chain already known
+        costs one HEAD and no listing: append objects never change, so the chain stays true while the HEAD
+        shows the same generation and whole object (a replaced or compacted file is looked at again)."""
         name = check_file_name(name)
         self._check_range(offset, length)
-        state = self._load(run_id, name)
+        cached = self._cached(run_id, name)
+        if cached is not None and cached.exists and length is not None and offset + length <= cached.end:
+            head = self._head(run_id, name)
+            same = head.gen == cached.gen and head.base_etag == cached.base_etag
+            state = cached if same else self._load(run_id, name, base=head)
+        else:
+            state = self._load(run_id, name)
         if not state.exists:
             raise NotFoundError(f"run {run_id!r} has no file {name!r}")
+        start = min(offset, state.end)
         stop = state.end if length is None else min(state.end, offset + length)
-        return self._stream(run_id, name, state, offset, stop)
+        info = FileInfo(name=name, size=state.end, modified=state.modified)
+        return info, self._stream(run_id, name, state, start, stop)
+
+    def presigned_url(self, run_id: str, name: str, min_size: int = 0, expires_s: int = 900) -> str | None:
+        """A presigned GET URL of the file's whole object (signed with the server's credentials, at its
+        endpoint), when the file is one object of at least ``min_size`` bytes; None while appended parts
+        are not compacted into it yet (those are read through the server)."""
+        name = check_file_name(name)
+        state = self._load(run_id, name)
+        if state.chunks or state.base_etag is None or state.base_size < min_size:
+            return None
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(run_id, name)}, ExpiresIn=expires_s
+            )
+        )
 
     def _segments(self, run_id: str, name: str, state: _State, start: int, stop: int) -> builtins.list[_Segment]:
         out = []
@@ -416,7 +471,7 @@ class S3Files(FileStorage):
         for c in state.chunks:
             if c.start + c.size > start and c.start < stop:
                 lo, hi = max(start, c.start) - c.start, min(stop, c.start + c.size) - c.start
-                out.append(_Segment(c.key, lo, hi, c.start))
+                out.append(_Segment(c.key, lo, hi, c.start, size=c.size))
         return out
 
     def _get(self, seg: _Segment) -> Any:
@@ -425,12 +480,40 @@ class S3Files(FileStorage):
             kwargs["IfMatch"] = seg.etag
         return self._call(self.client.get_object, **kwargs)["Body"]
 
+    def _keep_chunk(self, key: str, data: bytes) -> None:
+        with self._states_lock:
+            if key in self._chunk_bytes:
+                return
+            self._chunk_bytes[key] = data
+            self._chunk_bytes_total += len(data)
+            while self._chunk_bytes_total > _CHUNK_CACHE_BYTES:
+                self._chunk_bytes_total -= len(self._chunk_bytes.popitem(last=False)[1])
+
+    def _kept_chunk(self, key: str) -> bytes | None:
+        with self._states_lock:
+            data = self._chunk_bytes.get(key)
+            if data is not None:
+                self._chunk_bytes.move_to_end(key)
+            return data
+
     def _get_bytes(self, seg: _Segment) -> bytes:
+        """A segment's bytes. A small append object (immutable: its key is never written twice) is fetched
+        whole and kept, so the live mirror's next look at it, or at bytes this server appended, costs no
+        request."""
+        small = seg.etag is None and 0 < seg.size <= _SMALL
+        if small:
+            kept = self._kept_chunk(seg.key)
+            if kept is not None:
+                return kept[seg.lo : seg.hi]
+            seg = _Segment(seg.key, 0, seg.size, seg.offset, size=seg.size)
         body = self._get(seg)
         try:
-            return bytes(self._call(body.read))
+            data = bytes(self._call(body.read))
         finally:
             body.close()
+        if small:
+            self._keep_chunk(seg.key, data)
+        return data
 
     def _pieces(self, segments: builtins.list[_Segment]) -> Iterator[tuple[_Segment, bytes]]:
         """The bytes of each segment in order; runs of small segments fetched several at a time."""
@@ -478,18 +561,20 @@ class S3Files(FileStorage):
     def list(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         base = f"{self.prefix}{check_storage_run_id(run_id)}/"
         out: dict[str, FileInfo] = {}
+        objects: dict[str, dict[str, Any]] = {}
         for page in self._pages(Prefix=base + prefix):
             for obj in page.get("Contents", ()):
                 name = obj["Key"][len(base) :]
+                objects[name] = obj
                 out[name] = FileInfo(name=name, size=int(obj["Size"]), modified=obj["LastModified"].timestamp())
         appended = self._appends(run_id)
         names = []
         for page in self._pages(Prefix=appended + quote(prefix, safe=""), Delimiter="/"):
             for common in page.get("CommonPrefixes", ()):
                 names.append(unquote(common["Prefix"][len(appended) : -1]))
-        for name in names:
+        for name in names:  # the whole objects were just listed: one listing of new appends each, no HEAD
             try:
-                state = self._load(run_id, name)
+                state = self._load(run_id, name, base=self._base_from_listing(run_id, name, objects.get(name)))
             except ValidationError:
                 continue
             if state.exists:

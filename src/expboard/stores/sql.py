@@ -1178,6 +1178,15 @@ class SqlStore(QueryStore):
     def file_info(self, run_id: str, name: str) -> FileInfo:
         return self.files.stat(run_id, name)
 
+    def open_file_read(
+        self, run_id: str, name: str, offset: int = 0, length: int | None = None
+    ) -> tuple[FileInfo, Iterator[bytes]]:
+        return self.files.open_read(run_id, name, offset, length)
+
+    def presigned_file_url(self, run_id: str, name: str, min_size: int = 0) -> str | None:
+        check_run_id(run_id)
+        return self.files.presigned_url(run_id, name, min_size)
+
     # --- queries over many runs (QueryStore) -------------------------------------------------------
     def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column IN (...)``: one array parameter on PostgreSQL (long placeholder lists are slow to
