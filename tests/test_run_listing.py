@@ -114,6 +114,7 @@ def test_metric_filter_works_when_an_older_workspace_is_upgraded(tmp_path: Path)
     db.executescript(
         "DROP INDEX runs_by_created; DROP INDEX runs_by_experiment_created; DROP INDEX metric_chunks_by_run_id;"
         "DROP TABLE experiment_tags; ALTER TABLE experiments DROP COLUMN archived;"  # and what came after it
+        "DROP TABLE workspace_objects;"
         "DELETE FROM schema_version WHERE version >= 3;"
     )
     db.close()
