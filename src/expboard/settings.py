@@ -54,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("ray_plan", "EXPBOARD_RAY_PLAN", None, "what a Ray queue/gang driver job runs: resources, node count, interpreter (set by the Ray target)"),  # noqa: E501
     S("ray_node_id", "EXPBOARD_RAY_NODE_ID", None, "the Ray node a rank of a multi-node run runs on (set for its script)"),  # noqa: E501
     S("agent_log", "EXPBOARD_AGENT_LOG", None, "file a compute target sends the run agent's own output to (set by the target)"),  # noqa: E501
+    S("env_cache_dir", "EXPBOARD_ENV_CACHE_DIR", None, "where the local target keeps the virtual environments it builds for runs' environments (default: ~/.cache/expboard/envs)"),  # noqa: E501
     S("spool_dir", "EXPBOARD_SPOOL_DIR", None, "where a client keeps metrics a tracking server has not taken yet (default: ~/.cache/expboard/spool)"),  # noqa: E501
     S("server_tokens", "EXPBOARD_SERVER_TOKENS", None, "tracking server: accepted bearer tokens, comma-separated TOKEN (scope write) or NAME:SCOPE:TOKEN"),  # noqa: E501
     S("pg_bindir", "EXPBOARD_PG_BINDIR", None, "folder holding PostgreSQL's initdb and postgres for a development database"),  # noqa: E501
