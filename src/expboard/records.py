@@ -136,10 +136,16 @@ class WorkspaceObjectRecord:
     created: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "version": self.version, "body": dict(self.body),
-                "created": self.created}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "body": dict(self.body),
+            "created": self.created,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkspaceObjectRecord:
-        return cls(str(data["kind"]), str(data["name"]), int(data["version"]), dict(data["body"]),
-                   float(data["created"]))
+        return cls(
+            str(data["kind"]), str(data["name"]), int(data["version"]), dict(data["body"]), float(data["created"])
+        )

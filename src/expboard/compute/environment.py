@@ -63,6 +63,7 @@ __all__ = [
     "EnvironmentBuildError",
     "PreparedEnvironment",
     "PythonSection",
+    "check_buildable",
     "environment_key",
     "prepare_environment",
     "ray_runtime_env",
@@ -275,7 +276,8 @@ class PythonSection:
     def conda_dependencies(self, value: CondaDependencies) -> None:
         if not isinstance(value, CondaDependencies):
             raise ValidationError(
-                "python.conda_dependencies must be a CondaDependencies, like CondaDependencies.create(pip_packages=[...])"
+                "python.conda_dependencies must be a CondaDependencies, like "
+                "CondaDependencies.create(pip_packages=[...])"
             )
         self._conda = value
 
@@ -477,9 +479,11 @@ class PreparedEnvironment:
 
 
 def _expboard_fingerprint() -> dict[str, str]:
-    import expboard
-
-    return {"expboard": str(Path(expboard.__file__).resolve().parent), "version": str(expboard.__version__)}
+    try:
+        version = importlib.metadata.version("expboard")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "unknown"
+    return {"expboard": str(Path(__file__).resolve().parents[1]), "version": version}
 
 
 def _build_spec(definition: Mapping[str, Any]) -> dict[str, Any]:
@@ -590,6 +594,19 @@ def _conda_error(packages: Sequence[str]) -> EnvironmentBuildError:
     )
 
 
+def check_buildable(definition: Mapping[str, Any] | None) -> None:
+    """Raise EnvironmentBuildError when a target that builds with pip cannot make this environment."""
+    if not definition or (definition.get("python") or {}).get("userManagedDependencies"):
+        return
+    spec = _build_spec(definition)
+    if spec["conda"]:
+        raise _conda_error(spec["conda"])
+    if (definition.get("docker") or {}).get("enabled"):
+        raise EnvironmentBuildError(
+            "docker.enabled is True: runs on this target do not use containers; leave docker.enabled False"
+        )
+
+
 def prepare_environment(
     definition: Mapping[str, Any] | None,
     log: Callable[[bytes], None],
@@ -604,13 +621,8 @@ def prepare_environment(
         if not python:
             raise EnvironmentBuildError(f"python.interpreter_path {path!r} is not an interpreter on this machine")
         return PreparedEnvironment(python, str(Path(python).parent))
+    check_buildable(definition)
     spec = _build_spec(definition)
-    if spec["conda"]:
-        raise _conda_error(spec["conda"])
-    if (definition.get("docker") or {}).get("enabled"):
-        raise EnvironmentBuildError(
-            "docker.enabled is True: runs on this target do not use containers; leave docker.enabled False"
-        )
     key = environment_key(definition)
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -626,7 +638,7 @@ def prepare_environment(
             log(f"[expboard] environment {name!r}: another run is building it; waiting\n".encode())
             while True:
                 if should_stop():
-                    raise EnvironmentBuildError("canceled while waiting for the environment's build")
+                    raise EnvironmentBuildError("canceled while waiting for the environment's build") from None
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
@@ -654,7 +666,12 @@ def _run_logged(
     env.update({"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "PYTHONUNBUFFERED": "1"})
     env.pop("PYTHONPATH", None)
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     assert proc.stdout is not None
 
