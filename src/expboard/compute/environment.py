@@ -509,9 +509,9 @@ def environment_key(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _needed_modules() -> list[Path]:
+def _needed_modules() -> dict[str, Path]:
     """Where expboard and every package of its own dependency tree (markers evaluated, no extras) are
-    imported from in this interpreter: the folders and modules a built environment links to."""
+    imported from in this interpreter, and their metadata folders: what a built environment links to."""
     from packaging.requirements import Requirement
 
     seen: set[str] = set()
@@ -532,17 +532,28 @@ def _needed_modules() -> list[Path]:
             if req.marker is not None and not req.marker.evaluate({"extra": ""}):
                 continue
             todo.append(req.name)
-    paths: list[Path] = []
+    links: dict[str, Path] = {}  # the name in the environment's link folder -> what it links to
     for dist in dists:
+        for f in dist.files or []:  # its metadata too: packages read their own version (importlib.metadata)
+            if f.name in ("METADATA", "PKG-INFO") and f.parent.name.endswith((".dist-info", ".egg-info")):
+                meta = Path(str(dist.locate_file(f))).parent
+                links[meta.name] = meta
+                break
         for top in _top_level_names(dist):
             spec = importlib.util.find_spec(top) if top.isidentifier() else None
-            if spec is None or spec.origin in (None, "built-in", "frozen"):
+            if spec is None or spec.origin in ("built-in", "frozen"):
                 continue
-            if spec.submodule_search_locations:
-                paths.extend(Path(p) for p in spec.submodule_search_locations)
+            if spec.origin is None:  # a namespace package (google.*): its parts of this distribution only
+                for f in dist.files or []:
+                    parts = Path(str(f)).parts
+                    if len(parts) >= 2 and parts[0] == top and parts[1] != "__pycache__":
+                        links.setdefault(f"{top}/{parts[1]}", Path(str(dist.locate_file(Path(top, parts[1])))))
+            elif spec.submodule_search_locations:
+                for location in spec.submodule_search_locations:
+                    links.setdefault(top, Path(location))
             else:
-                paths.append(Path(str(spec.origin)))
-    return paths
+                links.setdefault(Path(str(spec.origin)).name, Path(str(spec.origin)))
+    return links
 
 
 def _top_level_names(dist: importlib.metadata.Distribution) -> list[str]:
@@ -719,8 +730,9 @@ def _build(
     # expboard and its own dependencies, after the environment's site-packages on sys.path (a .pth file)
     host = venv / _HOST_FOLDER
     host.mkdir()
-    for target in _needed_modules():
-        link = host / target.name
+    for name, target in _needed_modules().items():
+        link = host / name
+        link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists() and not link.is_symlink():
             link.symlink_to(target)
     (_site_packages(venv) / "zz-expboard-host.pth").write_text(str(host) + "\n")
