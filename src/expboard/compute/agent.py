@@ -254,6 +254,11 @@ class Agent:
         definition = config.get("environment_definition")
         python = (definition or {}).get("python") or {}
         if config.get("environment_build") == "runtime_env" and not python.get("userManagedDependencies"):
+            # Ray activated the job's pip environment (VIRTUAL_ENV, PATH) before starting this agent, whose
+            # interpreter may be given by its full path: the script runs in that environment.
+            venv = os.environ.get("VIRTUAL_ENV")
+            if venv and (Path(venv) / "bin" / "python").exists():
+                return PreparedEnvironment(str(Path(venv) / "bin" / "python"), str(Path(venv) / "bin"))
             return PreparedEnvironment(sys.executable, str(Path(sys.executable).parent))
         last_flush = [time.monotonic()]
 
