@@ -244,3 +244,19 @@ def test_user_managed_command_and_max_duration(ws: Workspace, project: Callable[
     assert details["error"]["code"] == "MaxRunDurationExceeded"
     assert "max_run_duration_seconds (2 s)" in details["error"]["message"]
     assert b"started" in read(slow, "system_logs/driver.log")
+
+
+def test_ray_runtime_env_mapping(wheels: Path) -> None:
+    from expboard.compute.environment import ray_runtime_env
+
+    env = tiny_env("tiny", wheels, "azureml-defaults")
+    assert ray_runtime_env(env.to_json()) == {
+        "env_vars": {"FROM_ENV": "env", "BOTH": "env"},
+        "pip": {"packages": ["--no-index", f"--find-links {wheels}", "tinypkg==1.0"], "pip_check": False},
+    }
+    env.python.user_managed_dependencies = True
+    assert ray_runtime_env(env.to_json()) == {"env_vars": {"FROM_ENV": "env", "BOTH": "env"}}
+    env.python.user_managed_dependencies = False
+    env.python.conda_dependencies.add_conda_package("cudatoolkit=11")
+    with pytest.raises(EnvironmentBuildError, match="cudatoolkit"):
+        ray_runtime_env(env.to_json())

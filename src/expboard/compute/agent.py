@@ -14,7 +14,11 @@ What it does:
 
 - claims the run (a compare-and-set Queued -> Starting, so two agents never run one run), unpacks
   ``snapshot.zip`` into a fresh temporary folder and reads ``runconfig.json``;
-- starts ``python -u <script> <arguments>`` there in its own process group (session), with
+- makes the run's environment (``environment_definition`` in runconfig.json, see :mod:`.environment`): a
+  cached virtual environment built (or found built) on this machine, streaming the build into the driver
+  log, or the interpreter as it is (user-managed), or the pip environment Ray activated for the job;
+- starts ``python -u <script> <arguments>`` (or the run's ``command``) there, with the environment's
+  interpreter, in its own process group (session), with
   ``EXPBOARD_RUN_ID``, the workspace's variables and ``PYTHONUNBUFFERED=1`` in its environment, so that
   ``Run.get_context()`` in the script returns the submitted run;
 - appends the script's stdout and stderr to ``system_logs/driver.log`` about every second;
@@ -26,6 +30,8 @@ What it does:
   its process group is killed too; on Linux the script also dies with the agent (``PR_SET_PDEATHSIG``), and a
   watcher process (``sh``, in a session of its own) kills the script's process group once the agent is gone,
   however it ended (SIGKILL, its Ray node lost);
+- cancels the script the same way when it runs longer than ``max_run_duration_seconds`` (the run ends
+  Canceled with error code ``MaxRunDurationExceeded``);
 - at the end uploads ``./outputs``, records the exit code and the tail of stderr in the run's error when
   the script failed, and removes the working copy.
 
