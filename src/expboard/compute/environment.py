@@ -730,8 +730,8 @@ def _build(
     # expboard and its own dependencies, after the environment's site-packages on sys.path (a .pth file)
     host = venv / _HOST_FOLDER
     host.mkdir()
-    for name, target in _needed_modules().items():
-        link = host / name
+    for link_name, target in _needed_modules().items():
+        link = host / link_name
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists() and not link.is_symlink():
             link.symlink_to(target)
