@@ -232,13 +232,13 @@ def test_user_managed_command_and_max_duration(ws: Workspace, project: Callable[
     slow = exp.submit(
         ScriptRunConfig(src, command="echo started; sleep 120", environment=env, max_run_duration_seconds=2)
     )
-    listed.wait_for_completion(timeout=60)
-    shell.wait_for_completion(timeout=60)
+    listed.wait_for_completion(timeout=180)  # generous: three runs start at once on a loaded machine
+    shell.wait_for_completion(timeout=180)
     assert f"python {sys.executable} ['--x', '1']" in read(listed, "system_logs/driver.log").decode()
     log = read(shell, "system_logs/driver.log").decode()
     assert f"python {sys.executable} ['--y', '2']" in log and "shell-done" in log
     assert listed.get_details()["properties"]["expboard.environment"] == "mine:unregistered"
-    slow.wait_for_completion(timeout=60)  # Canceled does not raise
+    slow.wait_for_completion(timeout=180)  # Canceled does not raise
     details = slow.get_details()
     assert details["status"] == RunStatus.CANCELED.value
     assert details["error"]["code"] == "MaxRunDurationExceeded"
