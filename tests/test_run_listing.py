@@ -116,6 +116,7 @@ def test_metric_filter_works_when_an_older_workspace_is_upgraded(tmp_path: Path)
         "DROP TABLE experiment_tags; ALTER TABLE experiments DROP COLUMN archived;"  # and what came after it
         "DROP INDEX runs_number; ALTER TABLE runs DROP COLUMN description; ALTER TABLE runs DROP COLUMN number;"
         "ALTER TABLE experiments DROP COLUMN run_count;"
+        "DROP TABLE workspace_objects;"
         "DELETE FROM schema_version WHERE version >= 3;"
     )
     db.close()

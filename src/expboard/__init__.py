@@ -6,7 +6,7 @@
 """
 
 # Importing compute plugs Experiment.submit and Workspace.compute_targets in (see expboard.plugins).
-from .compute import Estimator, ScriptRunConfig
+from .compute import Environment, Estimator, RunConfiguration, ScriptRunConfig
 from .errors import (
     AuthError,
     ConfigError,
@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CorruptEventFileError",
+    "Environment",
     "Estimator",
     "ExpboardError",
     "Experiment",
@@ -40,6 +41,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "Run",
+    "RunConfiguration",
     "RunFailedError",
     "RunStatus",
     "ScriptRunConfig",

@@ -16,6 +16,7 @@ __all__ = [
     "MetricSeries",
     "RunRecord",
     "RunStatus",
+    "WorkspaceObjectRecord",
 ]
 
 
@@ -126,3 +127,30 @@ class FileInfo:
     name: str
     size: int
     modified: float
+
+
+@dataclass(frozen=True)
+class WorkspaceObjectRecord:
+    """One version of a named, versioned object of a workspace (an environment, say): ``kind`` and
+    ``name`` say what it is, ``version`` counts from 1 per name, ``body`` is its JSON definition."""
+
+    kind: str
+    name: str
+    version: int
+    body: Mapping[str, Any]
+    created: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "body": dict(self.body),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkspaceObjectRecord:
+        return cls(
+            str(data["kind"]), str(data["name"]), int(data["version"]), dict(data["body"]), float(data["created"])
+        )

@@ -54,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("ray_plan", "EXPBOARD_RAY_PLAN", None, "what a Ray queue/gang driver job runs: resources, node count, interpreter (set by the Ray target)"),  # noqa: E501
     S("ray_node_id", "EXPBOARD_RAY_NODE_ID", None, "the Ray node a rank of a multi-node run runs on (set for its script)"),  # noqa: E501
     S("agent_log", "EXPBOARD_AGENT_LOG", None, "file a compute target sends the run agent's own output to (set by the target)"),  # noqa: E501
+    S("env_cache_dir", "EXPBOARD_ENV_CACHE_DIR", None, "where the local target keeps the virtual environments it builds for runs' environments (default: ~/.cache/expboard/envs)"),  # noqa: E501
     S("spool_dir", "EXPBOARD_SPOOL_DIR", None, "where a client keeps metrics a tracking server has not taken yet (default: ~/.cache/expboard/spool)"),  # noqa: E501
     S("journal_dir", "EXPBOARD_JOURNAL_DIR", None, "where a client keeps metric points the store has not taken past the memory bound, and at exit, until it answers (default: ~/.cache/expboard/journal)"),  # noqa: E501
     S("journal_max_mb", "EXPBOARD_JOURNAL_MAX_MB", 1024.0, "size bound of that journal per store and process; points that do not fit are dropped, counted and reported", "MB", "float"),  # noqa: E501

@@ -7,7 +7,7 @@
 Files a submitted run stores:
 
     snapshot.zip             the source folder as submitted (see :mod:`.snapshot`)
-    runconfig.json           script, arguments, environment, target
+    runconfig.json           script or command, arguments, environment (variables and definition), target
     system_logs/driver.log   the script's stdout and stderr, streamed
     system_logs/agent.log    what the run agent did
     logs/...                 the script's ./logs, streamed while it grows (TensorBoard files)
@@ -27,7 +27,15 @@ from ..experiment import Experiment
 from ..records import RunStatus
 from ..run import Run
 from .agent import DRIVER_LOG, RUNCONFIG_FILE, reap_unresponsive
-from .config import Estimator, MpiConfiguration, PyTorchConfiguration, ScriptRunConfig
+from .config import (
+    DockerConfiguration,
+    Estimator,
+    MpiConfiguration,
+    PyTorchConfiguration,
+    RunConfiguration,
+    ScriptRunConfig,
+)
+from .environment import CondaDependencies, Environment, EnvironmentBuildError
 from .ray import RayCompute  # registers the "Ray" target type; imports no Ray (that happens on the cluster)
 from .snapshot import SNAPSHOT_FILE, build_snapshot
 from .targets import (
@@ -41,14 +49,19 @@ from .targets import (
 
 __all__ = [
     "DRIVER_LOG",
+    "DockerConfiguration",
     "AttachConfiguration",
     "ComputeTarget",
     "ComputeTargets",
+    "CondaDependencies",
+    "Environment",
+    "EnvironmentBuildError",
     "Estimator",
     "LocalTarget",
     "MpiConfiguration",
     "PyTorchConfiguration",
     "RayCompute",
+    "RunConfiguration",
     "ScriptRunConfig",
     "TargetStatus",
     "reap_unresponsive",
@@ -71,11 +84,14 @@ def submit(
     source = Path(config.source_directory).expanduser().resolve()
     if not source.is_dir():
         raise ValidationError(f"source_directory {str(config.source_directory)!r} is not a folder")
-    script = (source / config.script).resolve()
-    if not script.is_relative_to(source):
-        raise ValidationError(f"script {config.script!r} must be inside source_directory {str(source)!r}")
-    if not script.is_file():
-        raise ValidationError(f"no script {config.script!r} in source_directory {str(source)!r}")
+    if config.command is None:  # a command names whatever it runs itself
+        script = (source / config.script).resolve()
+        if not script.is_relative_to(source):
+            raise ValidationError(f"script {config.script!r} must be inside source_directory {str(source)!r}")
+        if not script.is_file():
+            raise ValidationError(f"no script {config.script!r} in source_directory {str(source)!r}")
+    environment = config.run_environment.to_json()
+    target.check_environment(environment)  # an environment the target cannot make: refused before any run exists
     snapshot = build_snapshot(source)
     run = Run.create(
         experiment,
@@ -90,6 +106,8 @@ def submit(
             "expboard.arguments": json.dumps(config.arguments),
             "expboard.source_directory": str(source),
             "expboard.snapshot_files": str(snapshot.files),
+            "expboard.environment": f"{environment['name']}:{environment['version'] or 'unregistered'}",
+            **({"expboard.command": json.dumps(config.command)} if config.command is not None else {}),
         },
     )
     store = ws.store
@@ -97,6 +115,7 @@ def submit(
         run_config = config.to_dict()
         run_config["source_directory"] = str(source)
         run_config["compute_target"] = target.name
+        run_config["environment_build"] = target.environment_build
         store.write_file(run.id, SNAPSHOT_FILE, snapshot.data)
         store.write_file(run.id, RUNCONFIG_FILE, json.dumps(run_config, indent=2).encode())
         target.submit(run, config)

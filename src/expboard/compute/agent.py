@@ -14,7 +14,11 @@ What it does:
 
 - claims the run (a compare-and-set Queued -> Starting, so two agents never run one run), unpacks
   ``snapshot.zip`` into a fresh temporary folder and reads ``runconfig.json``;
-- starts ``python -u <script> <arguments>`` there in its own process group (session), with
+- makes the run's environment (``environment_definition`` in runconfig.json, see :mod:`.environment`): a
+  cached virtual environment built (or found built) on this machine, streaming the build into the driver
+  log, or the interpreter as it is (user-managed), or the pip environment Ray activated for the job;
+- starts ``python -u <script> <arguments>`` (or the run's ``command``) there, with the environment's
+  interpreter, in its own process group (session), with
   ``EXPBOARD_RUN_ID``, the workspace's variables and ``PYTHONUNBUFFERED=1`` in its environment, so that
   ``Run.get_context()`` in the script returns the submitted run;
 - appends the script's stdout and stderr to ``system_logs/driver.log`` about every second;
@@ -26,6 +30,8 @@ What it does:
   its process group is killed too; on Linux the script also dies with the agent (``PR_SET_PDEATHSIG``), and a
   watcher process (``sh``, in a session of its own) kills the script's process group once the agent is gone,
   however it ended (SIGKILL, its Ray node lost);
+- cancels the script the same way when it runs longer than ``max_run_duration_seconds`` (the run ends
+  Canceled with error code ``MaxRunDurationExceeded``);
 - at the end uploads ``./outputs``, records the exit code and the tail of stderr in the run's error when
   the script failed, and removes the working copy.
 
@@ -58,6 +64,7 @@ from ..records import TERMINAL_STATUSES, RunRecord, RunStatus
 from ..stores import Store
 from ..transfer import DRIVER_LOG, FolderUpload
 from ..workspace import Workspace
+from .environment import EnvironmentBuildError, PreparedEnvironment, prepare_environment
 from .snapshot import SNAPSHOT_FILE, extract_snapshot
 
 __all__ = [
@@ -163,6 +170,8 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
         self.group_watcher: subprocess.Popen[bytes] | None = None
         self.workdir: Path | None = None
+        self.duration_exceeded: str | None = None  # why the run was canceled for running too long
+        self._flush_lock = threading.Lock()
 
     # --- small helpers ----------------------------------------------------------------------------
     def note(self, message: str) -> None:
@@ -178,10 +187,11 @@ class Agent:
         return self.store.update_run(self.run_id, heartbeat=time.time(), only_if_status=only_if, **fields)
 
     def _flush_driver_log(self) -> None:
-        data = self.output.take()
-        if data:
-            info = self.store.append_file(self.run_id, DRIVER_LOG, data, self._log_offset)
-            self._log_offset = info.size
+        with self._flush_lock:
+            data = self.output.take()
+            if data:
+                info = self.store.append_file(self.run_id, DRIVER_LOG, data, self._log_offset)
+                self._log_offset = info.size
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -219,7 +229,17 @@ class Agent:
                 self.note(f"unpacked {n} files of the snapshot")
                 (self.workdir / "logs").mkdir(exist_ok=True)
                 (self.workdir / "outputs").mkdir(exist_ok=True)
-                self._start_script(config)
+                prepared = self._prepare_environment(config)
+                self._start_script(config, prepared)
+            except EnvironmentBuildError as exc:
+                if self.cancel.is_set():
+                    return self._finish(RunStatus.CANCELED, None)
+                self.note(f"the run's environment could not be made: {exc}")
+                self.output.feed(f"[expboard] {exc}\n".encode(), True)
+                return self._finish(
+                    RunStatus.FAILED,
+                    {"code": "EnvironmentBuildError", "message": f"the run's environment could not be made: {exc}"},
+                )
             except Exception as exc:
                 self.note("could not start the script:\n" + traceback.format_exc())
                 return self._finish(
@@ -234,21 +254,70 @@ class Agent:
             if not settings.get("keep_workdir"):
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _start_script(self, config: dict[str, Any]) -> None:
+    def _prepare_environment(self, config: dict[str, Any]) -> PreparedEnvironment:
+        """The interpreter the script runs with: the run's environment built (or found built) on this
+        machine, or, where the compute target made the environment itself (Ray's runtime_env), this one."""
+        definition = config.get("environment_definition")
+        python = (definition or {}).get("python") or {}
+        if config.get("environment_build") == "runtime_env" and not python.get("userManagedDependencies"):
+            # Ray activated the job's pip environment (VIRTUAL_ENV, PATH) before starting this agent, whose
+            # interpreter may be given by its full path: the script runs in that environment.
+            venv = os.environ.get("VIRTUAL_ENV")
+            if venv and (Path(venv) / "bin" / "python").exists():
+                return PreparedEnvironment(str(Path(venv) / "bin" / "python"), str(Path(venv) / "bin"))
+            return PreparedEnvironment(sys.executable, str(Path(sys.executable).parent))
+        last_flush = [time.monotonic()]
+
+        def log(data: bytes) -> None:
+            self.output.feed(data, False)
+            if time.monotonic() - last_flush[0] >= self.sync_s:
+                last_flush[0] = time.monotonic()
+                try:
+                    self._flush_driver_log()
+                except ExpboardError:
+                    pass
+
+        try:
+            prepared = prepare_environment(definition, log, self.cancel.is_set)
+        finally:
+            try:
+                self._flush_driver_log()
+            except ExpboardError:
+                pass
+        if prepared.built:
+            self.note(f"environment {(definition or {}).get('name')!r}: {prepared.python}")
+        return prepared
+
+    def _start_script(self, config: dict[str, Any], prepared: PreparedEnvironment | None = None) -> None:
         assert self.workdir is not None
-        script = str(config["script"])
-        script_path = (self.workdir / script).resolve()
-        if not script_path.is_relative_to(self.workdir.resolve()) or not script_path.is_file():
-            raise FileNotFoundError(f"no script {script!r} in the snapshot of the source directory")
-        if script_path.suffix == ".py":
-            argv = [sys.executable, "-u", str(script_path)]
-        elif script_path.suffix == ".sh":
-            argv = ["bash", str(script_path)]
+        python = prepared.python if prepared is not None else sys.executable
+        command = config.get("command")
+        if isinstance(command, str):
+            argv = ["bash", "-c", command]
+        elif isinstance(command, list) and command:
+            argv = [str(c) for c in command]
+            if argv[0] in ("python", "python3"):
+                argv[0] = python
         else:
-            argv = [str(script_path)]
-        argv += [str(a) for a in config.get("arguments", [])]
+            script = str(config["script"])
+            script_path = (self.workdir / script).resolve()
+            if not script_path.is_relative_to(self.workdir.resolve()) or not script_path.is_file():
+                raise FileNotFoundError(f"no script {script!r} in the snapshot of the source directory")
+            if script_path.suffix == ".py":
+                argv = [python, "-u", str(script_path)]
+            elif script_path.suffix == ".sh":
+                argv = ["bash", str(script_path)]
+            else:
+                argv = [str(script_path)]
+            argv += [str(a) for a in config.get("arguments", [])]
         env = dict(os.environ)
         env.pop(ENV_AGENT_LOG, None)
+        if prepared is not None:
+            if prepared.built:  # nothing of the agent's interpreter but expboard and what it needs
+                env.pop("PYTHONPATH", None)
+                env.pop("PYTHONHOME", None)
+                env["VIRTUAL_ENV"] = str(Path(prepared.python).parent.parent)
+            env["PATH"] = prepared.bin_dir + os.pathsep + env.get("PATH", os.defpath)
         env.update(config.get("environment") or {})
         env.update(self.workspace_env)
         env[settings.env("run_id")] = self.run_id
@@ -307,8 +376,16 @@ class Agent:
         term_sent: float | None = None
         killed = False
         next_sync = 0.0
+        started = time.monotonic()
+        max_duration = config.get("max_run_duration_seconds")
         while not self._exited():
             now = time.monotonic()
+            if max_duration is not None and not self.cancel.is_set() and now - started > float(max_duration):
+                self.duration_exceeded = (
+                    f"the run ran longer than its max_run_duration_seconds ({float(max_duration):g} s) and was canceled"
+                )
+                self.cancel_reason = self.duration_exceeded
+                self.cancel.set()
             if self.cancel.is_set() and term_sent is None:
                 self.note(f"{self.cancel_reason}: SIGTERM to the script's process group")
                 self._killpg(signal.SIGTERM)
@@ -330,7 +407,7 @@ class Agent:
         self.phase = RunStatus.FINALIZING
         self._update([RunStatus.RUNNING, RunStatus.STARTING], status=RunStatus.FINALIZING)
         error: dict[str, Any] | None = None
-        script = str(config["script"])
+        script = str(config.get("script") or "the command")
         try:
             self._sync(logs)
             outputs = FolderUpload(self.store, self.run_id, self.workdir / "outputs", "outputs").upload_all()
@@ -341,6 +418,11 @@ class Agent:
             error = {"code": "UploadError", "message": f"uploading ./logs or ./outputs failed: {exc}"}
         self.note(f"the script exited with code {returncode}")
         if term_sent is not None:
+            if self.duration_exceeded is not None:
+                return self._finish(
+                    RunStatus.CANCELED,
+                    {"code": "MaxRunDurationExceeded", "message": self.duration_exceeded},
+                )
             return self._finish(RunStatus.CANCELED, None)
         if returncode != 0:
             return self._finish(RunStatus.FAILED, self._exit_error(script, returncode))

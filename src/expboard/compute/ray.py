@@ -49,6 +49,7 @@ from .. import settings
 from ..errors import ComputeUnavailableError, ConfigError, ExpboardError, NotFoundError, ValidationError
 from ..liveness import ACTIVE_STATUSES
 from ..records import RunStatus
+from .environment import ray_runtime_env
 from .targets import AttachConfiguration, ComputeTarget, TargetStatus, register_target_type
 
 if TYPE_CHECKING:
@@ -191,6 +192,7 @@ class RayCompute(ComputeTarget):
     """
 
     type = "Ray"
+    environment_build = "runtime_env"  # a run's Environment becomes its job's runtime_env (pip, env_vars)
 
     def __init__(
         self,
@@ -329,6 +331,17 @@ class RayCompute(ComputeTarget):
             env[RAY_PLAN_ENV] = json.dumps(dict(plan))
         return env
 
+    def _runtime_env(self, ws: Workspace, run_id: str, plan: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The job's runtime_env: expboard's variables, and the run's Environment (its pip packages, which
+        Ray installs and caches on the nodes, and its variables; see ``environment.ray_runtime_env``)."""
+        try:
+            config = json.loads(ws.store.read_file(run_id, "runconfig.json"))
+        except NotFoundError:
+            config = {}
+        runtime_env = ray_runtime_env(config.get("environment_definition"))
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **self._job_env(ws, plan)}
+        return runtime_env
+
     def _eligible(self, nodes: list[dict[str, Any]], node_count: int) -> tuple[list[dict[str, Any]], str | None]:
         """The alive nodes a run may use, and the head's id when the run is kept off it: off the head unless
         ``run_on_head`` or the other nodes are too few for the run's ``node_count``."""
@@ -365,7 +378,7 @@ class RayCompute(ComputeTarget):
             }
             body: dict[str, Any] = {
                 "entrypoint": shlex.join([self.python, "-m", "expboard.compute.ray_gang", run_id]),
-                "runtime_env": {"env_vars": self._job_env(ws, plan)},
+                "runtime_env": self._runtime_env(ws, run_id, plan),
                 "entrypoint_num_cpus": 0,
                 "metadata": {"expboard_run_id": run_id, "expboard_role": "queue"},
             }
@@ -398,7 +411,7 @@ class RayCompute(ComputeTarget):
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "entrypoint": shlex.join([self.python, "-m", "expboard.compute", run_id]),
-            "runtime_env": {"env_vars": self._job_env(ws, None)},
+            "runtime_env": self._runtime_env(ws, run_id, None),
             "entrypoint_num_cpus": need.get("CPU", 0),
             "metadata": {"expboard_run_id": run_id, "expboard_role": "agent"},
         }

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotFoundError, ValidationError
 from ..records import RunStatus
 from .agent import ACTIVE_STATUSES, ENV_AGENT_LOG, agent_command
+from .environment import check_buildable
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -77,6 +78,9 @@ class ComputeTarget(ABC):
     """Where runs execute. Subclasses set ``type`` and implement ``submit`` and ``get_status``."""
 
     type: str = ""
+    # How runs get their Environment: "venv" (the run agent builds a cached virtual environment on the
+    # machine it runs on) or "runtime_env" (the target makes it, as Ray does from the job's runtime_env).
+    environment_build: str = "venv"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -89,6 +93,11 @@ class ComputeTarget(ABC):
     @abstractmethod
     def get_status(self) -> TargetStatus:
         """Nodes, CPUs, GPUs and how many runs are active on this target."""
+
+    def check_environment(self, definition: Mapping[str, Any]) -> None:
+        """Raise EnvironmentBuildError for an environment this target cannot make (conda packages, Docker),
+        before the run is created."""
+        check_buildable(definition)
 
     def to_config(self) -> dict[str, Any]:
         """What to save in ``.expboard/compute.json`` to make this target again (without ``type``)."""

@@ -60,6 +60,18 @@ class ExperimentUpdateModel(BaseModel):
     tags: dict[str, str | None] = {}
 
 
+class WorkspaceObjectBodyModel(BaseModel):
+    body: dict[str, Any]
+
+
+class WorkspaceObjectModel(BaseModel):
+    kind: str
+    name: str
+    version: int
+    body: dict[str, Any]
+    created: float
+
+
 class RunModel(BaseModel):
     # checked by expboard.names.check_run_id (the same check on every route and store); the schema documents it
     run_id: str = Field(min_length=1, json_schema_extra=_RUN_ID_SCHEMA)
@@ -283,6 +295,28 @@ def create_app(
         """Archive or reactivate the experiment, and set its tags (``null`` removes one)."""
         archived = UNSET if update.archived is None else update.archived
         return exp_json(await call(store.update_experiment, name, archived=archived, tags=update.tags))
+
+    # --- workspace objects (environments) --------------------------------------------------------------
+    @api.post(
+        f"{API_PREFIX}/objects/{{kind}}/{{name}}",
+        tags=["objects"],
+        status_code=201,
+        response_model=WorkspaceObjectModel,
+    )
+    async def register_object(kind: str, name: str, new: WorkspaceObjectBodyModel) -> Any:
+        """Store the next version of a named workspace object (1 for a new name)."""
+        return (await call(store.register_object, kind, name, new.body)).to_json()
+
+    @api.get(f"{API_PREFIX}/objects/{{kind}}/{{name}}", tags=["objects"], response_model=WorkspaceObjectModel)
+    async def get_object(
+        kind: str, name: str, version: int | None = Query(None, description="latest if left out")
+    ) -> Any:
+        return (await call(store.get_object, kind, name, version)).to_json()
+
+    @api.get(f"{API_PREFIX}/objects/{{kind}}", tags=["objects"], response_model=list[WorkspaceObjectModel])
+    async def list_objects(kind: str, name: str | None = None) -> Any:
+        """Every version of every object of ``kind`` (or of ``name``), by name, then version."""
+        return [o.to_json() for o in await call(store.list_objects, kind, name)]
 
     # --- runs -----------------------------------------------------------------------------------------
     @api.post(f"{API_PREFIX}/runs", tags=["runs"], status_code=201, response_model=RunModel)

@@ -6,6 +6,8 @@ Every method is required; none is optional. Stores are thread-safe.
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +15,15 @@ from typing import Any, BinaryIO
 
 from ..errors import ValidationError
 from ..names import check_metric_name, check_run_id
-from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+from ..records import (
+    ExperimentRecord,
+    FileInfo,
+    MetricKind,
+    MetricSeries,
+    RunRecord,
+    RunStatus,
+    WorkspaceObjectRecord,
+)
 from .files import READ_PIECE_BYTES, FileWriter
 from .query import RunFilter, RunPage
 
@@ -29,6 +39,7 @@ __all__ = [
     "Store",
     "UNSET",
     "check_chunk",
+    "check_object",
 ]
 
 
@@ -64,6 +75,38 @@ def check_chunk(chunk: MetricChunk) -> None:
         raise ValidationError(
             f"metric {chunk.name!r}: unknown kind {chunk.kind!r}; use one of {', '.join(k.value for k in MetricKind)}"
         ) from None
+
+
+MAX_OBJECT_BYTES = 1024 * 1024
+_OBJECT_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
+
+
+def check_object(kind: object, name: object, body: object = None, version: object = None) -> str:
+    """Check a workspace object's kind, name (letters, digits, ``_``, ``-`` and ``.``, 1 to 255, not
+    starting with ``.``), version (a whole number from 1) and body (a JSON object of at most 1 MiB);
+    returns the body as JSON text ("" without a body)."""
+    for what, value in (("kind", kind), ("name", name)):
+        if not isinstance(value, str) or not _OBJECT_NAME_RE.fullmatch(value):
+            raise ValidationError(
+                f"invalid {what} {value!r}: use 1 to 255 letters, digits, '_', '-' or '.', not starting with '.'"
+            )
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        raise ValidationError(f"invalid version {version!r}: versions are whole numbers from 1")
+    if body is None:
+        return ""
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"the definition of {kind} {name!r} must be a JSON object, not {type(body).__name__}")
+    try:
+        text = json.dumps(dict(body), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"the definition of {kind} {name!r} is not plain JSON: {exc}") from None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_OBJECT_BYTES:
+        raise ValidationError(f"the definition of {kind} {name!r} is over 1 MiB as JSON")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"the definition of {kind} {name!r} is not valid UTF-8 (a lone surrogate)") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -292,6 +335,20 @@ class Store(ABC):
             if info.name == name:
                 return info
         raise NotFoundError(f"run {run_id!r} has no file {name!r}")
+
+    # --- named, versioned workspace objects (environments) ------------------------------------------
+    @abstractmethod
+    def register_object(self, kind: str, name: str, body: Mapping[str, Any]) -> WorkspaceObjectRecord:
+        """Store ``body`` (JSON-able, at most 1 MiB as JSON) as the next version of object ``name`` of
+        ``kind`` (1 for a new name); two writers at once get two versions, never one twice."""
+
+    @abstractmethod
+    def get_object(self, kind: str, name: str, version: int | None = None) -> WorkspaceObjectRecord:
+        """One version of an object, the latest when ``version`` is None; NotFoundError when there is none."""
+
+    @abstractmethod
+    def list_objects(self, kind: str, name: str | None = None) -> list[WorkspaceObjectRecord]:
+        """Every version of every object of ``kind`` (or of ``name`` only), by name, then version."""
 
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:

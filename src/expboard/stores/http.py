@@ -67,8 +67,16 @@ from ..errors import (
     error_class,
 )
 from ..names import check_file_name, check_run_id
-from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
-from .base import MAX_CHUNK_RUNS, UNSET, MetricChunk, MetricChunkPage, MetricInfo, Store, check_chunk
+from ..records import (
+    ExperimentRecord,
+    FileInfo,
+    MetricKind,
+    MetricSeries,
+    RunRecord,
+    RunStatus,
+    WorkspaceObjectRecord,
+)
+from .base import MAX_CHUNK_RUNS, UNSET, MetricChunk, MetricChunkPage, MetricInfo, Store, check_chunk, check_object
 from .journal import Journal, JournalFullError
 from .query import RunFilter, RunPage, page_size
 from .wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch
@@ -342,6 +350,22 @@ class HttpStore(Store):
         if archived is not UNSET:
             payload["archived"] = bool(archived)
         return ExperimentRecord(**self._json("PATCH", f"{API}/experiments/{quote(name, safe='')}", payload))
+
+    # --- workspace objects -------------------------------------------------------------------------------
+    def register_object(self, kind: str, name: str, body: Mapping[str, Any]) -> WorkspaceObjectRecord:
+        check_object(kind, name, body)
+        path = f"{API}/objects/{quote(kind, safe='')}/{quote(name, safe='')}"
+        return WorkspaceObjectRecord.from_json(self._json("POST", path, {"body": dict(body)}))
+
+    def get_object(self, kind: str, name: str, version: int | None = None) -> WorkspaceObjectRecord:
+        check_object(kind, name, version=version)
+        path = f"{API}/objects/{quote(kind, safe='')}/{quote(name, safe='')}"
+        return WorkspaceObjectRecord.from_json(self._json("GET", path, version=version))
+
+    def list_objects(self, kind: str, name: str | None = None) -> list[WorkspaceObjectRecord]:
+        check_object(kind, name if name is not None else "x")
+        data = self._json("GET", f"{API}/objects/{quote(kind, safe='')}", name=name)
+        return [WorkspaceObjectRecord.from_json(d) for d in data]
 
     # --- runs ------------------------------------------------------------------------------------------
     @staticmethod

@@ -35,7 +35,15 @@ from ..names import (
     check_text,
     check_time,
 )
-from ..records import ExperimentRecord, FileInfo, MetricKind, MetricSeries, RunRecord, RunStatus
+from ..records import (
+    ExperimentRecord,
+    FileInfo,
+    MetricKind,
+    MetricSeries,
+    RunRecord,
+    RunStatus,
+    WorkspaceObjectRecord,
+)
 from .base import (
     MAX_CHUNK_RUNS,
     RUN_ATTRIBUTES,
@@ -48,6 +56,7 @@ from .base import (
     RunCondition,
     RunOrder,
     check_chunk,
+    check_object,
 )
 from .files import FileStorage, FileWriter
 from .query import RunFilter, RunPage, decode_page_token, encode_page_token, page_size
@@ -138,6 +147,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             # which MLflow's searches and the run list's metric filters both read
             "DROP INDEX IF EXISTS metric_last_by_name",
             "DROP TABLE IF EXISTS metric_last",
+        ],
+    ),
+    (
+        7,  # named, versioned workspace objects (environments), one JSON definition per version
+        [
+            """CREATE TABLE workspace_objects (kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+                body TEXT NOT NULL, created {real} NOT NULL, PRIMARY KEY (kind, name, version))""",
         ],
     ),
     (
@@ -1372,6 +1388,57 @@ class SqlStore(QueryStore):
 
     def deleted_experiments(self) -> set[str]:
         return {r[0] for r in self._query("SELECT name FROM experiments WHERE deleted_time IS NOT NULL")}
+
+    # --- workspace objects -----------------------------------------------------------------------------
+    def register_object(self, kind: str, name: str, body: Mapping[str, Any]) -> WorkspaceObjectRecord:
+        text = check_object(kind, name, body)
+        for attempt in range(20):  # another process took the same version number first: take the next one
+            try:
+                with self._write() as conn:
+                    rows = self._exec(
+                        conn, "SELECT MAX(version) FROM workspace_objects WHERE kind = ? AND name = ?", (kind, name)
+                    ).fetchall()
+                    version = int(rows[0][0] or 0) + 1
+                    created = time.time()
+                    self._exec(
+                        conn,
+                        "INSERT INTO workspace_objects (kind, name, version, body, created) VALUES (?, ?, ?, ?, ?)",
+                        (kind, name, version, text, created),
+                    )
+                return WorkspaceObjectRecord(kind, name, version, json.loads(text), created)
+            except self.dialect.integrity_errors:
+                time.sleep(0.01 * (attempt + 1))
+        raise ConflictError(f"could not store a new version of {kind} {name!r}: too many writers at once; try again")
+
+    def get_object(self, kind: str, name: str, version: int | None = None) -> WorkspaceObjectRecord:
+        check_object(kind, name, version=version)
+        if version is None:
+            rows = self._query(
+                "SELECT version, body, created FROM workspace_objects WHERE kind = ? AND name = ? "
+                "ORDER BY version DESC LIMIT 1",
+                (kind, name),
+            )
+        else:
+            rows = self._query(
+                "SELECT version, body, created FROM workspace_objects WHERE kind = ? AND name = ? AND version = ?",
+                (kind, name, version),
+            )
+        if not rows:
+            which = f"version {version} of " if version is not None else ""
+            raise NotFoundError(f"no {which}{kind} {name!r} is registered in this workspace")
+        v, body, created = rows[0]
+        return WorkspaceObjectRecord(kind, name, int(v), json.loads(body), float(created))
+
+    def list_objects(self, kind: str, name: str | None = None) -> list[WorkspaceObjectRecord]:
+        check_object(kind, name if name is not None else "x")
+        where, params = "kind = ?", [kind]
+        if name is not None:
+            where += " AND name = ?"
+            params.append(name)
+        rows = self._query(
+            f"SELECT name, version, body, created FROM workspace_objects WHERE {where} ORDER BY name, version", params
+        )
+        return [WorkspaceObjectRecord(kind, n, int(v), json.loads(b), float(c)) for n, v, b, c in rows]
 
 
 def _latest_point(steps: np.ndarray, wall_times: Any, values: Any, dtype: str) -> tuple[float | None, float | None]:
