@@ -83,6 +83,14 @@ def test_team_tensorboard_behind_the_api_tokens(
         assert wait_for(lambda: json.loads(_get(f"{base}data/runs", bearer)[2] or b"[]") == [name])
         status, _, body = _get(f"{base}data/plugin/scalars/scalars?run={name}&tag=loss", bearer)
         assert status == 200 and [p[1:] for p in json.loads(body)] == [[0, 1.0], [1, 0.5], [2, pytest.approx(1 / 3)]]
+        # the root (no experiment in the URL): the newest runs of every experiment, as <experiment>/<run>
+        root = f"{team_server}/tensorboard/"
+        assert f"team-exp/{name}" in json.loads(_get(f"{root}experiment/defaultExperimentId/data/runs", bearer)[2])
+        status, _, body = _get(f"{root}data/plugin/scalars/scalars?run=team-exp/{name}&tag=loss", bearer)
+        assert status == 200 and len(json.loads(body)) == 3
+        table = json.loads(_get(f"{root}data/plugin/expboard_runs/runs", bearer)[2])
+        assert table["newest_of_all"] == 100 and "team-exp" in table["experiments"]
+        assert [r["run"] for r in table["runs"] if r["run_id"] == run.id] == [f"team-exp/{name}"]
         # a browser: ?token= once, then the cookie
         status, headers, _ = _get(f"{team_server}/tensorboard/?token={TOKEN}")
         assert status == 303 and headers["location"] == "/tensorboard/"

@@ -126,12 +126,14 @@ export async function render() {
     .num { text-align: right; font-variant-numeric: tabular-nums; }
     .muted { color: #757575; }
     a { color: #1565c0; text-decoration: none; cursor: pointer; }
+    .scope { margin-bottom: 10px; }
   `);
   document.head.append(style);
   const filter = el("input", { placeholder: "Filter runs (name, status, tag, property)", id: "filter" });
   const count = el("span", { class: "muted", id: "count" });
   const table = el("table", { id: "runs" });
-  document.body.append(el("div", { class: "bar" }, el("h2", {}, "Runs"), filter, count), table);
+  const scope = el("div", { class: "muted scope", id: "scope" });
+  document.body.append(el("div", { class: "bar" }, el("h2", {}, "Runs"), filter, count), scope, table);
   // the frame's own URL may preset them: plugin_entry.html?name=expboard_runs&filter=...&sort=-metric:mse
   const params = new URLSearchParams(location.search);
   filter.value = params.get("filter") || "";
@@ -144,8 +146,24 @@ export async function render() {
     const body = await resp.json();
     if (!resp.ok) { table.replaceChildren(el("tr", {}, el("td", {}, body.error || resp.statusText))); return; }
     rows = body.runs;
+    showScope(body);
     metricNames = [...new Set(rows.flatMap(r => Object.keys(r.metrics)))].sort();
     draw();
+  }
+
+  function showScope(body) {
+    // the root of a TensorBoard over every experiment: its newest runs, and a link to each experiment
+    if (!body.newest_of_all) { scope.replaceChildren(); return; }
+    const links = body.experiments.map(name => {
+      const a = el("a", { "data-experiment": name, title: "this experiment's runs, child runs included" }, name);
+      a.addEventListener("click", () => {
+        const top = window.top.location;
+        top.href = top.pathname.replace(/\/?$/, "/") + "experiment/" + encodeURIComponent(name) + "/#expboard_runs";
+      });
+      return a;
+    });
+    scope.replaceChildren(`The newest ${body.newest_of_all} runs of all experiments (as <experiment>/<run>). ` +
+      "Experiments: ", ...links.flatMap((a, i) => i ? [", ", a] : [a]));
   }
 
   function value(r, key) {

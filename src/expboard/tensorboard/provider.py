@@ -64,6 +64,10 @@ SCALARS, TEXT, IMAGES, HPARAMS = "scalars", "text", "images", "hparams"
 EXPERIMENT_RUN = "."  # the run holding the HParams experiment, as in an export's logdir root
 RUN_TABLE_METHOD = "/expboard.RunTable/List"  # JSON in, JSON out: the "Runs" tab's data (see plugin.py)
 _BLOB_CHUNK = 1 << 20
+# TensorBoard's frontend names its root URL's experiment so in every request it makes (/experiment/<id>/...):
+# it selects what the root shows, never an expboard experiment of that name
+DEFAULT_EXPERIMENT_ID = "defaultExperimentId"
+ROOT_RUNS = 100  # with nothing selected, the root shows the newest top-level runs of all experiments, this many
 
 
 def _metadata(plugin: str, content: bytes = b"") -> summary_pb2.SummaryMetadata:
@@ -159,18 +163,27 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         self.ingested: set[str] = set()  # ended runs whose event files are all in
 
     # --- selection -----------------------------------------------------------------------------------
+    @property
+    def everything(self) -> bool:
+        """Whether the root shows the newest runs of every experiment (nothing selected: a team TensorBoard)."""
+        return not self.run_ids and not self.experiments
+
     def _records(self, experiment_id: str) -> list[tuple[RunRecord, int]]:
         """(record, depth) of the selected runs and all their descendants, parents before children."""
+        experiment_id = _experiment_name(experiment_id)
         if experiment_id:
             self.store.get_experiment(experiment_id)  # NotFoundError names the experiment
             named, explicit = [experiment_id], []
+        elif self.everything:  # one page of the store's newest-first listing: the cost never grows with history
+            page = self.store.query_runs(parent_id=None, limit=ROOT_RUNS)
+            return [(r, 0) for r in page.runs]
         else:
             named, explicit = self.experiments, [self.store.get_run(r) for r in self.run_ids]
-        everything: list[RunRecord] = []
+        listed: list[RunRecord] = []
         for exp in dict.fromkeys([*named, *(r.experiment for r in explicit)]):
-            everything += self.store.list_runs(experiment=exp)
+            listed += self.store.list_runs(experiment=exp)
         children: dict[str | None, list[RunRecord]] = {}
-        for r in everything:
+        for r in listed:
             children.setdefault(r.parent_id, []).append(r)
         for kids in children.values():
             kids.sort(key=lambda r: (r.created, r.run_id))
@@ -189,12 +202,13 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
 
     def _view(self, experiment_id: str) -> _View:
         records = self._records(experiment_id)
+        prefixed = self.everything and not _experiment_name(experiment_id)  # runs of many experiments
         names: dict[str, str] = {}
         runs: dict[str, _Run] = {}
         for record, depth in records:
             folder = run_folder_name(record)
             parent = names.get(record.parent_id or "") if depth else None
-            name = f"{parent}/{folder}" if parent else folder
+            name = f"{parent}/{folder}" if parent else (f"{record.experiment}/{folder}" if prefixed else folder)
             names[record.run_id] = name
             runs[name] = _Run(name, record, depth)
         infos: dict[str, list[MetricInfo]] = {r.record.run_id: [] for r in runs.values()}
@@ -294,10 +308,13 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
     def GetExperiment(self, request: pb.GetExperimentRequest, context: grpc.ServicerContext) -> Any:
         def answer() -> pb.GetExperimentResponse:
             res = pb.GetExperimentResponse(data_location="expboard run history")
-            if request.experiment_id:
-                exp = self.store.get_experiment(request.experiment_id)
+            name = _experiment_name(request.experiment_id)
+            if name:
+                exp = self.store.get_experiment(name)
                 res.name = exp.name
                 res.creation_time.FromNanoseconds(int(exp.created * 1e9))
+            elif self.everything:
+                res.name = f"the newest {ROOT_RUNS} runs of all experiments"
             else:
                 res.name = ", ".join(self.experiments) or "expboard runs"
             return res
@@ -544,7 +561,18 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                     "metrics": {k: (v if np.isfinite(v) else str(v)) for k, v in last.items()},
                 }
             )
-        return {"runs": rows, "experiments": [e.name for e in self.store.list_experiments()]}
+        root = not _experiment_name(str(request.get("experiment_id", "")))
+        return {
+            "runs": rows,
+            "experiments": [e.name for e in self.store.list_experiments()],
+            # the root of a TensorBoard over everything: the newest top-level runs, child runs per experiment
+            "newest_of_all": ROOT_RUNS if root and self.everything else None,
+        }
+
+
+def _experiment_name(experiment_id: str) -> str:
+    """The expboard experiment a TensorBoard experiment id selects ("": what the root shows)."""
+    return "" if experiment_id == DEFAULT_EXPERIMENT_ID else experiment_id
 
 
 def _thin(points: TagPoints, num_points: int) -> tuple[np.ndarray, np.ndarray, Any]:
