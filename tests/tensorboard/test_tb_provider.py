@@ -187,9 +187,29 @@ def test_event_files_are_ingested_live(module_ws: Workspace, tmp_path: Path) -> 
         (img,) = wait_for(lambda: _query(url, "data/plugin/images/images", run=tb_run, tag="sample"))
         with urllib.request.urlopen(f"{url}data/plugin/images/individualImage?{img['query']}", timeout=10) as r:
             assert r.read()[:8] == b"\x89PNG\r\n\x1a\n"
+        # a subfolder of logs/ is a run of its own, as in TensorBoard's logdir: <run>/eval, its tags its own
+        with SummaryWriter(str(tmp_path / "logs" / "eval")) as evaluation:
+            for step in range(2):
+                evaluation.add_scalar("loss", 10.0 + step, step)
+            evaluation.add_histogram("weights", np.ones(5), 1)
+        (eval_path,) = glob.glob(str(tmp_path / "logs" / "eval" / "*tfevents*"))
+        module_ws.store.write_file(run.id, f"logs/eval/{os.path.basename(eval_path)}", Path(eval_path).read_bytes())
+        sub = f"{tb_run}/eval"
+        assert wait_for(lambda: sub in get_json(f"{url}data/runs"))
+        assert [p[1:] for p in scalars(url, sub, "loss")] == [(0, 10.0), (1, 11.0)]
+        assert len(scalars(url, tb_run, "loss")) == 4  # the run's own loss is untouched
+        assert get_json(f"{url}data/plugin/scalars/tags")[sub].keys() == {"loss"}
+        (hist,) = _query(url, "data/plugin/histograms/histograms", run=sub, tag="weights")
+        assert hist[1] == 1 and sum(b[2] for b in hist[2]) == pytest.approx(5)
     writer.close()
     # the scalars are run history now, once each (ingestion is by byte offset, nothing is read twice)
-    assert run.get_metrics()["loss"] == pytest.approx([1.0, 0.5, 1 / 3, 0.125])
+    metrics = run.get_metrics()
+    assert metrics["loss"] == pytest.approx([1.0, 0.5, 1 / 3, 0.125]) and metrics["eval/loss"] == [10.0, 11.0]
+    # the same run names as TensorBoard gives the files of the mirror (files mode)
+    with Tensorboard([run], port=0, mode="files") as files_tb:
+        files_url = files_tb.start()
+        assert wait_for(lambda: [p[1:] for p in scalars(files_url, sub, "loss")] == [(0, 10.0), (1, 11.0)])
+        assert len(scalars(files_url, tb_run, "loss")) == 4
     run.complete()
 
 
@@ -266,6 +286,7 @@ def test_public_names() -> None:
         "IndexEntry",
         "decode_value",
         "ingest_state_name",
+        "subfolder",
     ]
     assert sorted(plugin.__all__) == ["PLUGIN_NAME", "RunsPlugin"]
     assert sorted(team.__all__) == ["PREFIX", "TeamTensorboard", "server_extension"]

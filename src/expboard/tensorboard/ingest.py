@@ -4,7 +4,10 @@ The compute agent streams ``./logs`` into run files as the script writes them; t
 new bytes into run history, so every dashboard reads one source of truth:
 
 - **scalars** (``simple_value`` and scalar-plugin tensors, also from torch, tensorboardX and TensorFlow)
-  become metric series named by their TensorBoard tag, with the original step and wall time;
+  become metric series named by their TensorBoard tag, with the original step and wall time; those of an
+  event file in a subfolder (``logs/train/...``, which TensorBoard shows as a run of its own, ``train``)
+  are named ``<subfolder>/<tag>`` (``train/loss``), and the claim records it, so the data provider shows
+  them as TensorBoard does: tag ``loss`` of the run ``<run>/train``;
 - **everything else** (histograms, images, text, audio, PR curves, HParams, graphs) is indexed: per value
   its tag, step, wall time and where its record lies in the event file (which is stored already), plus the
   tag's summary metadata. The data provider serves them as tensors and blobs by reading just those records.
@@ -40,13 +43,20 @@ from ..records import MetricKind
 from ..stores.base import MetricChunk, Store
 from ..tfevents import is_event_file, masked_crc32c
 
-__all__ = ["INGEST_PREFIX", "EventIngester", "IndexEntry", "decode_value", "ingest_state_name"]
+__all__ = ["INGEST_PREFIX", "EventIngester", "IndexEntry", "decode_value", "ingest_state_name", "subfolder"]
 
 _log = logging.getLogger("expboard.tensorboard.ingest")
 INGEST_PREFIX = ".tensorboard/ingest/"
 LOGS_PREFIX = "logs/"
 _HEADER = struct.Struct("<QI")
 _MAX_READ = 16 * 1024 * 1024  # bytes of one event file read per pass
+
+
+def subfolder(event_file: str) -> str:
+    """The folder of an event file below ``logs/`` ("" for ``logs/`` itself): TensorBoard's run name for it,
+    relative to the run's own (``logs/train/events.out...`` -> ``train``)."""
+    folder = event_file[len(LOGS_PREFIX) :] if event_file.startswith(LOGS_PREFIX) else event_file
+    return folder.rpartition("/")[0]
 
 
 def ingest_state_name(event_file: str) -> str:
@@ -77,6 +87,7 @@ class _FileState:
     confirmed: bool = False
     metadata: dict[str, summary_pb2.SummaryMetadata] = field(default_factory=dict)
     entries: list[IndexEntry] = field(default_factory=list)
+    series: dict[str, str] = field(default_factory=dict)  # a subfolder's metric series -> its TensorBoard tag
 
 
 def _frames(data: bytes, base: int) -> Iterator[tuple[int, int, bytes]]:
@@ -134,6 +145,7 @@ class EventIngester:
         for line in complete.splitlines():
             claim = json.loads(line)
             st.end, st.last = int(claim["end"]), (int(claim["start"]), int(claim["end"]))
+            st.series.update(claim.get("scalars", {}))
             for tag, md in claim.get("metadata", {}).items():
                 st.metadata[tag] = summary_pb2.SummaryMetadata.FromString(base64.b64decode(md))
             for tag, offset, length, step, wall, blobs in claim.get("values", []):
@@ -158,6 +170,17 @@ class EventIngester:
                     metadata.setdefault(tag, md)
         return entries, metadata
 
+    def subruns(self, run_id: str) -> dict[str, dict[str, str]]:
+        """The subfolders of the run's ``logs/`` ingested so far (TensorBoard runs of their own), each with its
+        metric series and their tags. From what this process has loaded (its ingest passes), no store read."""
+        out: dict[str, dict[str, str]] = {}
+        with self._lock:
+            for (rid, event_file), st in self._states.items():
+                sub = subfolder(event_file)
+                if rid == run_id and sub and st.end:
+                    out.setdefault(sub, {}).update(st.series)
+        return out
+
     def read_value(self, run_id: str, entry: IndexEntry, metadata: summary_pb2.SummaryMetadata) -> Any:
         """The migrated ``Summary.Value`` of an index entry, read from its event file."""
         record = self.store.read_file(run_id, entry.file, offset=entry.offset, length=entry.length)
@@ -178,7 +201,8 @@ class EventIngester:
     def _parse(
         self, run_id: str, event_file: str, start: int, data: bytes, metadata: dict[str, Any]
     ) -> tuple[int, list[MetricChunk], list[list[Any]], dict[str, str]]:
-        """Records in ``data``: (bytes consumed, scalar chunks, index entries, metadata of new tags)."""
+        """Records in ``data``: (bytes consumed, scalar chunks, index entries, metadata of new tags). Scalars
+        of a file in a subfolder go to series ``<subfolder>/<tag>``."""
         scalars: dict[str, tuple[list[int], list[float], list[float]]] = {}
         values: list[list[Any]] = []
         new_metadata: dict[str, str] = {}
@@ -201,8 +225,11 @@ class EventIngester:
                     elif md.data_class in (summary_pb2.DATA_CLASS_TENSOR, summary_pb2.DATA_CLASS_BLOB_SEQUENCE):
                         blobs = len(v.tensor.string_val) if md.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE else 0
                         values.append([v.tag, offset, length, int(e.step), float(e.wall_time), blobs])
+        sub = subfolder(event_file)
         chunks = [
-            MetricChunk(run_id, tag, MetricKind.SCALAR, np.array(s), np.array(w), np.array(x, dtype=np.float64))
+            MetricChunk(
+                run_id, _series(sub, tag), MetricKind.SCALAR, np.array(s), np.array(w), np.array(x, dtype=np.float64)
+            )
             for tag, (s, w, x) in scalars.items()
         ]
         return consumed, chunks, values, new_metadata
@@ -229,7 +256,11 @@ class EventIngester:
         if not consumed:
             return 0, False
         start, end = st.end, st.end + consumed
-        line = json.dumps({"start": start, "end": end, "metadata": new_metadata, "values": values}) + "\n"
+        claim: dict[str, Any] = {"start": start, "end": end, "metadata": new_metadata, "values": values}
+        sub = subfolder(event_file)
+        if sub:  # which series hold which tag of the subfolder's run
+            claim["scalars"] = {c.name: c.name[len(sub) + 1 :] for c in chunks if c.name not in st.series}
+        line = json.dumps(claim) + "\n"
         try:
             self.store.append_file(run_id, ingest_state_name(event_file), line.encode(), offset=st.size)
         except ConflictError:  # another process claimed this range: read its claim next pass
@@ -237,3 +268,7 @@ class EventIngester:
         self._log(run_id, event_file, start, end, chunks)
         self._load(run_id, event_file)
         return sum(len(c) for c in chunks) + len(values), end >= size
+
+
+def _series(sub: str, tag: str) -> str:
+    return f"{sub}/{tag}" if sub else tag

@@ -50,7 +50,7 @@ from ..stores.base import MetricInfo, Store
 from ..tfevents import image_size, text_table_value, text_value
 from ._convert import TagNamer, TagPoints, split_series
 from .export import run_folder_name
-from .ingest import EventIngester, IndexEntry
+from .ingest import EventIngester, IndexEntry, subfolder
 from .sessions import SessionCandidate, SessionPlan, plan_sessions
 
 __all__ = ["RUN_TABLE_METHOD", "DataProviderServer", "StoreDataProvider"]
@@ -113,6 +113,8 @@ class _Run:
     name: str  # TensorBoard's run name
     record: RunRecord
     depth: int
+    sub: str = ""  # a subfolder of the run's logs/ (a TensorBoard run of its own, as in a logdir)
+    series: dict[str, str] = field(default_factory=dict)  # its ingested metric series -> their tags
 
 
 @dataclass
@@ -215,10 +217,16 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         self.seen.update((r.record.run_id, r.record.status.is_terminal) for r in runs.values())
         for info in self.store.get_metric_info(list(infos)):
             infos[info.run_id].append(info)
-        plan = plan_sessions(
-            [SessionCandidate(r.record, r.depth, infos[r.record.run_id]) for r in runs.values()], self.hparams
-        )
-        return _View(runs, infos, plan, time.time())
+        candidates, subruns = [], {}
+        for run in runs.values():
+            subs = self.ingester.subruns(run.record.run_id)  # what ingest passes found: no store read
+            elsewhere = {name for series in subs.values() for name in series}
+            run_infos = [i for i in infos[run.record.run_id] if i.name not in elsewhere]
+            candidates.append(SessionCandidate(run.record, run.depth, run_infos))
+            for sub, series in sorted(subs.items()):
+                subruns[f"{run.name}/{sub}"] = _Run(f"{run.name}/{sub}", run.record, run.depth, sub, series)
+        plan = plan_sessions(candidates, self.hparams)
+        return _View({**runs, **subruns}, infos, plan, time.time())
 
     def _tags(self, view: _View, run_name: str, plugin: str) -> dict[str, _Tag]:
         """The tags of a run a plugin may ask for (computed once per request, run and plugin): whole JSON
@@ -238,16 +246,21 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
             return tags
         run = view.runs[run_name]
         namer = TagNamer()
-        started = view.plan.start_value(run.record)
+        # series of the run's logs/ subfolders belong to those runs (a subfolder's tag names are its own)
+        own = run.series if run.sub else {}
+        elsewhere = set() if run.sub else {s for r in view.runs.values() if r.record is run.record for s in r.series}
+        started = view.plan.start_value(run.record) if not run.sub else None
         if started is not None:
             tags["_hparams_/session_start_info"] = _Tag(HPARAMS, 0, started[1], tensor=started)
-        ended = view.plan.end_value(run.record, now=view.created)
+        ended = view.plan.end_value(run.record, now=view.created) if not run.sub else None
         if ended is not None:
             tags["_hparams_/session_end_info"] = _Tag(HPARAMS, 0, ended[1], tensor=ended)
         complex_names = []
         for info in view.infos[run.record.run_id]:
+            if info.name in elsewhere or (run.sub and info.name not in own):
+                continue
             if info.numeric and info.kind in (MetricKind.SCALAR, MetricKind.LIST):
-                tag = namer(info.name, SCALARS)
+                tag = namer(own.get(info.name, info.name), SCALARS)
                 tags[tag] = _Tag(SCALARS, info.max_step, info.last_wall_time, metric=info.name, info=info)
             else:
                 complex_names.append(info.name)
@@ -257,7 +270,8 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         entries, metadata = self.ingester.index(run.record.run_id) if plugin != SCALARS else ([], {})
         by_tag: dict[str, list[IndexEntry]] = {}
         for entry in entries:
-            by_tag.setdefault(entry.tag, []).append(entry)
+            if subfolder(entry.file) == run.sub:
+                by_tag.setdefault(entry.tag, []).append(entry)
         for t, items in by_tag.items():
             md = metadata[t]
             blob = md.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
@@ -328,6 +342,8 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
             if view.plan.hparams:
                 plugins.add(HPARAMS)
             for run in view.runs.values():
+                if run.sub:
+                    continue  # its run's index has it
                 _, metadata = self.ingester.index(run.record.run_id)
                 plugins.update(md.plugin_data.plugin_name for md in metadata.values())
             for infos in view.infos.values():
@@ -539,6 +555,8 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         view = self._view(str(request.get("experiment_id", "")))
         rows = []
         for run in view.runs.values():
+            if run.sub:
+                continue  # a logs/ subfolder: part of its run's row
             r = run.record
             last = {
                 i.name: float(i.last_value)
