@@ -131,12 +131,16 @@ class EventIngester:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._states: dict[tuple[str, str], _FileState] = {}
+        self._run_files: dict[str, dict[str, _FileState]] = {}  # the same states by run
         self._lock = threading.Lock()
 
     # --- reading the index ------------------------------------------------------------------------
     def _load(self, run_id: str, event_file: str) -> _FileState:
         """The state of one event file, brought up to date with lines appended since the last look."""
-        st = self._states.setdefault((run_id, event_file), _FileState())
+        st = self._states.get((run_id, event_file))
+        if st is None:
+            st = self._states[(run_id, event_file)] = _FileState()
+            self._run_files.setdefault(run_id, {})[event_file] = st
         try:
             new = self.store.read_file(run_id, ingest_state_name(event_file), offset=st.size)
         except NotFoundError:
@@ -175,9 +179,9 @@ class EventIngester:
         metric series and their tags. From what this process has loaded (its ingest passes), no store read."""
         out: dict[str, dict[str, str]] = {}
         with self._lock:
-            for (rid, event_file), st in self._states.items():
+            for event_file, st in self._run_files.get(run_id, {}).items():
                 sub = subfolder(event_file)
-                if rid == run_id and sub and st.end:
+                if sub and st.end:
                     out.setdefault(sub, {}).update(st.series)
         return out
 
