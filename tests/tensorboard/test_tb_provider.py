@@ -293,3 +293,40 @@ def test_public_names() -> None:
     for module in (ingest, plugin, provider, sessions, team):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+OPTION1_SCRIPT = """
+import time
+from expboard import Run, SummaryWriter
+run = Run.get_context()
+writer = SummaryWriter("logs/train")  # TensorBoard's layout: one subfolder per run of the logdir
+step = 0
+while "stop" not in run.get_tags() and step < 600:
+    writer.add_scalar("loss", 1.0 / (step + 1), step)
+    writer.flush()
+    step += 1
+    time.sleep(0.2)
+writer.close()
+"""
+
+
+def test_option1_script_run_live(module_ws: Workspace, tmp_path: Path) -> None:
+    """The how-to's Option 1: a submitted script writes ./logs; a provider TensorBoard shows it while it trains."""
+    from expboard import RunStatus, ScriptRunConfig
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(OPTION1_SCRIPT)
+    config = ScriptRunConfig(source_directory=str(tmp_path / "src"), script="train.py", compute_target="local")
+    run = Experiment(module_ws, "provider-option1-submit").submit(config)
+    try:
+        with Tensorboard([run], port=0) as tb:
+            url = tb.start()
+            train = f"{run_folder_name(run.record)}/train"
+            points = wait_for(lambda: len(p := scalars(url, train, "loss")) >= 3 and p, timeout=120)
+            assert run.get_status() == RunStatus.RUNNING  # seen while the script still trains
+            assert [p[1:] for p in points[:3]] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+            assert tb.local_root is None  # nothing mirrored: TensorBoard reads the run history
+    finally:
+        run.tag("stop", "1")
+        run.wait_for_completion(timeout=120)
+    assert run.get_status() == RunStatus.COMPLETED
