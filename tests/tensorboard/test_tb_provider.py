@@ -330,3 +330,22 @@ def test_option1_script_run_live(module_ws: Workspace, tmp_path: Path) -> None:
         run.tag("stop", "1")
         run.wait_for_completion(timeout=120)
     assert run.get_status() == RunStatus.COMPLETED
+
+
+def test_a_1000_child_sweep_in_runs_and_hparams(module_ws: Workspace) -> None:
+    """A 1,000-run experiment: every run listed and every child an HParams session, with no export call."""
+    root_run = Experiment(module_ws, "provider-1000").start_logging(display_name="sweep")
+    for i in range(1000):
+        child = root_run.child_run(f"alpha{i / 1000}")  # a hyperparameter named in the run name, as in the how-to
+        child.log("alpha", i / 1000)
+        child.log("mse", 1.0 - i / 1000)
+        child.complete()
+    root_run.complete()
+    with Tensorboard(Experiment(module_ws, "provider-1000"), port=0) as tb:
+        url = tb.start()
+        runs = get_json(f"{url}data/runs", timeout=60)
+        assert len(runs) == 1002 and "." in runs  # the root run, its 1,000 children, the HParams experiment
+        groups = session_groups(url)
+        assert groups["totalSize"] == 1000 and len(groups["sessionGroups"]) == 100  # one page of them
+        group = groups["sessionGroups"][0]
+        assert group["metricValues"][0]["value"] == pytest.approx(1.0 - group["hparams"]["alpha"])
