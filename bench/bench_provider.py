@@ -11,7 +11,9 @@ TensorBoard reading the same data from event files (its Rust data server and its
 2. Start-up, one long series of ``--big`` points: the same two times.
 3. ReadScalars latency: ``--reads`` reads of 1,000 points (downsampled) of a ``--series``-point series,
    p50/p95, straight over gRPC and through TensorBoard's HTTP API (target p95 < 50 ms), and the Rust loader's
-   HTTP answer for the same series from an event file.
+   HTTP answer for the same series from an event file. Over gRPC twice: "cold" (a different point count
+   each read, 1000, 999, ...: always thinned in the store) and repeated (what TensorBoard sends on every
+   reload; the provider keeps a thinned read while the series' summary is unchanged).
 4. Live latency, ``--live`` times each: a point logged with ``run.log`` + ``flush``, and an event record
    appended to the run's ``logs/`` file, until TensorBoard's HTTP API serves it (target p50 <= 0.5 s).
 5. Idle CPU with the ``--runs`` runs served, over ``--idle`` seconds (TensorBoard process tree + the
@@ -223,7 +225,17 @@ def bench_reads(ws: Any, root: Path, n: int, reads: int) -> dict[str, Any]:
             req.run_tag_filter.runs.names.append(name)
             req.run_tag_filter.tags.names.append("loss")
             req.downsample.num_points = 1000
-            times = []
+            cold = []  # a different point count each time: never an earlier answer, always read in the store
+            for i in range(reads):
+                req.downsample.num_points = 1000 - i
+                t0 = time.perf_counter()
+                res = stub.ReadScalars(req)
+                cold.append(time.perf_counter() - t0)
+                data = res.runs[0].tags[0].data
+                assert len(data.step) == 1000 - i and data.step[-1] == n - 1, (len(data.step), data.step[-1])
+            out["grpc_read_scalars_cold"] = _pcts(cold)
+            req.downsample.num_points = 1000
+            times = []  # the same request again, as TensorBoard repeats it on every reload and for every viewer
             for _ in range(reads):
                 t0 = time.perf_counter()
                 res = stub.ReadScalars(req)

@@ -29,6 +29,7 @@ is back, since nothing is cached between requests.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import logging
 import threading
@@ -161,6 +162,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         self.experiments = list(experiments)
         self.hparams = hparams
         self.ingester = EventIngester(store)
+        self.thinned = _ThinnedCache()
         self.seen: dict[str, bool] = {}  # run ids requests have shown (what to ingest) -> whether it has ended
         self.ingested: set[str] = set()  # ended runs whose event files are all in
 
@@ -407,12 +409,24 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
             res = pb.ReadScalarsResponse()
             for run_name, tags in self._selected(view, request.run_tag_filter, request.plugin_filter.plugin_name):
                 entry = res.runs.add(run_name=run_name)
-                direct = [t for t, tag in tags.items() if tag.metric is not None]
-                read: dict[str, Any] = {}
-                if num_points > 1 and direct:
-                    run_id = view.runs[run_name].record.run_id
-                    name = tags[direct[0]].metric if len(direct) == 1 else None
-                    read = {s.name: s for s in self.store.get_metrics(run_id, name, max_points=num_points)}
+                run_id = view.runs[run_name].record.run_id
+                read: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+                missing = []
+                for tag in tags.values():
+                    if tag.metric is not None and tag.info is not None and num_points > 1:
+                        hit = self.thinned.get(tag.info, num_points)
+                        if hit is None:
+                            missing.append(tag)
+                        else:
+                            read[tag.metric] = hit
+                if missing:  # thinned in the store: one series by name, or all of the run's in one call
+                    name = missing[0].metric if len(missing) == 1 else None
+                    by_name = {s.name: s for s in self.store.get_metrics(run_id, name, max_points=num_points)}
+                    for tag in missing:
+                        assert tag.metric is not None and tag.info is not None
+                        series = by_name.get(tag.metric)
+                        if series is not None:
+                            read[tag.metric] = self.thinned.put(tag.info, num_points, series)
                 for t, tag in tags.items():
                     item = entry.tags.add(tag_name=t)
                     if num_points <= 0:
@@ -425,10 +439,9 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
                         item.data.value.append(float(info.last_value))
                         continue
                     if tag.metric is not None:
-                        s = read.get(tag.metric)
-                        if s is None:
+                        if tag.metric not in read:
                             continue
-                        steps, walls, values = s.steps, s.wall_times, np.asarray(s.values, dtype=np.float64)
+                        steps, walls, values = read[tag.metric]
                     else:
                         assert tag.points is not None
                         steps, walls, values = _thin(tag.points, num_points)
@@ -586,6 +599,53 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
             # the root of a TensorBoard over everything: the newest top-level runs, child runs per experiment
             "newest_of_all": ROOT_RUNS if root and self.everything else None,
         }
+
+
+class _ThinnedCache:
+    """Thinned reads of numeric series, kept while their summary is unchanged: a series only grows, so the
+    same point count and last point (from the metric summary every request reads anyway) mean the same
+    points. TensorBoard asks for the same 1,000 points of every plotted series on each reload, and every
+    viewer does; those reads then cost no store call. Least recently used first out, ``max_points`` in all."""
+
+    def __init__(self, max_points: int = 2_000_000) -> None:
+        self.max_points = max_points
+        self._items: collections.OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = (
+            collections.OrderedDict()
+        )
+        self._points = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(info: MetricInfo, num_points: int) -> tuple[Any, ...]:
+        return (info.run_id, info.name, num_points, info.count, info.last_step, info.last_wall_time)
+
+    def get(self, info: MetricInfo, num_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        key = self._key(info, num_points)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, info: MetricInfo, num_points: int, series: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        item = (
+            np.asarray(series.steps, dtype=np.int64),
+            np.asarray(series.wall_times, dtype=np.float64),
+            np.asarray(series.values, dtype=np.float64),
+        )
+        last = (int(item[0][-1]), float(item[1][-1])) if len(item[0]) else None
+        if last != (info.last_step, info.last_wall_time):
+            return item  # logged to since the summary was read (the last point is always kept): not kept
+        key = self._key(info, num_points)
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._points -= len(old[0]) if old is not None else 0
+            self._items[key] = item
+            self._points += len(item[0])
+            while self._points > self.max_points and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._points -= len(dropped[0])
+        return item
 
 
 def _experiment_name(experiment_id: str) -> str:
