@@ -105,3 +105,20 @@ def test_screenshot_of_the_tab_in_tensorboard(tab: dict[str, Any], tmp_path: Pat
     assert "<alert-display-snackbar" not in page and "Failed to fetch" not in page, page[-3000:]
     if os.environ.get("EXPBOARD_KEEP_SCREENSHOTS"):
         shutil.copy(shot, os.environ["EXPBOARD_KEEP_SCREENSHOTS"])
+
+
+@needs_chromium
+def test_root_of_a_tensorboard_over_everything(tab: dict[str, Any], module_ws: Workspace, tmp_path: Path) -> None:
+    """The team TensorBoard's root: the newest runs of all experiments, and a link to each experiment."""
+    from expboard.tensorboard.provider import DataProviderServer
+
+    with (
+        DataProviderServer(module_ws.store) as server,
+        Tensorboard([], port=0, grpc_data_provider=server.address) as tb,
+    ):
+        url = tb.start()
+        sweep = [r for r in get_json(f"{url}data/runs") if r.startswith("runs-tab/sweep_")]
+        assert len(sweep) == 1  # <experiment>/<run>, top-level runs only
+        dom = _chromium(tmp_path, "--dump-dom", f"{url}data/plugin_entry.html?name=expboard_runs").stdout
+    assert "The newest 100 runs of all experiments" in dom and 'data-experiment="runs-tab"' in dom, dom[-2000:]
+    assert re.findall(r'<tr data-run="([^"]+)">', dom) == sweep
