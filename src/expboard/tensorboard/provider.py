@@ -19,11 +19,17 @@ tracking server alike. What TensorBoard sees:
 - **HParams**: sessions, hyperparameters and metrics by :func:`expboard.tensorboard.sessions.plan_sessions`,
   the export's rule, from metric summaries (no points read).
 - **Downsampling** happens in the store (``get_metrics(max_points=...)`` thins in SQL), always keeping the
-  first and the last point; a read of one point per series (HParams) comes from one summary query.
+  first and the last point; a read of one point per series (HParams) comes from one summary query. A
+  thinned read is kept (bounded, least recently used out) while the series' summary is unchanged, so
+  TensorBoard's repeated reads of the same series cost no store call.
+- **Subfolders** of a run's ``logs/`` are runs of their own (``<run>/train``), as in a logdir.
+- **The root URL** shows what the server was started with; started with nothing (a team TensorBoard), the
+  newest top-level runs of all experiments as ``<experiment>/<run>``. TensorBoard's page names its root
+  ``defaultExperimentId`` in its requests; that id means the root here.
 
 Errors reach TensorBoard as gRPC statuses (NOT_FOUND for an unknown experiment, UNAVAILABLE when the store
 is down), which its HTTP API answers with an error; it recovers by itself once the store or the provider
-is back, since nothing is cached between requests.
+is back (what is kept between requests, thinned reads, is checked against the store on each one).
 """
 
 from __future__ import annotations
