@@ -148,6 +148,7 @@ class _View:
     infos: dict[str, list[MetricInfo]]
     plan: SessionPlan
     created: float
+    moved: dict[str, set[str]] = field(default_factory=dict)  # run id -> its series shown in logs/ subfolder runs
     _tags: dict[str, dict[str, _Tag]] = field(default_factory=dict)
 
 
@@ -225,16 +226,16 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         self.seen.update((r.record.run_id, r.record.status.is_terminal) for r in runs.values())
         for info in self.store.get_metric_info(list(infos)):
             infos[info.run_id].append(info)
-        candidates, subruns = [], {}
+        candidates, subruns, moved = [], {}, {}
         for run in runs.values():
             subs = self.ingester.subruns(run.record.run_id)  # what ingest passes found: no store read
-            elsewhere = {name for series in subs.values() for name in series}
+            elsewhere = moved[run.record.run_id] = {name for series in subs.values() for name in series}
             run_infos = [i for i in infos[run.record.run_id] if i.name not in elsewhere]
             candidates.append(SessionCandidate(run.record, run.depth, run_infos))
             for sub, series in sorted(subs.items()):
                 subruns[f"{run.name}/{sub}"] = _Run(f"{run.name}/{sub}", run.record, run.depth, sub, series)
         plan = plan_sessions(candidates, self.hparams)
-        return _View({**runs, **subruns}, infos, plan, time.time())
+        return _View({**runs, **subruns}, infos, plan, time.time(), moved)
 
     def _tags(self, view: _View, run_name: str, plugin: str) -> dict[str, _Tag]:
         """The tags of a run a plugin may ask for (computed once per request, run and plugin): whole JSON
@@ -256,7 +257,7 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
         namer = TagNamer()
         # series of the run's logs/ subfolders belong to those runs (a subfolder's tag names are its own)
         own = run.series if run.sub else {}
-        elsewhere = set() if run.sub else {s for r in view.runs.values() if r.record is run.record for s in r.series}
+        elsewhere = set() if run.sub else view.moved.get(run.record.run_id, set())
         started = view.plan.start_value(run.record) if not run.sub else None
         if started is not None:
             tags["_hparams_/session_start_info"] = _Tag(HPARAMS, 0, started[1], tensor=started)
