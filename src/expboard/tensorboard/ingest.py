@@ -50,7 +50,6 @@ __all__ = [
     "decode_value",
     "ingest_state_name",
     "subfolder",
-    "subfolder_series",
 ]
 
 _log = logging.getLogger("expboard.tensorboard.ingest")
@@ -70,20 +69,6 @@ def subfolder(event_file: str) -> str:
 def ingest_state_name(event_file: str) -> str:
     """The run file holding the ingest progress and index of ``event_file``."""
     return INGEST_PREFIX + event_file + ".jsonl"
-
-
-def subfolder_series(store: Store, run_id: str) -> dict[str, tuple[str, str]]:
-    """The metric series ingested from event files in subfolders of the run's ``logs/``: series name ->
-    (subfolder, TensorBoard tag). What the export needs to write them where TensorBoard shows them."""
-    out: dict[str, tuple[str, str]] = {}
-    for info in store.list_files(run_id, INGEST_PREFIX + LOGS_PREFIX):
-        sub = subfolder(info.name[len(INGEST_PREFIX) : -len(".jsonl")])
-        if not sub or not info.name.endswith(".jsonl"):
-            continue
-        data = store.read_file(run_id, info.name)
-        for line in data[: data.rfind(b"\n") + 1].splitlines():
-            out.update((name, (sub, tag)) for name, tag in json.loads(line).get("scalars", {}).items())
-    return out
 
 
 @dataclass(frozen=True)
