@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from expboard import ExpboardError, Experiment, Workspace, plugins
@@ -10,9 +15,10 @@ from expboard import ExpboardError, Experiment, Workspace, plugins
 def test_without_compute_loaded_the_error_says_what_to_import(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plugins, "_submit", None)
     monkeypatch.setattr(plugins, "_targets", None)
-    with pytest.raises(ExpboardError, match="import expboard.compute"):
+    monkeypatch.setattr(plugins, "_loaders", [])
+    with pytest.raises(ExpboardError, match="import expboard.compute.submission"):
         Experiment(ws, "p").submit(object())
-    with pytest.raises(ExpboardError, match="import expboard.compute"):
+    with pytest.raises(ExpboardError, match="import expboard.compute.submission"):
         _ = Workspace(tracking_uri=ws.tracking_uri, artifact_root=ws.artifact_root).compute_targets
 
 
@@ -21,3 +27,31 @@ def test_a_registered_submitter_gets_the_call(ws: Workspace, monkeypatch: pytest
     monkeypatch.setattr(plugins, "_submit", lambda exp, config, tags=None: calls.append((exp.name, config, tags)))
     Experiment(ws, "p").submit("cfg", tags={"a": "1"})
     assert calls == [("p", "cfg", {"a": "1"})]
+
+
+def test_submit_and_targets_load_compute_without_the_user_importing_it(tmp_path: Path) -> None:
+    """In a fresh interpreter: ``import expboard`` loads no compute module, and Experiment.submit and
+    ws.compute_targets find the local target and an attached Ray target (the package's top loads them)."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from expboard import Experiment, Workspace
+        assert not [m for m in sys.modules if m.startswith("expboard.compute")], sorted(sys.modules)
+        ws = Workspace.init(sys.argv[1])
+        saved = {"cluster": {"type": "Ray", "address": "http://127.0.0.1:9"}}
+        (ws.path / ".expboard" / "compute.json").write_text(json.dumps(saved))
+        assert ws.compute_targets["cluster"].type == "Ray"
+        assert "expboard.compute.submission" in sys.modules
+        (ws.path / "src").mkdir()
+        (ws.path / "src" / "train.py").write_text("print('hi')")
+        from expboard import ScriptRunConfig
+        run = Experiment(ws, "plugins").submit(ScriptRunConfig(str(ws.path / "src"), "train.py"))
+        print(run.wait_for_completion(timeout=120)["status"])
+        ws.close()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "p")], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "Completed"

@@ -1,7 +1,10 @@
 """Where upper layers plug into the client API: compute targets fill these slots when imported.
 
-The client (Workspace, Experiment, Run) never imports :mod:`expboard.compute`; ``import expboard`` does, and
-:mod:`expboard.compute` registers how a run is submitted and which compute targets a workspace has.
+The client (Workspace, Experiment, Run) never imports :mod:`expboard.compute`. The package's top registers a
+loader here (:func:`register_loader`) that imports it the first time a slot is asked for, and
+:mod:`expboard.compute.submission` registers how a run is submitted, which compute targets a workspace has and
+how a snapshot is built. So ``Experiment.submit`` and ``ws.compute_targets`` find the local and Ray targets
+without the user importing :mod:`expboard.compute`, and ``import expboard`` stays cheap.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ from typing import Any
 
 from .errors import ExpboardError
 
-__all__ = ["compute_targets", "register_compute", "register_snapshot", "snapshot", "submitter"]
+__all__ = [
+    "compute_targets",
+    "load",
+    "register_compute",
+    "register_loader",
+    "register_snapshot",
+    "snapshot",
+    "submitter",
+]
 
 # submit(experiment, config, tags) -> Run;  targets(workspace) -> ComputeTargets
 _submit: Callable[..., Any] | None = None
@@ -19,7 +30,21 @@ _targets: Callable[[Any], Any] | None = None
 # snapshot(source_folder) -> zip bytes (what a submitted run stores as snapshot.zip)
 _snapshot: Callable[[Any], bytes] | None = None
 
-_MISSING = "no compute support is loaded: `import expboard.compute` (``import expboard`` does it)"
+# loaders not run yet: each imports a module that registers itself in the slots above
+_loaders: list[Callable[[], None]] = []
+
+_MISSING = "no compute support is loaded: `import expboard.compute.submission` (expboard loads it when asked)"
+
+
+def register_loader(load_plugins: Callable[[], None]) -> None:
+    """Run ``load_plugins`` (once) the first time a slot is asked for and still empty."""
+    _loaders.append(load_plugins)
+
+
+def load() -> None:
+    """Run the loaders not run yet (each at most once, in the order registered)."""
+    while _loaders:
+        _loaders.pop(0)()
 
 
 def register_compute(submit: Callable[..., Any], targets: Callable[[Any], Any]) -> None:
@@ -30,11 +55,15 @@ def register_compute(submit: Callable[..., Any], targets: Callable[[Any], Any]) 
 
 def submitter() -> Callable[..., Any]:
     if _submit is None:
+        load()
+    if _submit is None:
         raise ExpboardError(_MISSING)
     return _submit
 
 
 def compute_targets(workspace: Any) -> Any:
+    if _targets is None:
+        load()
     if _targets is None:
         raise ExpboardError(_MISSING)
     return _targets(workspace)
@@ -47,6 +76,8 @@ def register_snapshot(build: Callable[[Any], bytes]) -> None:
 
 
 def snapshot(source: Any) -> bytes:
+    if _snapshot is None:
+        load()
     if _snapshot is None:
         raise ExpboardError(_MISSING)
     return _snapshot(source)

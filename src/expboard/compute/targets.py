@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import plugins
 from ..errors import NotFoundError, ValidationError
 from ..records import RunStatus
 from .agent import ACTIVE_STATUSES, ENV_AGENT_LOG, agent_command
@@ -229,6 +230,9 @@ class ComputeTargets(Mapping[str, ComputeTarget]):
         self._add(LocalTarget())
         for name, saved in self._read_saved().items():
             factory = _TARGET_TYPES.get(str(saved.get("type")))
+            if factory is None:
+                plugins.load()  # the target types expboard brings (Ray) register when their module loads
+                factory = _TARGET_TYPES.get(str(saved.get("type")))
             if factory is None:
                 continue  # a type this process does not know (its module not imported): skipped
             config = {k: v for k, v in saved.items() if k != "type"}

@@ -159,7 +159,13 @@ def _add_server_flag(sub: Any) -> None:
         help="also serve a TensorBoard over the whole run history at /tensorboard/ (same tokens as the API)",
     )
     from ..server.serve import APP_EXTENSIONS
+
+    if _team_extension not in APP_EXTENSIONS:
+        APP_EXTENSIONS.append(_team_extension)
+
+
+def _team_extension(args: argparse.Namespace) -> Any:
+    """The team TensorBoard's server extension, imported only when the server starts (not for ``--help``)."""
     from .team import server_extension
 
-    if server_extension not in APP_EXTENSIONS:
-        APP_EXTENSIONS.append(server_extension)
+    return server_extension(args)
