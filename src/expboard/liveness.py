@@ -3,8 +3,15 @@
 Every active run has a heartbeat: a submitted run's agent and an interactive run's background writer write
 it every ``EXPBOARD_HEARTBEAT_S`` seconds. A run whose
 heartbeat is older than its timeout is marked NotResponding by :func:`reap_unresponsive`, which
-``Run.get_status()``, ``wait_for_completion()`` and ``expboard runs list`` call. An interactive run whose
-process wakes up again (a laptop back from sleep) is set back to Running by its next heartbeat.
+``Run.get_status()``, ``wait_for_completion()``, ``expboard runs list`` and TensorBoard's Runs tab call. An
+interactive run whose process wakes up again (a laptop back from sleep) is set back to Running by its next
+heartbeat.
+
+NotResponding is not where a submitted run stays when its compute target knows more: the reaper also hands
+each silent script run (NotResponding, or a heartbeat ``SUSPECT_BEATS`` beats late) to the end checks that
+compute targets register in :mod:`.plugins`. A Ray target, for one, ends the run Failed with Ray's reason
+once the run's job has ended (a node lost, the agent killed), so any reader sees the final state, whether or
+not the submitting process still lives.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from . import settings
+from . import plugins, settings
 from .errors import NotFoundError
 from .records import RunRecord, RunStatus
 from .stores import Store
 
-__all__ = ["ACTIVE_STATUSES", "heartbeat_timeout", "is_stale", "reap_unresponsive"]
+__all__ = ["ACTIVE_STATUSES", "SUSPECT_BEATS", "heartbeat_timeout", "is_silent", "is_stale", "reap_unresponsive"]
+
+# A script run whose heartbeat is this many beats late is asked about (its target may know it is gone).
+SUSPECT_BEATS = 3
 
 # Statuses of a run whose supervisor is supposed to be alive and writing heartbeats.
 ACTIVE_STATUSES = (
@@ -45,6 +55,17 @@ def is_stale(record: RunRecord, now: float | None = None, max_age: float | None 
     return now - record.heartbeat > (heartbeat_timeout(record) if max_age is None else max_age)
 
 
+def is_silent(record: RunRecord, now: float | None = None) -> bool:
+    """Whether the end checks of compute targets should look at ``record``: a script run NotResponding, or
+    active with a heartbeat ``SUSPECT_BEATS`` beats late."""
+    if record.run_type != "script":
+        return False
+    if record.status == RunStatus.NOT_RESPONDING:
+        return True
+    late: float = SUSPECT_BEATS * settings.get("heartbeat_s")
+    return is_stale(record, now, min(late, heartbeat_timeout(record)))
+
+
 def reap_unresponsive(
     store: Store,
     max_age: float | None = None,
@@ -53,12 +74,13 @@ def reap_unresponsive(
     run_types: Iterable[str] | None = None,
 ) -> list[str]:
     """Mark NotResponding every active run (or those of ``run_ids``) whose heartbeat is older than
-    ``max_age`` (default: :func:`heartbeat_timeout`). A compare-and-set, safe to call from anywhere at any
-    time; returns the ids it marked."""
+    ``max_age`` (default: :func:`heartbeat_timeout`), then runs the compute targets' end checks on the silent
+    script runs (:func:`is_silent`). A compare-and-set, safe to call from anywhere at any time; returns the ids
+    it marked NotResponding."""
     now = time.time() if now is None else now
     types = set(run_types) if run_types is not None else None
     if run_ids is None:
-        records = store.list_runs(statuses=list(ACTIVE_STATUSES))
+        records = store.list_runs(statuses=[*ACTIVE_STATUSES, RunStatus.NOT_RESPONDING])
     else:
         records = []
         for rid in run_ids:
@@ -67,8 +89,13 @@ def reap_unresponsive(
             except NotFoundError:
                 pass
     marked = []
+    silent: list[RunRecord] = []
     for r in records:
-        if (types is not None and r.run_type not in types) or not is_stale(r, now, max_age):
+        if types is not None and r.run_type not in types:
+            continue
+        if not is_stale(r, now, max_age):
+            if is_silent(r, now):
+                silent.append(r)
             continue
         who = "agent" if r.run_type == "script" else "process"
         silent_s = now - (r.heartbeat or now)
@@ -84,4 +111,9 @@ def reap_unresponsive(
         )
         if after.status == RunStatus.NOT_RESPONDING and after.heartbeat == r.heartbeat:
             marked.append(r.run_id)
+        if is_silent(after, now):
+            silent.append(after)
+    if silent:
+        for check in plugins.end_checks():
+            check(store, silent)
     return marked

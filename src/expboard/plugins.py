@@ -16,8 +16,10 @@ from .errors import ExpboardError
 
 __all__ = [
     "compute_targets",
+    "end_checks",
     "load",
     "register_compute",
+    "register_end_check",
     "register_loader",
     "register_snapshot",
     "snapshot",
@@ -30,6 +32,9 @@ _targets: Callable[[Any], Any] | None = None
 # snapshot(source_folder) -> zip bytes (what a submitted run stores as snapshot.zip)
 _snapshot: Callable[[Any], bytes] | None = None
 
+# end_check(store, records): asked about script runs whose supervisor went silent (NotResponding, or a heartbeat
+# several beats late); ends those whose compute target knows they are gone (a Ray job that ended)
+_end_checks: list[Callable[[Any, list[Any]], None]] = []
 # loaders not run yet: each imports a module that registers itself in the slots above
 _loaders: list[Callable[[], None]] = []
 
@@ -67,6 +72,16 @@ def compute_targets(workspace: Any) -> Any:
     if _targets is None:
         raise ExpboardError(_MISSING)
     return _targets(workspace)
+
+
+def register_end_check(check: Callable[[Any, list[Any]], None]) -> None:
+    """Install a check the liveness reaper runs on silent script runs (see :mod:`expboard.liveness`)."""
+    _end_checks.append(check)
+
+
+def end_checks() -> list[Callable[[Any, list[Any]], None]]:
+    load()
+    return list(_end_checks)
 
 
 def register_snapshot(build: Callable[[Any], bytes]) -> None:

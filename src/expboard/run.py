@@ -25,7 +25,7 @@ from . import context, metric_schemas, plugins, snapshots, state, transfer
 from .buffer import MetricBuffer, Series
 from .errors import ExpboardError, NotFoundError, RunFailedError, ValidationError
 from .experiment import Experiment, matches
-from .liveness import is_stale, reap_unresponsive
+from .liveness import is_silent, is_stale, reap_unresponsive
 from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
 from .state import flush_all
@@ -535,9 +535,10 @@ class Run:
 
     # --- status ---------------------------------------------------------------------------------
     def get_status(self) -> RunStatus:
-        """The run's status. An active run whose heartbeat stopped becomes NotResponding here."""
+        """The run's status. An active run whose heartbeat stopped becomes NotResponding here, and a silent
+        script run whose compute target knows it is gone (its Ray job ended) ends Failed here."""
         record = self.refresh()
-        if is_stale(record):
+        if is_stale(record) or is_silent(record):
             reap_unresponsive(self._store, run_ids=[self.id])
             record = self.refresh()
         return record.status

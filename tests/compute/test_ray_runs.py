@@ -4,8 +4,10 @@ a two-node torch.distributed run, and a run waiting for resources."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -49,20 +51,26 @@ TRAIN_UNTIL_STOPPED = """
     print("steps", step)
 """
 
+# Each rank: an all_reduce, then TensorBoard scalars until its run gets the tag "stop" (the test decides).
 TORCH_DISTRIBUTED = """
-    import os
+    import os, time
     import torch
     import torch.distributed as dist
-    from expboard import SummaryWriter
+    from expboard import Run, SummaryWriter
     dist.init_process_group("gloo")  # env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
     rank, world = dist.get_rank(), dist.get_world_size()
     total = torch.tensor([float(rank + 1)])
     dist.all_reduce(total)
     print(f"rank {rank} of {world} local {os.environ['LOCAL_RANK']} sum {total.item():g} "
           f"node {os.environ['EXPBOARD_RAY_NODE_ID']}", flush=True)
+    run = Run.get_context()
     writer = SummaryWriter("logs")
-    for step in range(3):
+    step = 0
+    while "stop" not in run.get_tags() and step < 1500:
         writer.add_scalar("loss", (rank + 1) / (step + 1), step)
+        writer.flush()
+        step += 1
+        time.sleep(0.2)
     writer.close()
     dist.destroy_process_group()
 """
@@ -197,16 +205,47 @@ def test_failing_script_is_failed_with_exit_code_and_stderr(
     assert "starting" in read(run, "system_logs/driver.log").decode()
 
 
-def test_agent_killed_never_leaves_the_run_running(
+SUBMIT_AND_EXIT = """
+import sys
+from expboard import Experiment, ScriptRunConfig, Workspace
+ws = Workspace(sys.argv[1])
+run = Experiment(ws, "ray-runs").submit(ScriptRunConfig(sys.argv[2], "train.py", compute_target="ray-cluster"))
+print(run.id)
+"""
+
+
+def test_agent_killed_ends_the_run_failed_for_any_reader_without_the_submitter(
     server_ws: Workspace, project: Callable[..., Path], gone: list[Run]
 ) -> None:
-    run = _submit(server_ws, project(**{"train.py": TRAIN_UNTIL_STOPPED}))
+    """The run is submitted by a process that exits at once, so nobody follows its Ray job; after the agent
+    is killed -9, a fresh ``expboard runs list`` (and then Run.get(...).get_status()) sees it end Failed with
+    Ray's reason, with no call on the Ray target."""
+    src = project(**{"train.py": TRAIN_UNTIL_STOPPED})
+    out = subprocess.run(
+        [sys.executable, "-c", SUBMIT_AND_EXIT, str(server_ws.path), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    run = Run.get(server_ws, out.stdout.split()[-1])
     gone.append(run)
     wait_until(lambda: "child_pid" in run.get_tags(), timeout=120, what="the script running")
     os.kill(int(run.get_properties()["expboard.agent_pid"]), signal.SIGKILL)
-    wait_until(lambda: _status(run) == RunStatus.FAILED, timeout=90, what="the run Failed")
+    cli = [sys.executable, "-m", "expboard", "runs", "list", "--experiment", "ray-runs", "--json"]
+    seen: set[str] = set()
+
+    def listed_failed() -> bool:
+        listed = subprocess.run(cli, cwd=server_ws.path, capture_output=True, text=True, timeout=60, check=True)
+        status = next(r["status"] for r in json.loads(listed.stdout) if r["run_id"] == run.id)
+        seen.add(status)
+        return status == "Failed"
+
+    wait_until(listed_failed, timeout=120, what="expboard runs list showing the run Failed")
+    assert seen <= {"Running", "NotResponding", "Failed"}
+    assert Run.get(server_ws, run.id).get_status() == RunStatus.FAILED
     error = run.get_details()["error"]
-    assert error["code"] == "RayJobEnded" and "exit code" in error["message"]
+    assert error["code"] == "RayJobEnded" and "exit code" in error["message"], error
 
 
 def test_a_node_lost_mid_run_fails_the_run_and_leaves_no_orphan(
@@ -233,7 +272,7 @@ def test_a_node_lost_mid_run_fails_the_run_and_leaves_no_orphan(
     wait_until(lambda: target.get_status().serialize()["nodesDead"] >= 1, timeout=120, what="Ray: the node dead")
 
 
-def test_two_node_run_with_torch_distributed(
+def test_two_node_run_with_torch_distributed_every_rank_live_in_tensorboard(
     server_ws: Workspace, ray_cluster: LocalRayCluster, project: Callable[..., Path], gone: list[Run]
 ) -> None:
     run = _submit(server_ws, project(**{"train.py": TORCH_DISTRIBUTED}), distributed_job_config=PyTorchConfiguration(2))
@@ -241,21 +280,26 @@ def test_two_node_run_with_torch_distributed(
     tb = Tensorboard([run], port=0, poll_interval=0.3)
     url = tb.start()
     try:
-        details = run.wait_for_completion(timeout=240, raise_on_error=False)
-        assert details["status"] == "Completed", details.get("error")
-        (rank1,) = run.get_children()
-        assert rank1.wait_for_completion(timeout=60, raise_on_error=False)["status"] == "Completed"
-        logs = [read(r, "system_logs/driver.log").decode() for r in (run, rank1)]
-        assert "rank 0 of 2 local 0 sum 3" in logs[0] and "rank 1 of 2 local 0 sum 3" in logs[1]
-        nodes = {line.rsplit("node ", 1)[1].split()[0] for text in logs for line in text.splitlines() if "sum" in line}
-        assert len(nodes) == 2  # STRICT_SPREAD: one rank per node
 
         def loss_runs() -> list[str]:
             tags = get_json(f"{url}data/plugin/scalars/tags")
             return sorted(name for name, t in tags.items() if "loss" in t)
 
-        names = wait_for(lambda: len(n := loss_runs()) == 2 and n, timeout=60)
-        assert [p[2] for p in scalars(url, names[0], "loss")] != [p[2] for p in scalars(url, names[1], "loss")]
+        names = wait_for(lambda: len(n := loss_runs()) == 2 and n, timeout=180)
+        (rank1,) = run.get_children()
+        # both ranks' scalars are in TensorBoard while both ranks still train
+        assert run.get_status() == RunStatus.RUNNING and rank1.get_status() == RunStatus.RUNNING
+        first = [scalars(url, name, "loss")[0][2] for name in names]
+        assert sorted(first) == [1.0, 2.0]  # rank r logs (r + 1) / (step + 1): step 0 of each rank
+        for r in (run, rank1):
+            r.tag("stop")
+        details = run.wait_for_completion(timeout=240, raise_on_error=False)
+        assert details["status"] == "Completed", details.get("error")
+        assert rank1.wait_for_completion(timeout=60, raise_on_error=False)["status"] == "Completed"
+        logs = [read(r, "system_logs/driver.log").decode() for r in (run, rank1)]
+        assert "rank 0 of 2 local 0 sum 3" in logs[0] and "rank 1 of 2 local 0 sum 3" in logs[1]
+        nodes = {line.rsplit("node ", 1)[1].split()[0] for text in logs for line in text.splitlines() if "sum" in line}
+        assert len(nodes) == 2  # STRICT_SPREAD: one rank per node
     finally:
         tb.stop()
 

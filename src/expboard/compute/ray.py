@@ -19,8 +19,12 @@ How a run goes (see the README's "Runs on a Ray cluster"):
   ``python -m expboard.compute.ray_gang RUN_ID``, holds the run Queued with its heartbeat while a placement
   group for the run waits for resources (as long as ``queue_timeout_s`` allows; Ray's own 15-minute limit
   on PENDING jobs does not apply), then starts the agent on the reserved node(s) (see :mod:`.ray_gang`).
-- **Watching**: while the submitting process lives, a thread follows its runs' jobs: it keeps the heartbeat of
-  a run whose job Ray holds PENDING (the usage report said "free" but was behind), hands such a run to a
+- **Watching**: any reader of a silent run (NotResponding, or its heartbeat late) asks the cluster about
+  its job through the liveness reaper (:func:`end_gone_runs`, registered in :mod:`expboard.plugins`) and
+  ends it Failed with Ray's reason when the job has ended, so the final state needs neither the submitting
+  process nor a call on the target. While the submitting process lives, a thread follows its runs' jobs:
+  it keeps the heartbeat of a run whose job Ray holds PENDING (the usage report said "free" but was behind),
+  hands such a run to a
   queue driver job when Ray fails the PENDING job (:meth:`RayCompute.requeue`), stops the job
   (``stop_job``) of a run canceled while queued or whose agent did not end it within the grace period,
   and ends Failed a run whose job ended without it (a node lost, the agent killed: the run's heartbeat
@@ -45,10 +49,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import settings
+from .. import plugins, settings
 from ..errors import ComputeUnavailableError, ConfigError, ExpboardError, NotFoundError, ValidationError
 from ..liveness import ACTIVE_STATUSES
-from ..records import RunStatus
+from ..records import RunRecord, RunStatus
 from .environment import ray_runtime_env
 from .targets import AttachConfiguration, ComputeTarget, TargetStatus, register_target_type
 
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     from .config import ScriptRunConfig
 
 __all__ = [
+    "ADDRESS_PROPERTY",
     "JOB_ID_PROPERTY",
     "RAY_PLAN_ENV",
     "RayAttachConfiguration",
@@ -66,10 +71,12 @@ __all__ = [
     "RayJobsClient",
     "check_job",
     "current_job_id",
+    "end_gone_runs",
     "is_this_machine",
 ]
 
 JOB_ID_PROPERTY = "expboard.ray_job_id"
+ADDRESS_PROPERTY = "expboard.ray_address"  # the cluster's Jobs API, so any reader can ask about the job
 RAY_PLAN_ENV = settings.env("ray_plan")  # JSON: what the queue/gang driver needs (resources, node count, python)
 _TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
 _NOT_TERMINAL_RUN = [s for s in RunStatus if not s.is_terminal]
@@ -362,7 +369,7 @@ class RayCompute(ComputeTarget):
         ws.store.update_run(run.id, heartbeat=time.time(), only_if_status=[RunStatus.QUEUED])
         queue = node_count > 1 or not self.fits_now(eligible, need)
         job_id = self._submit_job(ws, run.id, need, node_count, avoid_head, queue)
-        ws.store.add_properties(run.id, {JOB_ID_PROPERTY: job_id, "expboard.ray_address": self.address})
+        ws.store.add_properties(run.id, {JOB_ID_PROPERTY: job_id, ADDRESS_PROPERTY: self.address})
         _watcher().watch(self, ws.store, run.id, job_id)
 
     def _submit_job(
@@ -578,9 +585,39 @@ class _Watcher:
 
 _WATCHER = _Watcher()
 
+# When this process last asked about a run, and until when a cluster address is left alone (it did not answer).
+_LOOKED: dict[str, float] = {}
+_SILENT_UNTIL: dict[str, float] = {}
+END_CHECK_EVERY_S = 2.0
+UNREACHABLE_BACKOFF_S = 30.0
+
+
+def end_gone_runs(store: Store, records: list[RunRecord]) -> None:
+    """For the liveness reaper (registered in :mod:`expboard.plugins`): a silent run (NotResponding, or its
+    heartbeat late) whose Ray job has ended ends Failed now, with Ray's reason. It needs only the run's record
+    (the job id and the cluster's address are its properties), so any reader does it (``Run.get_status``,
+    ``expboard runs list``, TensorBoard's Runs tab), whether or not the process that submitted the run lives.
+    Each run is asked about at most every ``END_CHECK_EVERY_S`` seconds per process, and a cluster that does
+    not answer is left alone for ``UNREACHABLE_BACKOFF_S`` seconds, so readers stay fast."""
+    now = time.monotonic()
+    for r in records:
+        job_id, address = current_job_id(r.properties), r.properties.get(ADDRESS_PROPERTY)
+        if not job_id or not address or now < _LOOKED.get(r.run_id, 0.0) or now < _SILENT_UNTIL.get(address, 0.0):
+            continue
+        _LOOKED[r.run_id] = now + END_CHECK_EVERY_S
+        try:
+            state = check_job(RayJobsClient(address, timeout=3.0), store, r.run_id, job_id, final=True)
+        except (ExpboardError, OSError, ValueError):
+            state = "unreachable"
+        if state == "unreachable":
+            _SILENT_UNTIL[address] = now + UNREACHABLE_BACKOFF_S
+        elif state == "ended":
+            _LOOKED.pop(r.run_id, None)
+
 
 def _watcher() -> _Watcher:
     return _WATCHER
 
 
 register_target_type(RayCompute.type, RayCompute.from_config)
+plugins.register_end_check(end_gone_runs)

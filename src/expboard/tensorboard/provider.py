@@ -52,6 +52,7 @@ from tensorboard.data.proto import data_provider_pb2 as pb  # type: ignore[impor
 from tensorboard.data.proto import data_provider_pb2_grpc as pb_grpc
 
 from ..errors import ExpboardError, NotFoundError, StoreUnavailableError, ValidationError
+from ..liveness import reap_unresponsive
 from ..records import MetricKind, RunRecord
 from ..stores.base import MetricInfo, Store
 from ..tfevents import image_size, text_table_value, text_value
@@ -571,7 +572,12 @@ class StoreDataProvider(pb_grpc.TensorBoardDataProviderServicer):  # type: ignor
     # --- the "Runs" tab ------------------------------------------------------------------------------
     def run_table(self, request: dict[str, Any]) -> dict[str, Any]:
         """The runs of an experiment (``experiment_id`` as in TensorBoard's URL) for the Runs tab: status,
-        times, tags, properties and the last value of each numeric metric."""
+        times, tags, properties and the last value of each numeric metric. Runs whose process died show their
+        final state (NotResponding, or Failed when their compute target knows: see :mod:`expboard.liveness`)."""
+        try:
+            reap_unresponsive(self.store)
+        except ExpboardError:  # a viewer that may not write (a read token) shows the statuses as stored
+            pass
         view = self._view(str(request.get("experiment_id", "")))
         rows = []
         for run in view.runs.values():
