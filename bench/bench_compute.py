@@ -3,7 +3,8 @@
     python bench/bench_compute.py [--rounds 10]
 
 Starts a one-node Ray cluster on 127.0.0.1 (2 CPUs, ``ray start --head``; ``ray stop`` at the end, which
-ends every Ray cluster of this user on this machine) and an embedded workspace, then, round by round (the
+ends every Ray cluster of this user on this machine, so it first takes the Ray tests' file lock and waits
+for a test session's cluster to end) and an embedded workspace, then, round by round (the
 three in turn, so they share the machine's load), runs a trivial script, ``print("hello")``:
 
 - **Ray alone**: ``JobSubmissionClient.submit_job(entrypoint="python -u train.py",
@@ -23,6 +24,7 @@ adds <= 1 s to Ray's own p50.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import platform
 import sys
@@ -101,6 +103,8 @@ def main() -> int:
     src = root / "src"
     src.mkdir()
     (src / "train.py").write_text(SCRIPT)
+    lock = open(os.path.join("/tmp", f"expboard-ray-tests-{os.getuid()}.lock"), "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the tests' lock (tests/compute/ray_helpers.py): one Ray user at a time
     load_before = _uptime()
     cluster = LocalRayCluster(workers=0, head_cpus=2)
     t0 = time.monotonic()
@@ -124,6 +128,7 @@ def main() -> int:
         ws.close()
     finally:
         cluster.stop()
+        lock.close()
     load_after = _uptime()
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,38 @@ def test_submit_and_targets_load_compute_without_the_user_importing_it(tmp_path:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "Completed"
+
+
+def test_the_reaper_asks_compute_targets_about_silent_script_runs_only(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script run NotResponding (or several beats late) goes to the registered end checks, which may end it;
+    a script run with a fresh heartbeat and an interactive run do not."""
+    from expboard import Run, RunStatus
+    from expboard.liveness import reap_unresponsive
+
+    asked: list[list[str]] = []
+
+    def end_check(store: object, records: list[Any]) -> None:
+        asked.append(sorted(r.run_id for r in records))
+        for r in records:
+            ws.store.update_run(r.run_id, status=RunStatus.FAILED, only_if_status=[r.status])
+
+    monkeypatch.setattr(plugins, "_end_checks", [end_check])
+    monkeypatch.setattr(plugins, "_loaders", [])
+    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "60")
+    exp = Experiment(ws, "silent")
+    fresh, late, gone = (Run.create(exp, run_type="script") for _ in range(3))
+    interactive = Run.create(exp)
+    now = time.time()
+    ws.store.update_run(fresh.id, heartbeat=now)
+    ws.store.update_run(late.id, heartbeat=now - 20)  # 4 beats of 5 s late, not yet 60 s
+    ws.store.update_run(gone.id, heartbeat=now - 100)
+    ws.store.update_run(interactive.id, heartbeat=now - 100)
+    assert reap_unresponsive(ws.store) == [gone.id]
+    assert asked == [sorted([late.id, gone.id])]
+    assert late.get_status() == gone.get_status() == RunStatus.FAILED
+    assert fresh.get_status() == RunStatus.RUNNING
+    assert interactive.get_status() == RunStatus.RUNNING  # 300 s for interactive runs; never asked
+    assert reap_unresponsive(ws.store) == [] and len(asked) == 1  # nothing silent left: no call
+    interactive.complete()
