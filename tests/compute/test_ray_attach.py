@@ -119,3 +119,26 @@ def test_an_embedded_workspace_works_with_a_cluster_on_this_machine(
     assert details["status"] == "Completed" and details["target"] == "here"
     assert run.get_metrics() == {"answer": 42}
     assert b"on the cluster" in run.workspace.store.read_file(run.id, "system_logs/driver.log")
+
+
+class _PendingJobs:
+    """Ray's answer for a job it still holds PENDING (a stand-in for the Jobs API: getting Ray to hold a job
+    PENDING while its usage report says "free" cannot be arranged reliably on a test cluster)."""
+
+    def job(self, job_id: str) -> dict[str, str]:
+        return {"status": "PENDING", "message": "waiting for resources"}
+
+
+def test_a_queued_run_nobody_kept_alive_is_queued_again_while_ray_holds_its_job(ws: Workspace) -> None:
+    from expboard import Run, RunStatus
+    from expboard.compute.ray import check_job
+
+    run = Run.create(Experiment(ws, "pending"), run_type="script", status=RunStatus.QUEUED)
+    ws.store.update_run(run.id, status=RunStatus.NOT_RESPONDING, error={"code": "NotResponding", "message": "x"})
+    assert check_job(_PendingJobs(), ws.store, run.id, "job-1", final=True) == "wait"  # type: ignore[arg-type]
+    record = ws.store.get_run(run.id)
+    assert record.status == RunStatus.QUEUED and record.error is None and record.heartbeat is not None
+    started = Run.create(Experiment(ws, "pending"), run_type="script", status=RunStatus.RUNNING)
+    ws.store.update_run(started.id, status=RunStatus.NOT_RESPONDING, start_time=1.0)
+    check_job(_PendingJobs(), ws.store, started.id, "job-2", final=True)  # type: ignore[arg-type]
+    assert ws.store.get_run(started.id).status == RunStatus.NOT_RESPONDING  # it did start: not queued again

@@ -516,13 +516,24 @@ def check_job(
                 "message": f"the run's Ray job {job_id} ended {job_status} while the run was {rec.status.value}"
                 + (f" (exit code {code})" if code is not None else "")
                 + (f": {message}" if message else "")
-                + "; a node lost, or the run's agent killed",
+                + (
+                    "; Ray gave up on the job before it started and no process that could queue the run again "
+                    "was following it"
+                    if never_started
+                    else "; a node lost, or the run's agent killed"
+                ),
             },
             only_if_status=[rec.status],
         )
         return "ended"
     if rec.status == RunStatus.QUEUED:  # in Ray's queue, or its entrypoint starting: heartbeat written above
         pass
+    elif job_status == "PENDING" and rec.status == RunStatus.NOT_RESPONDING and rec.start_time is None:
+        # silent only because nobody kept the heartbeat of a run Ray still holds in its queue (the submitting
+        # process is gone): Queued again, so its agent can claim it when Ray starts the job
+        store.update_run(
+            run_id, status=RunStatus.QUEUED, heartbeat=now, error=None, only_if_status=[RunStatus.NOT_RESPONDING]
+        )
     elif rec.status == RunStatus.CANCELED or (
         rec.status == RunStatus.CANCEL_REQUESTED and rec.heartbeat is not None and now - rec.heartbeat > grace + 10
     ):
