@@ -47,6 +47,7 @@ import codecs
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -172,6 +173,7 @@ class Agent:
         self.workdir: Path | None = None
         self.duration_exceeded: str | None = None  # why the run was canceled for running too long
         self._flush_lock = threading.Lock()
+        self._pidfd: int | None = None  # the script's pidfd (Linux): readable once it has exited
 
     # --- small helpers ----------------------------------------------------------------------------
     def note(self, message: str) -> None:
@@ -332,6 +334,10 @@ class Agent:
             start_new_session=True,  # its own process group: cancel reaches its children too
             preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
         )
+        try:
+            self._pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):  # not Linux, or a kernel before 5.3: the supervisor ticks instead
+            self._pidfd = None
         self.note(f"started {' '.join(argv)} (pid {self.proc.pid})")
         if sys.platform != "win32":  # the agent killed (-9, or with its Ray node): the script's group goes too
             self.group_watcher = subprocess.Popen(
@@ -356,6 +362,14 @@ class Agent:
             return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except (AttributeError, ChildProcessError):
             return self.proc.poll() is not None
+
+    def _sleep_unless_exited(self, timeout: float) -> None:
+        """Sleep ``timeout`` seconds, or less when the script exits first (its pidfd, on Linux, turns readable
+        then: a short script's end is seen at once, not at the next tick)."""
+        if self._pidfd is None:
+            time.sleep(timeout)
+        else:
+            select.select([self._pidfd], [], [], timeout)
 
     def _killpg(self, sig: int) -> None:
         assert self.proc is not None
@@ -399,7 +413,10 @@ class Agent:
                 self._sync(logs)
                 if not self.cancel.is_set() and self.store.get_run(self.run_id).status == RunStatus.CANCEL_REQUESTED:
                     self.cancel.set()
-            time.sleep(0.05 if self.cancel.is_set() else min(0.2, self.sync_s))
+            self._sleep_unless_exited(0.05 if self.cancel.is_set() else min(0.2, self.sync_s))
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         self._killpg(signal.SIGKILL)  # whatever the script left behind in its group
         returncode = self.proc.wait()
         for t in readers:
