@@ -228,7 +228,7 @@ def register(sub: Any, runs_sub: Any) -> None:
     compute_sub = compute.add_subparsers(dest="compute_command", metavar="ACTION")
     compute_sub.required = True
     p = compute_sub.add_parser("list", help="compute targets with nodes, CPUs, GPUs and active runs")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per target, for scripts")
     p.set_defaults(func=cmd_compute_list)
     p = compute_sub.add_parser(
         "attach",
@@ -246,9 +246,15 @@ def register(sub: Any, runs_sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=30, help="seconds to wait for the cluster to answer")
     p.add_argument("--no-check", action="store_true", help="attach without asking the cluster")
     p.set_defaults(func=cmd_compute_attach)
-    p = compute_sub.add_parser("show", help="one compute target: its settings, nodes, CPUs, GPUs, memory, runs")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
+    p = compute_sub.add_parser(
+        "show",
+        help="one compute target: its settings, nodes, CPUs, GPUs, memory, runs",
+        description="Show a compute target's settings and its state read from the cluster (nodes alive and "
+        "dead, CPUs, GPUs, memory used and total, active runs); runs of a Ray target whose job has ended "
+        "are ended on the way.",
+    )
+    p.add_argument("name", help="the target's name in this workspace (local, or an attached one)")
+    p.add_argument("--json", action="store_true", help="the settings and the status as JSON, for scripts")
     p.set_defaults(func=cmd_compute_show)
 
     p = sub.add_parser(
