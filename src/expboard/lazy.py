@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["lazy_exports", "read_type_checking_imports"]
+__all__ = ["lazy_exports", "lazy_import", "read_type_checking_imports"]
 
 
 def read_type_checking_imports(path: str, package: str) -> dict[str, str]:
@@ -74,3 +74,23 @@ def lazy_exports(
         return sorted({*vars(sys.modules[package]), *names})
 
     return __getattr__, __dir__
+
+
+class _LazyModule:
+    """Stands in for a module in another module's globals until its first attribute is used."""
+
+    def __init__(self, name: str, namespace: dict[str, Any], alias: str) -> None:
+        self._name, self._namespace, self._alias = name, namespace, alias
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self._name)
+        if self._namespace.get(self._alias) is self:
+            self._namespace[self._alias] = module  # later uses find the module itself: no cost per use
+        return getattr(module, attr)
+
+
+def lazy_import(name: str, namespace: dict[str, Any], alias: str) -> Any:
+    """``alias = lazy_import("numpy", globals(), "alias")`` for ``import numpy as alias``, with the import
+    made on the first use of an attribute (then the module replaces the stand-in in ``namespace``). Under
+    ``if not TYPE_CHECKING:``, with the plain import under ``if TYPE_CHECKING:`` for type checkers."""
+    return _LazyModule(name, namespace, alias)

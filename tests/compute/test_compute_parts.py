@@ -236,3 +236,20 @@ def test_settings_are_documented() -> None:
 def test_agent_usage() -> None:
     proc = subprocess.run([sys.executable, "-m", "expboard.compute"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_the_agent_starts_without_the_client_numpy_or_tensorboard(ws: Workspace) -> None:
+    """``python -m expboard.compute RUN_ID`` pays only for what it uses: importing the agent and opening the
+    workspace's store loads neither the client's Run/Experiment, nor numpy, nor TensorBoard (the Ray overhead
+    target depends on it)."""
+    code = (
+        "import sys\n"
+        "import expboard.compute.agent\n"
+        "from expboard.workspace import Workspace\n"
+        "Workspace().store.list_experiments()  # what the agent opens, from the workspace's environment\n"
+        "heavy = ('numpy', 'tensorboard', 'expboard.run', 'expboard.experiment', 'expboard.compute.submission')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**ws.env(), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, check=True)
+    assert out.stdout.strip() == "[]"

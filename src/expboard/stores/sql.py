@@ -21,12 +21,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-import numpy as np
-
 from ..errors import ConflictError, NotFoundError, StoreUnavailableError, ValidationError
+from ..lazy import lazy_import
 from ..names import (
     check_experiment_name,
     check_file_name,
@@ -62,6 +61,11 @@ from .files import FileStorage, FileWriter
 from .query import RunFilter, RunPage, decode_page_token, encode_page_token, page_size
 from .storages import open_file_storage
 from .wire import concat_values, decode_values, encode_values, pack_f8, pack_i8, unpack_f8, unpack_i8
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads on first use: opening a store (a run agent's start) does not pay for it
+    np = lazy_import("numpy", globals(), "np")
 
 __all__ = ["MAX_CHUNK_BYTES", "MAX_CHUNK_POINTS", "MIGRATIONS", "SqlStore", "downsample", "sqlite_path_from_uri"]
 
@@ -1475,7 +1479,7 @@ def downsample(series: MetricSeries, max_points: int) -> MetricSeries:
 _WIDTHS = {"f8": 8, "i8": 8, "b1": 1}
 _BLOB_READ_MIN_POINTS = 4096  # chunks this long are read point by point (SQLite), not whole
 _ROW_POINTS = 16384  # points of one metric chunk per row at most
-_NUMPY: dict[str, Any] = {"f8": np.float64, "i8": np.int64, "b1": bool}
+_NUMPY: dict[str, Any] = {"f8": "float64", "i8": "int64", "b1": bool}  # by name: numpy loads on first use
 _WIRE: dict[str, str] = {"f8": "<f8", "i8": "<i8", "b1": "?"}  # the stored bytes of a value column, as numpy reads them
 _PAGE_POINTS = 65_536  # points of the stored rows fetched at once when reading whole series
 _PAGE_ROWS = 200

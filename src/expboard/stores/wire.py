@@ -11,9 +11,14 @@ import json
 import math
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ..lazy import lazy_import
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads on first use: opening a store (a run agent's start) does not pay for it
+    np = lazy_import("numpy", globals(), "np")
 
 __all__ = [
     "WIRE_CONTENT_TYPE",
