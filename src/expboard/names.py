@@ -20,6 +20,7 @@ __all__ = [
     "check_file_name",
     "check_key",
     "check_metric_name",
+    "check_model_name",
     "check_run_id",
     "check_text",
     "check_time",
@@ -60,6 +61,24 @@ def check_run_id(run_id: object) -> str:
             "not starting with '.' (for example 'ridge-sweep_1733050000_9f3a1c2e')"
         )
     return run_id
+
+
+def check_model_name(name: object) -> str:
+    """Registered model names: 1 to 200 characters of text without control characters, '/', '\\' or ':' (a
+    model's id is ``name:version``), not starting with '.' or a space."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 200
+        or name[0] in ". "
+        or any(ord(c) < 32 or c in "/\\:" for c in name)
+        or not _utf8(name)
+    ):
+        raise ValidationError(
+            f"invalid model name {name!r}: use 1 to 200 characters without '/', '\\', ':' or control characters, "
+            "not starting with '.' or a space (for example 'sklearn-ridge')"
+        )
+    return name
 
 
 def check_metric_name(name: object) -> str:

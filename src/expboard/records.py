@@ -14,6 +14,9 @@ __all__ = [
     "FileInfo",
     "MetricKind",
     "MetricSeries",
+    "ModelRecord",
+    "ModelStatus",
+    "RegisteredModelRecord",
     "RunRecord",
     "RunStatus",
     "WorkspaceObjectRecord",
@@ -154,3 +157,62 @@ class WorkspaceObjectRecord:
         return cls(
             str(data["kind"]), str(data["name"]), int(data["version"]), dict(data["body"]), float(data["created"])
         )
+
+
+class ModelStatus(str, Enum):
+    """A model version's registration state (MLflow's names): its files are being uploaded, or it is ready."""
+
+    PENDING = "PENDING_REGISTRATION"
+    READY = "READY"
+    FAILED = "FAILED_REGISTRATION"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One version of a registered model as stored. ``run_id`` and ``run_path`` name the run files it was
+    copied from (None for a model uploaded from a local path without a run). Times are seconds since 1970."""
+
+    name: str
+    version: int
+    status: ModelStatus
+    created: float
+    updated: float
+    description: str = ""
+    run_id: str | None = None
+    run_path: str | None = None
+    experiment: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["status"] = self.status.value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelRecord:
+        return cls(**{**data, "status": ModelStatus(data["status"])})
+
+
+@dataclass(frozen=True)
+class RegisteredModelRecord:
+    """A registered model: a name whose versions are numbered 1, 2, ... ``latest_version`` is the highest
+    version number given so far (0 before the first); ``aliases`` map an alias to a version."""
+
+    name: str
+    created: float
+    updated: float
+    description: str = ""
+    latest_version: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RegisteredModelRecord:
+        return cls(**data)

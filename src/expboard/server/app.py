@@ -34,6 +34,7 @@ from ..stores.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RunFilter
 from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_safe
 from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
 from .mlflow_api import mlflow_router
+from .models_api import MODEL_FILE_PUT_PATTERN, models_router
 
 __all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
 
@@ -161,7 +162,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 FILE_PIECE_BYTES = 2 * 1024 * 1024  # file bodies are handed to the store in pieces of this size
-_FILE_PUT_RE = re.compile(rf"^{API_PREFIX}/runs/[^/]+/files/.+")
+_FILE_PUT_RE = re.compile(rf"^{API_PREFIX}(/runs/[^/]+/files/.+|{MODEL_FILE_PUT_PATTERN})")
 
 
 class _StreamedUploads:
@@ -613,6 +614,7 @@ def create_app(
             iterate_in_threadpool(pieces), status_code=status, media_type="application/octet-stream", headers=headers
         )
 
+    api.include_router(models_router(store, API_PREFIX))  # the model registry: server/models_api.py
     api.include_router(mlflow_router(store))  # MLflow's tracking REST API: server/mlflow_api.py
 
     open_paths = [f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs"]

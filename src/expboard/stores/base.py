@@ -20,6 +20,9 @@ from ..records import (
     FileInfo,
     MetricKind,
     MetricSeries,
+    ModelRecord,
+    ModelStatus,
+    RegisteredModelRecord,
     RunRecord,
     RunStatus,
     WorkspaceObjectRecord,
@@ -349,6 +352,86 @@ class Store(ABC):
     @abstractmethod
     def list_objects(self, kind: str, name: str | None = None) -> list[WorkspaceObjectRecord]:
         """Every version of every object of ``kind`` (or of ``name`` only), by name, then version."""
+
+    # --- models (a versioned registry) ----------------------------------------------------------------
+    @abstractmethod
+    def create_registered_model(
+        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None
+    ) -> RegisteredModelRecord:
+        """A new registered model without versions yet; ConflictError if the name is taken."""
+
+    @abstractmethod
+    def get_registered_model(self, name: str) -> RegisteredModelRecord:
+        """Raises NotFoundError."""
+
+    @abstractmethod
+    def list_registered_models(self) -> list[RegisteredModelRecord]:
+        """Every registered model, by name."""
+
+    @abstractmethod
+    def update_registered_model(
+        self,
+        name: str,
+        *,
+        description: str | Any = UNSET,
+        tags: Mapping[str, str | None] | None = None,
+        aliases: Mapping[str, int | None] | None = None,
+    ) -> RegisteredModelRecord:
+        """Set the description, tags (None removes one) and aliases (alias -> version; None removes one)."""
+
+    @abstractmethod
+    def create_model_version(
+        self,
+        name: str,
+        *,
+        run_id: str | None = None,
+        run_path: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        """Register the next version of model ``name`` (creating the model): versions are numbered 1, 2, ...
+        atomically, so two processes registering at once get different numbers.
+
+        With ``run_path``, the run's file or folder of that name is copied into the version, which is READY
+        at once (a file keeps its base name, a folder its name and layout). Without it the version is PENDING:
+        add its files with :meth:`write_model_file`, then set its status to READY."""
+
+    @abstractmethod
+    def write_model_file(self, name: str, version: int, file_name: str, stream: BinaryIO) -> FileInfo:
+        """Add a file (read from a binary file object) to a PENDING version; ConflictError once it is READY."""
+
+    @abstractmethod
+    def update_model_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        status: ModelStatus | Any = UNSET,
+        description: str | Any = UNSET,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        """Change a version's status (PENDING to READY or FAILED) and description, set its tags (None removes
+        one) and add properties (add-only, as on runs)."""
+
+    @abstractmethod
+    def get_model_version(self, name: str, version: int | None = None) -> ModelRecord:
+        """One version; ``None``: the latest READY one. Raises NotFoundError."""
+
+    @abstractmethod
+    def list_model_versions(self, name: str | None = None, run_id: str | None = None) -> list[ModelRecord]:
+        """Versions of one model (or of every model), by name then newest version first."""
+
+    @abstractmethod
+    def list_model_files(self, name: str, version: int) -> list[FileInfo]:
+        """The files of a version, names relative to the version."""
+
+    @abstractmethod
+    def iter_model_file(
+        self, name: str, version: int, file_name: str, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """A version's file in pieces; NotFoundError at once if there is none."""
 
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:

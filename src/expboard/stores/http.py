@@ -66,12 +66,15 @@ from ..errors import (
     ValidationError,
     error_class,
 )
-from ..names import check_file_name, check_run_id
+from ..names import check_file_name, check_model_name, check_run_id
 from ..records import (
     ExperimentRecord,
     FileInfo,
     MetricKind,
     MetricSeries,
+    ModelRecord,
+    ModelStatus,
+    RegisteredModelRecord,
     RunRecord,
     RunStatus,
     WorkspaceObjectRecord,
@@ -1054,6 +1057,141 @@ class HttpStore(Store):
 
     def list_files(self, run_id: str, prefix: str = "") -> list[FileInfo]:
         return [self._info(i) for i in self._json("GET", f"{API}/runs/{_rid(run_id)}/files", prefix=prefix)]
+
+    # --- models ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _model_path(name: str, version: int | None = None) -> str:
+        path = f"{API}/models/{quote(check_model_name(name), safe='')}"
+        return path if version is None else f"{path}/versions/{int(version)}"
+
+    def create_registered_model(
+        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None
+    ) -> RegisteredModelRecord:
+        payload = {"name": check_model_name(name), "description": description, "tags": dict(tags or {})}
+        return RegisteredModelRecord.from_json(self._json("POST", f"{API}/models", payload))
+
+    def get_registered_model(self, name: str) -> RegisteredModelRecord:
+        return RegisteredModelRecord.from_json(self._json("GET", self._model_path(name)))
+
+    def list_registered_models(self) -> list[RegisteredModelRecord]:
+        return [RegisteredModelRecord.from_json(m) for m in self._json("GET", f"{API}/models")]
+
+    def update_registered_model(
+        self,
+        name: str,
+        *,
+        description: str | Any = UNSET,
+        tags: Mapping[str, str | None] | None = None,
+        aliases: Mapping[str, int | None] | None = None,
+    ) -> RegisteredModelRecord:
+        payload: dict[str, Any] = {"tags": dict(tags or {}), "aliases": dict(aliases or {})}
+        if description is not UNSET:
+            payload["description"] = description
+        return RegisteredModelRecord.from_json(self._json("PATCH", self._model_path(name), payload))
+
+    def create_model_version(
+        self,
+        name: str,
+        *,
+        run_id: str | None = None,
+        run_path: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        payload = {
+            "run_id": run_id,
+            "run_path": run_path,
+            "description": description,
+            "tags": dict(tags or {}),
+            "properties": dict(properties or {}),
+        }
+        body = json.dumps(payload).encode()
+        # not retried after an answer: a second try could register a second version
+        resp = self._request(
+            "POST", f"{self._model_path(name)}/versions", body, {"Content-Type": "application/json"}, retry_for=0.0
+        )
+        return ModelRecord.from_json(resp.json())
+
+    def write_model_file(self, name: str, version: int, file_name: str, stream: BinaryIO) -> FileInfo:
+        """Streamed from the file object's position; a seekable stream is sent again when a try fails."""
+        path = f"{self._model_path(name, version)}/files/{quote(check_file_name(file_name), safe='/')}"
+        headers = {"Content-Type": "application/octet-stream"}
+        try:
+            start: int | None = stream.tell() if stream.seekable() else None
+        except (OSError, AttributeError):
+            start = None
+        try:
+            st = os.fstat(stream.fileno())
+            if start is not None and stat.S_ISREG(st.st_mode):
+                headers["Content-Length"] = str(st.st_size - start)
+        except (OSError, AttributeError, ValueError):
+            pass
+
+        def body() -> BinaryIO:
+            if start is not None:
+                stream.seek(start)
+            return stream
+
+        resp = self._request("PUT", path, body, headers, retry_for=None if start is not None else 0.0)
+        return self._info(resp.json())
+
+    def update_model_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        status: ModelStatus | Any = UNSET,
+        description: str | Any = UNSET,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        payload: dict[str, Any] = {"tags": dict(tags or {}), "properties": dict(properties or {})}
+        if status is not UNSET:
+            payload["status"] = ModelStatus(status).value
+        if description is not UNSET:
+            payload["description"] = description
+        return ModelRecord.from_json(self._json("PATCH", self._model_path(name, version), payload))
+
+    def get_model_version(self, name: str, version: int | None = None) -> ModelRecord:
+        if version is None:
+            return ModelRecord.from_json(self._json("GET", f"{self._model_path(name)}/versions/latest"))
+        return ModelRecord.from_json(self._json("GET", self._model_path(name, version)))
+
+    def list_model_versions(self, name: str | None = None, run_id: str | None = None) -> list[ModelRecord]:
+        if name is not None:
+            check_model_name(name)
+        if run_id is not None:
+            check_run_id(run_id)
+        return [ModelRecord.from_json(m) for m in self._json("GET", f"{API}/model-versions", name=name, run_id=run_id)]
+
+    def list_model_files(self, name: str, version: int) -> list[FileInfo]:
+        return [self._info(i) for i in self._json("GET", f"{self._model_path(name, version)}/files")]
+
+    def iter_model_file(
+        self, name: str, version: int, file_name: str, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        path = f"{self._model_path(name, version)}/files/{quote(check_file_name(file_name), safe='/')}"
+
+        def piece(at: int, want: int) -> bytes:
+            return self._request("GET", path, headers={"Range": f"bytes={at}-{at + want - 1}"}).body
+
+        want = self.read_piece_bytes if length is None else min(length, self.read_piece_bytes)
+        first = piece(offset, want) if want > 0 else b""
+        return self._model_pieces(piece, first, offset, length)
+
+    def _model_pieces(self, piece: Any, first: bytes, offset: int, length: int | None) -> Iterator[bytes]:
+        data = first
+        while data:
+            yield data
+            offset += len(data)
+            if length is not None:
+                length -= len(data)
+                if length <= 0:
+                    return
+            if len(data) < self.read_piece_bytes:
+                return
+            data = piece(offset, self.read_piece_bytes if length is None else min(length, self.read_piece_bytes))
 
     # --- life cycle ------------------------------------------------------------------------------------
     def close(self, timeout: float | None = None) -> None:

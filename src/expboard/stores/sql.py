@@ -17,11 +17,12 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailableError, ValidationError
@@ -30,6 +31,7 @@ from ..names import (
     check_experiment_name,
     check_file_name,
     check_key,
+    check_model_name,
     check_run_id,
     check_text,
     check_time,
@@ -39,6 +41,9 @@ from ..records import (
     FileInfo,
     MetricKind,
     MetricSeries,
+    ModelRecord,
+    ModelStatus,
+    RegisteredModelRecord,
     RunRecord,
     RunStatus,
     WorkspaceObjectRecord,
@@ -140,6 +145,34 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE experiments ADD COLUMN archived INTEGER NOT NULL DEFAULT 0",
             """CREATE TABLE experiment_tags (experiment TEXT NOT NULL REFERENCES experiments(name),
                 key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (experiment, key))""",
+        ],
+    ),
+    (
+        5,  # a versioned model registry (Azure ML's Model, MLflow's registered models and model versions)
+        [
+            """CREATE TABLE models (name TEXT PRIMARY KEY, created {real} NOT NULL, updated {real} NOT NULL,
+                description TEXT NOT NULL DEFAULT '', latest_version INTEGER NOT NULL DEFAULT 0)""",
+            """CREATE TABLE model_versions (
+                name TEXT NOT NULL REFERENCES models(name),
+                version INTEGER NOT NULL,
+                storage_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created {real} NOT NULL,
+                updated {real} NOT NULL,
+                description TEXT NOT NULL DEFAULT '',
+                run_id TEXT,
+                run_path TEXT,
+                experiment TEXT,
+                PRIMARY KEY (name, version)
+            )""",
+            "CREATE INDEX model_versions_by_run ON model_versions (run_id)",
+            # version 0 holds the registered model's own tags
+            """CREATE TABLE model_tags (name TEXT NOT NULL, version INTEGER NOT NULL, key TEXT NOT NULL,
+                value TEXT NOT NULL, PRIMARY KEY (name, version, key))""",
+            """CREATE TABLE model_properties (name TEXT NOT NULL, version INTEGER NOT NULL, key TEXT NOT NULL,
+                value TEXT NOT NULL, PRIMARY KEY (name, version, key))""",
+            """CREATE TABLE model_aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,
+                PRIMARY KEY (name, alias))""",
         ],
     ),
     (
@@ -1443,6 +1476,337 @@ class SqlStore(QueryStore):
             f"SELECT name, version, body, created FROM workspace_objects WHERE {where} ORDER BY name, version", params
         )
         return [WorkspaceObjectRecord(kind, n, int(v), json.loads(b), float(c)) for n, v, b, c in rows]
+
+    # --- models ------------------------------------------------------------------------------------
+    def _registered(self, rows: list[tuple[Any, ...]]) -> list[RegisteredModelRecord]:
+        if not rows:
+            return []
+        names = [r[0] for r in rows]
+        tags: dict[str, dict[str, str]] = {}
+        aliases: dict[str, dict[str, int]] = {}
+        for start in range(0, len(names), 500):
+            among, args = self._among("name", names[start : start + 500])
+            for n, k, v in self._query(f"SELECT name, key, value FROM model_tags WHERE version = 0 AND {among}", args):
+                tags.setdefault(n, {})[k] = v
+            for n, a, v in self._query(f"SELECT name, alias, version FROM model_aliases WHERE {among}", args):
+                aliases.setdefault(n, {})[a] = int(v)
+        return [
+            RegisteredModelRecord(
+                name=n,
+                created=c,
+                updated=u,
+                description=d,
+                latest_version=int(latest),
+                tags=tags.get(n, {}),
+                aliases=aliases.get(n, {}),
+            )
+            for n, c, u, d, latest in rows
+        ]
+
+    _REGISTERED = "SELECT name, created, updated, description, latest_version FROM models"
+
+    def create_registered_model(
+        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None
+    ) -> RegisteredModelRecord:
+        check_model_name(name)
+        check_text(description, "model description")
+        _check_map(tags, "tag")
+        now = time.time()
+        try:
+            with self._write() as conn:
+                self._exec(
+                    conn,
+                    "INSERT INTO models (name, created, updated, description) VALUES (?, ?, ?, ?)",
+                    (name, now, now, description),
+                )
+                self._put_model_map(conn, "model_tags", name, 0, tags or {})
+        except self.dialect.integrity_errors as exc:
+            raise ConflictError(f"a model named {name!r} is already registered") from exc
+        return self.get_registered_model(name)
+
+    def get_registered_model(self, name: str) -> RegisteredModelRecord:
+        check_model_name(name)
+        found = self._registered(self._query(f"{self._REGISTERED} WHERE name = ?", (name,)))
+        if not found:
+            raise NotFoundError(f"no registered model named {name!r}; register one with Model.register")
+        return found[0]
+
+    def list_registered_models(self) -> list[RegisteredModelRecord]:
+        return self._registered(self._query(f"{self._REGISTERED} ORDER BY name"))
+
+    def update_registered_model(
+        self,
+        name: str,
+        *,
+        description: str | Any = UNSET,
+        tags: Mapping[str, str | None] | None = None,
+        aliases: Mapping[str, int | None] | None = None,
+    ) -> RegisteredModelRecord:
+        self.get_registered_model(name)
+        if description is not UNSET:
+            check_text(description, "model description")
+        _check_map(tags, "tag", removable=True)
+        for alias, version in (aliases or {}).items():
+            check_key(alias, "alias")
+            if version is not None:
+                self.get_model_version(name, _check_version(version))
+        with self._write() as conn:
+            self._exec(conn, "UPDATE models SET updated = ? WHERE name = ?", (time.time(), name))
+            if description is not UNSET:
+                self._exec(conn, "UPDATE models SET description = ? WHERE name = ?", (description, name))
+            self._put_model_map(conn, "model_tags", name, 0, tags or {})
+            for alias, version in (aliases or {}).items():
+                if version is None:
+                    self._exec(conn, "DELETE FROM model_aliases WHERE name = ? AND alias = ?", (name, alias))
+                else:
+                    self._exec(
+                        conn,
+                        "INSERT INTO model_aliases (name, alias, version) VALUES (?, ?, ?) "
+                        "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                        (name, alias, int(version)),
+                    )
+        return self.get_registered_model(name)
+
+    def _put_model_map(self, conn: Any, table: str, name: str, version: int, values: Mapping[str, str | None]) -> None:
+        for key, value in values.items():
+            if value is None:
+                self._exec(
+                    conn, f"DELETE FROM {table} WHERE name = ? AND version = ? AND key = ?", (name, version, key)
+                )
+            else:
+                self._exec(
+                    conn,
+                    f"INSERT INTO {table} (name, version, key, value) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+                    (name, version, key, value),
+                )
+
+    def create_model_version(
+        self,
+        name: str,
+        *,
+        run_id: str | None = None,
+        run_path: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        check_model_name(name)
+        check_text(description, "model description")
+        _check_map(tags, "tag")
+        _check_map(properties, "property")
+        experiment = None
+        if run_path is not None and run_id is None:
+            raise ValidationError("run_path names files of a run: give run_id too")
+        if run_id is not None:
+            experiment = self.get_run(run_id).experiment
+        storage_id = f"model@{uuid.uuid4().hex}"
+        status = ModelStatus.PENDING
+        if run_path is not None:
+            assert run_id is not None
+            self._copy_run_files(run_id, check_file_name(run_path), storage_id)
+            status = ModelStatus.READY
+        now = time.time()
+        with self._write() as conn:
+            # one statement takes the next number: concurrent registrations (any process) serialize on the row
+            row = self._exec(
+                conn,
+                "INSERT INTO models (name, created, updated, latest_version) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET latest_version = models.latest_version + 1, "
+                "updated = excluded.updated RETURNING latest_version",
+                (name, now, now),
+            ).fetchone()
+            version = int(row[0])
+            self._exec(
+                conn,
+                "INSERT INTO model_versions (name, version, storage_id, status, created, updated, description, "
+                "run_id, run_path, experiment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, version, storage_id, status.value, now, now, description, run_id, run_path, experiment),
+            )
+            self._put_model_map(conn, "model_tags", name, version, tags or {})
+            self._put_model_map(conn, "model_properties", name, version, properties or {})
+        return self.get_model_version(name, version)
+
+    def _copy_run_files(self, run_id: str, run_path: str, storage_id: str) -> None:
+        path = run_path.rstrip("/")
+        base = path.rsplit("/", 1)[-1]
+        infos = [i for i in self.files.list(run_id, path) if i.name == path or i.name.startswith(path + "/")]
+        if not infos:
+            raise NotFoundError(
+                f"run {run_id!r} has no file or folder {run_path!r}; upload the model first "
+                "(run.upload_file or the outputs folder), or register it from a local path with Model.register"
+            )
+        for info in infos:
+            target = base if info.name == path else f"{base}/{info.name[len(path) + 1 :]}"
+            with self.files.open_writer(storage_id, target) as writer:
+                for piece in self.files.iter_read(run_id, info.name):
+                    writer.write(piece)
+                writer.commit()
+
+    def _storage_id(self, name: str, version: int) -> tuple[str, ModelStatus]:
+        check_model_name(name)
+        rows = self._query(
+            "SELECT storage_id, status FROM model_versions WHERE name = ? AND version = ?",
+            (name, _check_version(version)),
+        )
+        if not rows:
+            raise NotFoundError(f"model {name!r} has no version {version}")
+        return str(rows[0][0]), ModelStatus(rows[0][1])
+
+    def write_model_file(self, name: str, version: int, file_name: str, stream: BinaryIO) -> FileInfo:
+        file_name = check_file_name(file_name, may_be_folder=False)
+        storage_id, status = self._storage_id(name, version)
+        if status is not ModelStatus.PENDING:
+            raise ConflictError(f"model {name!r} version {version} is {status.value}: its files can no longer change")
+        with self.files.open_writer(storage_id, file_name) as writer:
+            while piece := stream.read(_COPY_PIECE):
+                writer.write(piece)
+            return writer.commit()
+
+    def update_model_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        status: ModelStatus | Any = UNSET,
+        description: str | Any = UNSET,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        current = self.get_model_version(name, _check_version(version))
+        if status is not UNSET:
+            status = ModelStatus(status)
+            if status is not current.status and current.status is not ModelStatus.PENDING:
+                raise ConflictError(
+                    f"model {name!r} version {version} is {current.status.value}; only a pending version changes status"
+                )
+        if description is not UNSET:
+            check_text(description, "model description")
+        _check_map(tags, "tag", removable=True)
+        _check_map(properties, "property")
+        for key, value in (properties or {}).items():
+            if key in current.properties and current.properties[key] != value:
+                raise ConflictError(
+                    f"property {key!r} of model {name!r} version {version} is already "
+                    f"{current.properties[key]!r}; properties cannot change (use a tag for values that do)"
+                )
+        with self._write() as conn:
+            sets: list[str] = ["updated = ?"]
+            args: list[Any] = [time.time()]
+            if status is not UNSET:
+                sets.append("status = ?")
+                args.append(status.value)
+            if description is not UNSET:
+                sets.append("description = ?")
+                args.append(description)
+            self._exec(
+                conn,
+                f"UPDATE model_versions SET {', '.join(sets)} WHERE name = ? AND version = ?",
+                [*args, name, version],
+            )
+            self._put_model_map(conn, "model_tags", name, version, tags or {})
+            for key, value in (properties or {}).items():
+                self._exec(
+                    conn,
+                    "INSERT INTO model_properties (name, version, key, value) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (name, version, key) DO NOTHING",
+                    (name, version, key, value),
+                )
+        return self.get_model_version(name, version)
+
+    _VERSIONS = (
+        "SELECT name, version, status, created, updated, description, run_id, run_path, experiment FROM model_versions"
+    )
+
+    def _versions(self, rows: list[tuple[Any, ...]]) -> list[ModelRecord]:
+        if not rows:
+            return []
+        names = sorted({r[0] for r in rows})
+        maps: dict[str, dict[tuple[str, int], dict[str, str]]] = {"model_tags": {}, "model_properties": {}}
+        for table, out in maps.items():
+            for start in range(0, len(names), 500):
+                among, args = self._among("name", names[start : start + 500])
+                for n, v, k, val in self._query(
+                    f"SELECT name, version, key, value FROM {table} WHERE version > 0 AND {among}", args
+                ):
+                    out.setdefault((n, int(v)), {})[k] = val
+        return [
+            ModelRecord(
+                name=n,
+                version=int(v),
+                status=ModelStatus(st),
+                created=c,
+                updated=u,
+                description=d,
+                run_id=rid,
+                run_path=rp,
+                experiment=exp,
+                tags=maps["model_tags"].get((n, int(v)), {}),
+                properties=maps["model_properties"].get((n, int(v)), {}),
+            )
+            for n, v, st, c, u, d, rid, rp, exp in rows
+        ]
+
+    def get_model_version(self, name: str, version: int | None = None) -> ModelRecord:
+        check_model_name(name)
+        if version is None:
+            rows = self._query(
+                f"{self._VERSIONS} WHERE name = ? AND status = ? ORDER BY version DESC LIMIT 1",
+                (name, ModelStatus.READY.value),
+            )
+            if not rows:
+                raise NotFoundError(f"no registered model named {name!r} has a version ready; register one first")
+        else:
+            rows = self._query(f"{self._VERSIONS} WHERE name = ? AND version = ?", (name, _check_version(version)))
+            if not rows:
+                raise NotFoundError(f"model {name!r} has no version {version}")
+        return self._versions(rows)[0]
+
+    def list_model_versions(self, name: str | None = None, run_id: str | None = None) -> list[ModelRecord]:
+        where, args = [], []
+        if name is not None:
+            where.append("name = ?")
+            args.append(check_model_name(name))
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(check_run_id(run_id))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return self._versions(self._query(f"{self._VERSIONS}{clause} ORDER BY name, version DESC", args))
+
+    def list_model_files(self, name: str, version: int) -> list[FileInfo]:
+        storage_id, _ = self._storage_id(name, version)
+        return self.files.list(storage_id)
+
+    def iter_model_file(
+        self, name: str, version: int, file_name: str, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        storage_id, _ = self._storage_id(name, version)
+        file_name = check_file_name(file_name)
+        try:
+            return self.files.iter_read(storage_id, file_name, offset, length)
+        except NotFoundError:
+            raise NotFoundError(f"model {name!r} version {version} has no file {file_name!r}") from None
+
+
+_COPY_PIECE = 1024 * 1024
+
+
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= _INT64_MAX:
+        raise ValidationError(f"a model version is a whole number from 1, got {version!r}")
+    return version
+
+
+def _check_map(values: Mapping[str, str | None] | None, what: str, removable: bool = False) -> None:
+    if values is None:
+        return
+    if not isinstance(values, Mapping):
+        raise ValidationError(f"{what}s must be a dict of names to strings, got {type(values).__name__}")
+    for key, value in values.items():
+        check_key(key, what)
+        if value is None and removable:
+            continue
+        check_text(value, f"value of {what} {key!r}")
 
 
 def _latest_point(steps: np.ndarray, wall_times: Any, values: Any, dtype: str) -> tuple[float | None, float | None]:
