@@ -16,6 +16,7 @@ EXPECTED = {
     "ExpboardError",
     "Experiment",
     "MetricKind",
+    "Model",
     "NotFoundError",
     "PayloadTooLargeError",
     "Run",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from .experiment import Experiment
+    from .model import Model
     from .records import MetricKind, RunStatus
     from .run import Run
     from .tfevents import SummaryWriter
@@ -51,6 +52,7 @@ __all__ = [
     "ExpboardError",
     "Experiment",
     "MetricKind",
+    "Model",
     "NotFoundError",
     "PayloadTooLargeError",
     "Run",

@@ -11,6 +11,7 @@ from typing import Any
 
 from .compute.cli_commands import register as register_compute_commands
 from .errors import ExpboardError
+from .model_commands import register as register_model_commands
 from .records import RunRecord
 from .server.serve import register as register_server_commands
 from .tensorboard.cli_commands import register as register_tensorboard_commands
@@ -244,6 +245,7 @@ def _version() -> str:
 # the library only inside their commands, so ``expboard --help`` stays fast.
 _EXTENSIONS: list[Callable[[Any, Any], None]] = [
     register_compute_commands,
+    register_model_commands,
     register_server_commands,
     register_tensorboard_commands,
 ]

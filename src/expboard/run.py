@@ -26,6 +26,7 @@ from .buffer import MetricBuffer, Series
 from .errors import ExpboardError, NotFoundError, RunFailedError, ValidationError
 from .experiment import Experiment, matches
 from .liveness import is_silent, is_stale, reap_unresponsive
+from .model import Model, register_run_model
 from .names import check_file_name, check_key, check_metric_name
 from .records import TERMINAL_STATUSES, MetricKind, MetricSeries, RunRecord, RunStatus
 from .state import flush_all
@@ -504,6 +505,33 @@ class Run:
         file_name = f"logged_images/{slug}/{s.count:05d}{ext}"
         self._store.write_file(self.id, file_name, data)
         self._buf.extend(s, [file_name])
+
+    def register_model(
+        self,
+        model_name: str,
+        model_path: str,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        description: str | None = None,
+        **unsupported: Any,
+    ) -> Model:
+        """Register the run's file or folder ``model_path`` (such as ``outputs/model.pkl``) as the next version
+        of model ``model_name`` (Azure ML's ``run.register_model``); its files are copied into the registry.
+        A path under ``outputs/`` still only in this run's local outputs folder is uploaded first."""
+        if unsupported:
+            raise ValidationError(
+                f"register_model: {', '.join(sorted(unsupported))} belong to Azure ML's deployment, which expboard "
+                "does not do; leave them out"
+            )
+        name = check_file_name(model_path).rstrip("/")
+        local = self._outputs
+        if local is not None and name.startswith("outputs/") and not self._store.list_files(self.id, name):
+            source = local / name[len("outputs/") :]
+            if source.is_dir():
+                transfer.upload_folder(self._store, self.id, name, source)
+            elif source.is_file():
+                transfer.upload(self._store, self.id, name, source)
+        return register_run_model(self.workspace, self.id, model_name, name, tags, properties, description)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write every point logged in this process; with a remote store, wait until it has them (raising
