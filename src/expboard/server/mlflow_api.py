@@ -19,8 +19,8 @@ How MLflow's entities map onto the run history:
   files under ``models/<model id>/``, their description in ``system_logs/mlflow_models/<model id>.json``.
 
 Every answer to an MLflow route is MLflow-shaped: ``{"error_code": ..., "message": ...}`` with MLflow's
-HTTP status for the code. Calls expboard does not serve (the model registry, traces, prompts...) get
-``ENDPOINT_NOT_FOUND`` (404), never a 500.
+HTTP status for the code. The model registry's routes are in :mod:`.mlflow_registry`. Calls expboard does
+not serve (traces, prompts...) get ``ENDPOINT_NOT_FOUND`` (404), never a 500.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from ..errors import (
 )
 from ..records import MetricKind, RunRecord, RunStatus
 from ..stores.base import MetricChunk, QueryStore, RunCondition, Store
+from .mlflow_registry import MlflowRegistry, RegistryError
 from .mlflow_search import mlflow_status, parse_filter, parse_order_by
 
 __all__ = ["DEFAULT_EXPERIMENT", "MlflowApi", "MlflowError", "mlflow_router"]
@@ -694,6 +695,11 @@ class MlflowApi:
         except NotFoundError:
             raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"no logged model with id {model_id!r}") from None
 
+    def logged_model_files(self, model_id: str) -> tuple[str, str]:
+        """(run id, folder of its files in the run) of a logged model."""
+        run, _ = self._model(model_id)
+        return run.run_id, f"models/{model_id}"
+
     def _model(self, model_id: str) -> tuple[RunRecord, dict[str, Any]]:
         run = self._model_run(model_id)
         try:
@@ -874,6 +880,8 @@ def _experiment_filter(text: Any) -> Callable[[str], bool]:
 def mlflow_router(store: Store) -> APIRouter:
     """The MLflow routes, for ``FastAPI.include_router``."""
     api = MlflowApi(store)
+    registry = MlflowRegistry(store, api.artifact_location, api.logged_model_files, _experiment_id)
+    api.routes.update(registry.routes())
     router = APIRouter()
 
     async def answer(fn: Callable[[], Any]) -> Response:
@@ -881,6 +889,8 @@ def mlflow_router(store: Store) -> APIRouter:
             result = await run_in_threadpool(fn)
         except MlflowError as exc:
             return error_response(exc)
+        except RegistryError as exc:
+            return error_response(MlflowError(exc.error_code, exc.message))
         except ExpboardError as exc:
             return error_response(_from_expboard(exc))
         except Exception as exc:  # a bug: say so in MLflow's shape
@@ -921,8 +931,8 @@ def mlflow_router(store: Store) -> APIRouter:
                 MlflowError(
                     "ENDPOINT_NOT_FOUND",
                     f"expboard's MLflow API does not serve {request.method} {request.url.path}: it covers "
-                    "experiments, runs, metrics, params, tags, dataset inputs, logged models and artifacts (not "
-                    "the model registry, traces or prompts)",
+                    "experiments, runs, metrics, params, tags, dataset inputs, logged models, artifacts and the "
+                    "model registry (not traces or prompts)",
                 )
             )
         try:
