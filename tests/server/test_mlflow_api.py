@@ -287,12 +287,13 @@ def _raw(url: str, method: str, path: str, body: Any = None, token: str | None =
 def test_unsupported_and_bad_calls_get_mlflow_shaped_errors(sqlite_server: ServerProcess) -> None:
     client = MlflowClient(tracking_uri=sqlite_server.url)
     with pytest.raises(MlflowException) as exc:
-        client.create_registered_model("my-model")
-    assert exc.value.error_code == "ENDPOINT_NOT_FOUND"
-    assert "does not serve" in exc.value.message and "model registry" in exc.value.message
-
-    status, body = _raw(sqlite_server.url, "POST", "/api/2.0/mlflow/registered-models/create", {"name": "m"})
-    assert status == 404 and body["error_code"] == "ENDPOINT_NOT_FOUND" and body["message"]
+        client.search_traces(locations=["0"])
+    assert exc.value.error_code == "NOT_IMPLEMENTED" and "does not store MLflow traces" in exc.value.message
+    for path in ("/api/2.0/mlflow/traces", "/api/3.0/mlflow/traces/search", "/ajax-api/2.0/mlflow/traces/tr-1"):
+        status, body = _raw(sqlite_server.url, "POST", path, {})
+        assert status == 501 and body["error_code"] == "NOT_IMPLEMENTED", path
+    status, body = _raw(sqlite_server.url, "POST", "/api/2.0/mlflow/prompts/create", {"name": "m"})
+    assert status == 404 and body["error_code"] == "ENDPOINT_NOT_FOUND" and "does not serve" in body["message"]
     status, body = _raw(sqlite_server.url, "GET", "/api/2.0/mlflow/runs/get?run_id=" + "0" * 32)
     assert status == 404 and body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     status, body = _raw(sqlite_server.url, "POST", "/ajax-api/2.0/mlflow/runs/search", {"filter": "metrics.x ~ 1"})
@@ -309,8 +310,12 @@ def test_unsupported_and_bad_calls_get_mlflow_shaped_errors(sqlite_server: Serve
 
 def test_mlflow_tracking_token_is_the_bearer_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with ServerProcess(f"sqlite:///{tmp_path / 'e.db'}", tmp_path / "artifacts", tokens=[TOKEN]) as server:
-        status, _ = _raw(server.url, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")
-        assert status == 401
+        status, body = _raw(server.url, "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0")
+        assert status == 401 and body["error_code"] == "UNAUTHENTICATED"
+        assert "MLFLOW_TRACKING_TOKEN" in body["message"]
+        with pytest.raises(MlflowException) as unauthenticated:
+            MlflowClient(tracking_uri=server.url).get_experiment("0")
+        assert unauthenticated.value.error_code == "UNAUTHENTICATED"
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
         client = MlflowClient(tracking_uri=server.url)
         run = client.create_run("0", run_name="secured")

@@ -157,7 +157,7 @@ def test_registry_errors_are_mlflow_shaped(server: ServerProcess) -> None:
 READ, WRITE = "r" * 24, "w" * 24
 
 
-def test_model_routes_follow_token_scopes(tmp_path: Path) -> None:
+def test_model_routes_follow_token_scopes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     token_file = tmp_path / "tokens.txt"
     token_file.write_text(f"viewer read {READ}\ntrainer write {WRITE}\n")
     with ServerProcess(f"sqlite:///{tmp_path / 'e.db'}", tmp_path / "artifacts", auth_token_file=token_file) as s:
@@ -170,6 +170,13 @@ def test_model_routes_follow_token_scopes(tmp_path: Path) -> None:
             assert [m.version for m in reader.list_model_versions("scoped")] == [pending.version]
             answer = raw_request(s.url, "GET", "/api/v1/models")
             assert answer.status == 401
+            # MLflow's routes: the refusal in MLflow's shape, raised by the client as its own exception
+            monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", READ)
+            client = MlflowClient(tracking_uri=s.url, registry_uri=s.url)
+            assert [m.name for m in client.search_registered_models()] == ["scoped"]
+            with pytest.raises(MlflowException) as denied:
+                client.create_registered_model("by-a-viewer")
+            assert denied.value.error_code == "PERMISSION_DENIED" and "read-only" in denied.value.message
         finally:
             writer.close()
             reader.close()

@@ -124,8 +124,22 @@ def load_tokens(token_file: str | os.PathLike[str] | None = None, environ: dict[
     return tokens
 
 
-async def send_error(send: Send, exc: ExpboardError, extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"error": type(exc).__name__, "message": str(exc)}).encode()
+# MLflow's routes answer in MLflow's error shape, so the stock client raises its own MlflowException
+_MLFLOW_PATHS = ("/api/2.0/mlflow", "/ajax-api/", "/api/3.0/mlflow")
+_MLFLOW_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+
+
+def _mlflow_shaped(path: str, exc: ExpboardError) -> bytes | None:
+    if not path.startswith(_MLFLOW_PATHS) or exc.status_code not in _MLFLOW_CODES:
+        return None
+    message = str(exc).replace("(the client reads EXPBOARD_TOKEN)", "(MLflow clients send MLFLOW_TRACKING_TOKEN)")
+    return json.dumps({"error_code": _MLFLOW_CODES[exc.status_code], "message": message}).encode()
+
+
+async def send_error(
+    send: Send, exc: ExpboardError, extra_headers: Iterable[tuple[bytes, bytes]] = (), path: str = ""
+) -> None:
+    body = _mlflow_shaped(path, exc) or json.dumps({"error": type(exc).__name__, "message": str(exc)}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
     await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -175,6 +189,7 @@ class AuthMiddleware:
                 AuthError(f"{message}: send 'Authorization: Bearer <token>' (the client reads EXPBOARD_TOKEN)"),
                 # closed after the 401: a client without a token does not get to send a body on this connection
                 [(b"www-authenticate", b'Bearer realm="expboard"'), (b"connection", b"close")],
+                path=scope["path"],
             )
             return
         scope[TOKEN_SCOPE_KEY] = token
@@ -190,6 +205,7 @@ class AuthMiddleware:
                     f"token {token.name!r} is read-only (scope 'read'): it may only GET; "
                     "use a token with scope 'write' to log runs"
                 ),
+                path=scope["path"],
             )
             return
         status = 0

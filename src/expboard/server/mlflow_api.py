@@ -877,6 +877,19 @@ def _experiment_filter(text: Any) -> Callable[[str], bool]:
 
 
 # --- routing ------------------------------------------------------------------------------------------
+def _is_trace_path(path: str) -> bool:
+    return path.split("/", 1)[0] in ("traces", "trace", "spans")
+
+
+def _traces_refused(request: Request) -> MlflowError:
+    return MlflowError(
+        "NOT_IMPLEMENTED",
+        f"expboard does not store MLflow traces ({request.method} {request.url.path}): it keeps runs, metrics, "
+        "params, tags, artifacts and models. Log traces to an MLflow server, or turn tracing off with "
+        "mlflow.tracing.disable()",
+    )
+
+
 def mlflow_router(store: Store) -> APIRouter:
     """The MLflow routes, for ``FastAPI.include_router``."""
     api = MlflowApi(store)
@@ -926,6 +939,8 @@ def mlflow_router(store: Store) -> APIRouter:
             except MlflowError as exc:
                 return error_response(exc)
             return await answer(lambda: api.logged_model(request.method, model_id, rest, margs))
+        if handler is None and _is_trace_path(path):
+            return error_response(_traces_refused(request))
         if handler is None:
             return error_response(
                 MlflowError(
@@ -952,6 +967,8 @@ def mlflow_router(store: Store) -> APIRouter:
     async def other_versions(request: Request, path: str) -> Response:
         if request.method == "GET" and path.strip("/") == "server-info":
             return await answer(lambda: api.server_info({}))
+        if _is_trace_path(path.strip("/")):
+            return error_response(_traces_refused(request))
         return error_response(
             MlflowError(
                 "ENDPOINT_NOT_FOUND", f"expboard's MLflow API does not serve {request.method} {request.url.path}"
