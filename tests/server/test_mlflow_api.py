@@ -327,3 +327,26 @@ def test_mlflow_tracking_token_is_the_bearer_token(tmp_path: Path, monkeypatch: 
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "wrong-token-0123456789abcdef")
         with pytest.raises(MlflowException):
             MlflowClient(tracking_uri=server.url).get_run(run.info.run_id)
+
+
+def test_log_batch_is_one_transaction(server: ServerProcess) -> None:
+    """A batch whose param would change is refused whole: none of its metrics, tags or params are stored."""
+    client = MlflowClient(tracking_uri=server.url)
+    run = client.create_run("0", run_name="batched")
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param("lr", "0.1")], metrics=[Metric("loss", 1.0, 1_700_000_000_000, 0)])
+    with pytest.raises(MlflowException, match="Changing param values") as refused:
+        client.log_batch(
+            run_id,
+            metrics=[Metric("loss", 0.5, 1_700_000_000_001, 1), Metric("acc", 0.9, 1_700_000_000_001, 1)],
+            params=[Param("epochs", "3"), Param("lr", "0.2")],
+            tags=[RunTag("team", "vision"), RunTag("mlflow.runName", "renamed")],
+        )
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    got = client.get_run(run_id)
+    assert got.data.params == {"lr": "0.1"} and got.data.metrics == {"loss": 1.0}
+    assert "team" not in got.data.tags and got.info.run_name == "batched"
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0]
+    client.log_batch(run_id, metrics=[Metric("loss", 0.5, 1_700_000_000_002, 1)], tags=[RunTag("mlflow.runName", "b2")])
+    got = client.get_run(run_id)
+    assert got.data.metrics == {"loss": 0.5} and got.info.run_name == "b2"

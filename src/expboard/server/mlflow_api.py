@@ -54,7 +54,7 @@ from ..errors import (
     ValidationError,
 )
 from ..records import MetricKind, RunRecord, RunStatus
-from ..stores.base import MetricChunk, QueryStore, RunCondition, Store
+from ..stores.base import UNSET, MetricChunk, QueryStore, RunCondition, Store
 from .mlflow_registry import MlflowRegistry, RegistryError
 from .mlflow_search import mlflow_status, parse_filter, parse_order_by
 
@@ -582,15 +582,25 @@ class MlflowApi:
     def log_batch(self, args: dict[str, Any]) -> dict[str, Any]:
         run_id = self._run_id(args)
         params = {str(p["key"]): str(p.get("value", "")) for p in args.get("params") or []}
-        tags = {str(t["key"]): str(t.get("value", "")) for t in args.get("tags") or []}
+        tags: dict[str, str | None] = {str(t["key"]): str(t.get("value", "")) for t in args.get("tags") or []}
         metrics = args.get("metrics") or []
         chunks = self._chunks(run_id, metrics)  # validates before anything is written
-        if params:
-            self._add_params(run_id, params)
-        if tags:
-            self._set_tags(self._run(args), tags)
-        if chunks:
-            self.store.log_metrics(chunks)
+        display_name: Any = UNSET
+        if RUN_NAME_TAG in tags or PARENT_TAG in tags:
+            r = self._run(args)
+            name = tags.pop(RUN_NAME_TAG, None)
+            if name is not None and name != r.display_name:
+                display_name = name
+            if PARENT_TAG in tags and tags.pop(PARENT_TAG) != (r.parent_id or ""):
+                raise MlflowError(
+                    "INVALID_PARAMETER_VALUE",
+                    f"the tag {PARENT_TAG} is set when a run is created (start_run(nested=True)); it cannot change",
+                )
+        if params or tags or chunks or display_name is not UNSET:
+            try:  # one transaction: the whole batch is stored, or nothing
+                self.query.log_run_batch(run_id, properties=params, tags=tags, chunks=chunks, display_name=display_name)
+            except ConflictError as exc:
+                raise MlflowError("INVALID_PARAMETER_VALUE", f"Changing param values is not allowed: {exc}") from None
         self._beat(run_id)
         return {}
 

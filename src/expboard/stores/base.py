@@ -520,6 +520,20 @@ class QueryStore(Store):
         ``offset``. ``deleted``: False only runs not deleted, True only deleted ones, None both."""
 
     @abstractmethod
+    def log_run_batch(
+        self,
+        run_id: str,
+        *,
+        properties: Mapping[str, str] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        chunks: Sequence[MetricChunk] = (),
+        display_name: str | Any = UNSET,
+    ) -> None:
+        """Add properties, set tags (None removes one), append metric chunks of one run and set its display name,
+        all in one transaction: all of it is stored or none (MLflow's log-batch). A changed property is a
+        ConflictError, as in add_properties."""
+
+    @abstractmethod
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[LatestMetric]]:
         """For each run, the latest point of each of its numeric metrics (by name)."""
 

@@ -729,12 +729,45 @@ class SqlStore(QueryStore):
                 check_text(str(value), f"value of tag {key!r}")
         self.get_run(run_id)
         with self._write() as conn:
-            for key, value in tags.items():
-                check_key(key, "tag")
-                if value is None:
-                    self._exec(conn, "DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key))
-                else:
-                    self._put_map(conn, "tags", run_id, {key: str(value)})
+            self._set_tags_in(conn, run_id, tags)
+
+    def _set_tags_in(self, conn: Any, run_id: str, tags: Mapping[str, str | None]) -> None:
+        for key, value in tags.items():
+            check_key(key, "tag")
+            if value is None:
+                self._exec(conn, "DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key))
+            else:
+                self._put_map(conn, "tags", run_id, {key: str(value)})
+
+    def log_run_batch(
+        self,
+        run_id: str,
+        *,
+        properties: Mapping[str, str] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        chunks: Sequence[MetricChunk] = (),
+        display_name: str | Any = UNSET,
+    ) -> None:
+        properties, tags = dict(properties or {}), dict(tags or {})
+        for key, value in properties.items():
+            check_key(key, "property")
+            check_text(str(value), f"value of property {key!r}")
+        for key, tag in tags.items():
+            check_key(key, "tag")
+            if tag is not None:
+                check_text(str(tag), f"value of tag {key!r}")
+        if display_name is not UNSET:
+            check_text(display_name, "display name")
+        if any(c.run_id != run_id for c in chunks):
+            raise ValidationError(f"log_run_batch: every metric chunk must be of run {run_id!r}")
+        rows = self._metric_rows(chunks)
+        self.get_run(run_id)
+        with self._write() as conn:
+            if display_name is not UNSET:
+                self._exec(conn, "UPDATE runs SET display_name = ? WHERE run_id = ?", (display_name, run_id))
+            self._add_properties_in(conn, run_id, properties)
+            self._set_tags_in(conn, run_id, tags)
+            self._insert_metric_rows(conn, rows, None)
 
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         for key, value in properties.items():
@@ -742,23 +775,42 @@ class SqlStore(QueryStore):
             check_text(str(value), f"value of property {key!r}")
         self.get_run(run_id)
         with self._write() as conn:
-            for key, value in properties.items():
-                check_key(key, "property")
-                rows = self._exec(
-                    conn, "SELECT value FROM properties WHERE run_id = ? AND key = ?", (run_id, key)
-                ).fetchall()
-                if rows and rows[0][0] != str(value):
-                    raise ConflictError(
-                        f"property {key!r} of run {run_id!r} is already {rows[0][0]!r}; properties can be added "
-                        "but not changed (use a tag for values that change)"
-                    )
-                if not rows:
-                    self._exec(
-                        conn, "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)", (run_id, key, str(value))
-                    )
+            self._add_properties_in(conn, run_id, properties)
+
+    def _add_properties_in(self, conn: Any, run_id: str, properties: Mapping[str, str]) -> None:
+        for key, value in properties.items():
+            check_key(key, "property")
+            rows = self._exec(
+                conn, "SELECT value FROM properties WHERE run_id = ? AND key = ?", (run_id, key)
+            ).fetchall()
+            if rows and rows[0][0] != str(value):
+                raise ConflictError(
+                    f"property {key!r} of run {run_id!r} is already {rows[0][0]!r}; properties can be added "
+                    "but not changed (use a tag for values that change)"
+                )
+            if not rows:
+                self._exec(
+                    conn, "INSERT INTO properties (run_id, key, value) VALUES (?, ?, ?)", (run_id, key, str(value))
+                )
 
     # --- metrics ---------------------------------------------------------------------------------
     def log_metrics(self, chunks: Sequence[MetricChunk], batch_id: str | None = None) -> None:
+        rows = self._metric_rows(chunks)
+        if not rows and batch_id is None:
+            return
+        try:
+            with self._write() as conn:
+                self._insert_metric_rows(conn, rows, batch_id)
+        except self.dialect.integrity_errors as exc:
+            missing = {c.run_id for c in chunks} - {r.run_id for r in self._runs_exist({c.run_id for c in chunks})}
+            if missing:
+                raise NotFoundError(f"cannot log metrics: no run with id {sorted(missing)[0]!r}") from exc
+            if batch_id is not None:  # a concurrent retry of the same batch won the race
+                return
+            raise
+
+    def _metric_rows(self, chunks: Sequence[MetricChunk]) -> list[tuple[Any, ...]]:
+        """The chunk rows of ``chunks``, checked (nothing written)."""
         rows: list[tuple[Any, ...]] = []
         for chunk in chunks:
             check_chunk(chunk)
@@ -778,32 +830,23 @@ class SqlStore(QueryStore):
                     f"metric {chunk.name!r} of run {chunk.run_id!r} cannot be stored: {exc} (steps must be integers "
                     "within int64, wall times numbers, values int, float, bool, str, None or JSON objects)"
                 ) from exc
-        if not rows and batch_id is None:
-            return
-        try:
-            with self._write() as conn:
-                if batch_id is not None:
-                    seen = self._exec(conn, "SELECT 1 FROM metric_batches WHERE batch_id = ?", (batch_id,)).fetchall()
-                    if seen:
-                        return
-                    self._exec(
-                        conn, "INSERT INTO metric_batches (batch_id, created) VALUES (?, ?)", (batch_id, time.time())
-                    )
-                if rows:
-                    conn.cursor().executemany(
-                        self.dialect.sql(
-                            "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, "
-                            "wall_times, vals, last_time, last_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                        ),
-                        rows,
-                    )
-        except self.dialect.integrity_errors as exc:
-            missing = {c.run_id for c in chunks} - {r.run_id for r in self._runs_exist({c.run_id for c in chunks})}
-            if missing:
-                raise NotFoundError(f"cannot log metrics: no run with id {sorted(missing)[0]!r}") from exc
-            if batch_id is not None:  # a concurrent retry of the same batch won the race
+        return rows
+
+    def _insert_metric_rows(self, conn: Any, rows: list[tuple[Any, ...]], batch_id: str | None) -> None:
+        """Store prepared metric rows in the open transaction ``conn`` (nothing when ``batch_id`` was seen)."""
+        if batch_id is not None:
+            seen = self._exec(conn, "SELECT 1 FROM metric_batches WHERE batch_id = ?", (batch_id,)).fetchall()
+            if seen:
                 return
-            raise
+            self._exec(conn, "INSERT INTO metric_batches (batch_id, created) VALUES (?, ?)", (batch_id, time.time()))
+        if rows:
+            conn.cursor().executemany(
+                self.dialect.sql(
+                    "INSERT INTO metric_chunks (run_id, name, kind, n, step_min, step_max, dtype, steps, "
+                    "wall_times, vals, last_time, last_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
 
     def _chunk_rows(
         self,
