@@ -11,8 +11,11 @@ Scenarios, each with ``mlflow.tracking.MlflowClient`` unchanged (only the tracki
 - ``search_runs`` over ``--runs`` runs (each with 2 params, 1 tag and 2 metrics, the same in both, written
   beforehand straight into each server's database): every run page by page (1,000 a page), a filtered and
   ordered search (``metrics.loss < 0.5 and params.opt = 'adam'``, ``metrics.loss DESC``, first 1,000), and
-  ``mlflow.search_runs`` of all runs into a pandas DataFrame; best of 3. Also one page over raw HTTP (what
+  ``mlflow.search_runs`` of all runs into a pandas DataFrame. Also one page over raw HTTP (what
   the server alone takes: the MLflow client's own parsing is the same for both and is part of the rest).
+
+Both servers run side by side; every scenario alternates between them (``--rounds`` rounds, the first server
+swapping each round) and the best of the rounds is compared, so both see the same machine load.
 
 Targets: expboard >= 5x MLflow's server on ``log_batch`` and on ``search_runs``.
 """
@@ -20,6 +23,7 @@ Targets: expboard >= 5x MLflow's server on ``log_batch`` and on ``search_runs``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -87,15 +91,6 @@ def expboard_server(db: str, root: Path) -> Iterator[str]:
 
     with ServerProcess(db, root / "expboard-artifacts") as server:
         yield server.url
-
-
-def _best(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 # --- the runs to search, written straight into each server's database (the same content) -----------------
@@ -199,85 +194,107 @@ def populate_expboard(db: str, root: Path, exp_name: str, runs: int) -> None:
 
 
 # --- the MLflow client code, the same for both servers ---------------------------------------------------
-def workload(
-    url: str, runs: int, batches: int, log_metric_calls: int, populate: Callable[[str, str, int], None]
-) -> dict[str, Any]:
-    import mlflow
+def prepare(url: str, runs: int, populate: Callable[[str, str, int], None]) -> dict[str, Any]:
+    """The experiments and runs the scenarios use, on one server."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=url)
-    out: dict[str, Any] = {}
-
     exp_id = client.create_experiment("bench-logging")
     run_id = client.create_run(exp_id).info.run_id
     client.log_batch(run_id, metrics=[Metric("warmup", 0.0, 0, 0)])
-    durations = []
-    for b in range(batches):
-        ts = int(time.time() * 1000)
-        metrics = [Metric(f"m{k}", float(i), ts, b * 100 + i) for k in range(10) for i in range(100)]
-        t0 = time.perf_counter()
-        client.log_batch(run_id, metrics=metrics)
-        durations.append(time.perf_counter() - t0)
-    out["log_batch_metrics_per_s"] = 1000 * batches / sum(durations)
-    out["log_batch_p50_ms"] = statistics.median(durations) * 1000
-    assert len(client.get_metric_history(run_id, "m3")) == 100 * batches
-
-    t0 = time.perf_counter()
-    for i in range(log_metric_calls):
-        client.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
-    out["log_metric_calls_per_s"] = log_metric_calls / (time.perf_counter() - t0)
-
     search_exp = client.create_experiment("bench-search")
     t0 = time.perf_counter()
     populate(url, search_exp, runs)
-    out["populate_s"] = time.perf_counter() - t0
+    return {
+        "url": url,
+        "client": client,
+        "run_id": run_id,
+        "search_exp": search_exp,
+        "runs": runs,
+        "populate_s": time.perf_counter() - t0,
+        "round": 0,
+    }
 
-    def all_pages() -> int:
-        n, token = 0, None
-        while True:
-            page = client.search_runs([search_exp], max_results=1000, page_token=token)
-            n += len(page)
-            token = page.token
-            if not token:
-                return n
 
-    out["search_all_s"], n = _best(all_pages)
+def log_batch_scenario(ctx: dict[str, Any], batches: int) -> dict[str, float]:
+    from mlflow.entities import Metric
+
+    client, run_id, base = ctx["client"], ctx["run_id"], ctx["round"] * batches * 100
+    durations = []
+    for b in range(batches):
+        ts = int(time.time() * 1000)
+        metrics = [Metric(f"m{k}", float(i), ts, base + b * 100 + i) for k in range(10) for i in range(100)]
+        t0 = time.perf_counter()
+        client.log_batch(run_id, metrics=metrics)
+        durations.append(time.perf_counter() - t0)
+    return {
+        "log_batch_metrics_per_s": 1000 * batches / sum(durations),
+        "log_batch_p50_ms": statistics.median(durations) * 1000,
+    }
+
+
+def log_metric_scenario(ctx: dict[str, Any], calls: int) -> dict[str, float]:
+    client, run_id = ctx["client"], ctx["run_id"]
+    t0 = time.perf_counter()
+    for i in range(calls):
+        client.log_metric(run_id, "loss", 1.0 / (i + 1), step=ctx["round"] * calls + i)
+    return {"log_metric_calls_per_s": calls / (time.perf_counter() - t0)}
+
+
+def search_all_scenario(ctx: dict[str, Any]) -> dict[str, float]:
+    client, exp, runs = ctx["client"], ctx["search_exp"], ctx["runs"]
+    t0 = time.perf_counter()
+    n, token = 0, None
+    while True:
+        page = client.search_runs([exp], max_results=1000, page_token=token)
+        n += len(page)
+        token = page.token
+        if not token:
+            break
+    elapsed = time.perf_counter() - t0
     assert n == runs, f"search_runs found {n} of {runs} runs"
+    return {"search_all_s": elapsed}
 
-    def raw_first_page() -> int:
-        import json
 
-        body = json.dumps({"experiment_ids": [search_exp], "max_results": 1000}).encode()
-        req = urllib.request.Request(
-            f"{url}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=600) as resp:
-            return len(json.loads(resp.read())["runs"])
+def search_raw_scenario(ctx: dict[str, Any]) -> dict[str, float]:
+    import json
 
-    out["search_raw_page_s"], n = _best(raw_first_page)
-    assert n == min(1000, runs)
+    body = json.dumps({"experiment_ids": [ctx["search_exp"]], "max_results": 1000}).encode()
+    req = urllib.request.Request(
+        f"{ctx['url']}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+    )
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        data = resp.read()
+    elapsed = time.perf_counter() - t0
+    assert len(json.loads(data)["runs"]) == min(1000, ctx["runs"])
+    return {"search_raw_page_s": elapsed}
 
-    def filtered() -> int:
-        page = client.search_runs(
-            [search_exp],
-            "metrics.loss < 0.5 and params.opt = 'adam'",
-            order_by=["metrics.loss DESC"],
-            max_results=1000,
-        )
-        values = [r.data.metrics["loss"] for r in page]
-        assert values == sorted(values, reverse=True) and all(v < 0.5 for v in values)
-        return len(page)
 
-    out["search_filtered_s"], out["search_filtered_n"] = _best(filtered)
+def search_filtered_scenario(ctx: dict[str, Any]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    page = ctx["client"].search_runs(
+        [ctx["search_exp"]],
+        "metrics.loss < 0.5 and params.opt = 'adam'",
+        order_by=["metrics.loss DESC"],
+        max_results=1000,
+    )
+    elapsed = time.perf_counter() - t0
+    values = [r.data.metrics["loss"] for r in page]
+    assert values == sorted(values, reverse=True) and all(v < 0.5 for v in values)
+    return {"search_filtered_s": elapsed}
 
-    def pandas() -> int:
-        mlflow.set_tracking_uri(url)
-        return len(mlflow.search_runs(experiment_ids=[search_exp], max_results=runs))
 
-    out["search_pandas_s"], n = _best(pandas)
-    assert n == runs
-    return out
+def search_pandas_scenario(ctx: dict[str, Any]) -> dict[str, float]:
+    import mlflow
+
+    mlflow.set_tracking_uri(ctx["url"])
+    t0 = time.perf_counter()
+    n = len(mlflow.search_runs(experiment_ids=[ctx["search_exp"]], max_results=ctx["runs"]))
+    elapsed = time.perf_counter() - t0
+    assert n == ctx["runs"]
+    return {"search_pandas_s": elapsed}
 
 
 def main() -> None:
@@ -285,6 +302,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--log-metric-calls", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3, help="each scenario this many times on each server, alternating")
     args = ap.parse_args()
 
     import mlflow
@@ -292,9 +310,22 @@ def main() -> None:
     from expboard.server.devpg import LocalPostgres
 
     print(f"# {platform.machine()}, {os.cpu_count()} cores; before: {_uptime()}", flush=True)
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-mlflow-api-") as tmp, LocalPostgres(settings={}) as pg:
+    scenarios: list[Callable[[dict[str, Any]], dict[str, float]]] = [
+        lambda c: log_batch_scenario(c, args.batches),
+        lambda c: log_metric_scenario(c, args.log_metric_calls),
+        search_all_scenario,
+        search_raw_scenario,
+        search_filtered_scenario,
+        search_pandas_scenario,
+    ]
+    results: dict[str, dict[str, list[float]]] = {"expboard": {}, "mlflow": {}}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-mlflow-api-") as tmp,
+        LocalPostgres(settings={}) as pg,
+        contextlib.ExitStack() as stack,
+    ):
         root = Path(tmp)
+        contexts: dict[str, dict[str, Any]] = {}
         for name, server in (("expboard", expboard_server), ("mlflow", mlflow_server)):
             db = pg.create_database(f"bench_{name}")
 
@@ -304,12 +335,24 @@ def main() -> None:
                 else:
                     populate_expboard(db, root, exp_id, runs)
 
-            with server(db, root) as url:
-                results[name] = workload(url, args.runs, args.batches, args.log_metric_calls, populate)
-            print(f"# {name}: {results[name]} ({_uptime()})", flush=True)
+            url = stack.enter_context(server(db, root))
+            contexts[name] = prepare(url, args.runs, populate)
+        print(f"# both servers up, runs written ({_uptime()})", flush=True)
+        # the two servers run side by side: every scenario alternates between them, the first one swapping
+        # each round, so both see the same load
+        for r in range(args.rounds):
+            order = ["expboard", "mlflow"] if r % 2 == 0 else ["mlflow", "expboard"]
+            for scenario in scenarios:
+                for name in order:
+                    contexts[name]["round"] = r
+                    for key, value in scenario(contexts[name]).items():
+                        results[name].setdefault(key, []).append(value)
+            print(f"# round {r + 1}: {_uptime()}", flush=True)
     print(f"# after: {_uptime()}")
-    ex, ml = results["expboard"], results["mlflow"]
-    print(f"\nMLflow {mlflow.__version__} client; {args.runs:,} runs searched; PostgreSQL, one database each\n")
+    print(
+        f"\nMLflow {mlflow.__version__} client; {args.runs:,} runs searched; PostgreSQL, one database each; "
+        f"best of {args.rounds} alternating rounds\n"
+    )
     print("| scenario | expboard server | MLflow server | ratio |")
     print("|---|---:|---:|---:|")
     rows = [
@@ -320,12 +363,15 @@ def main() -> None:
         ("`search_runs`, filter + order_by, first 1,000 (s)", "search_filtered_s", False),
         (f"`mlflow.search_runs` into pandas, {args.runs:,} runs (s)", "search_pandas_s", False),
         ("the server alone: one page of 1,000 runs over raw HTTP (s)", "search_raw_page_s", False),
-        (f"creating the {args.runs:,} runs in the database (s, setup, not compared)", "populate_s", False),
     ]
     for label, key, higher_better in rows:
-        ratio = ex[key] / ml[key] if higher_better else ml[key] / ex[key]
-        fmt = "{:,.0f}" if higher_better else "{:,.3f}" if ex[key] < 10 else "{:,.1f}"
-        print(f"| {label} | {fmt.format(ex[key])} | {fmt.format(ml[key])} | {ratio:,.1f}x |")
+        pick = max if higher_better else min
+        ex, ml = pick(results["expboard"][key]), pick(results["mlflow"][key])
+        ratio = ex / ml if higher_better else ml / ex
+        fmt = "{:,.0f}" if higher_better else "{:,.3f}" if ex < 10 else "{:,.1f}"
+        print(f"| {label} | {fmt.format(ex)} | {fmt.format(ml)} | {ratio:,.1f}x |")
+    for name in ("expboard", "mlflow"):
+        print(f"# {name} every round: {results[name]}; populate {contexts[name]['populate_s']:.1f} s")
 
 
 if __name__ == "__main__":
