@@ -160,11 +160,21 @@ READ, WRITE = "r" * 24, "w" * 24
 def test_model_routes_follow_token_scopes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     token_file = tmp_path / "tokens.txt"
     token_file.write_text(f"viewer read {READ}\ntrainer write {WRITE}\n")
-    with ServerProcess(f"sqlite:///{tmp_path / 'e.db'}", tmp_path / "artifacts", auth_token_file=token_file) as s:
+    with ServerProcess(
+        f"sqlite:///{tmp_path / 'e.db'}", tmp_path / "artifacts", auth_token_file=token_file, max_request_mb=1
+    ) as s:
         writer = HttpStore(s.url, token=WRITE, spool_dir=tmp_path / "w")
         reader = HttpStore(s.url, token=READ, spool_dir=tmp_path / "r")
         try:
             pending = writer.create_model_version("scoped")
+            # a model file streams past the server's request size limit, as run files do
+            big = tmp_path / "big.bin"
+            big.write_bytes(np.random.default_rng(0).bytes(3 * 1024 * 1024))
+            with big.open("rb") as f:
+                assert writer.write_model_file("scoped", pending.version, "big.bin", f).size == big.stat().st_size
+            with pytest.raises(ForbiddenError), big.open("rb") as f:
+                reader.write_model_file("scoped", pending.version, "other.bin", f)
+            assert b"".join(reader.iter_model_file("scoped", pending.version, "big.bin")) == big.read_bytes()
             with pytest.raises(ForbiddenError, match="read-only"):
                 reader.create_model_version("scoped")
             assert [m.version for m in reader.list_model_versions("scoped")] == [pending.version]
