@@ -43,7 +43,8 @@ from benchcommon import uptime as _uptime
 
 @contextmanager
 def mlflow_server(db: str, root: Path) -> Iterator[str]:
-    """``mlflow server`` (its defaults) on PostgreSQL, artifacts proxied to a folder."""
+    """``mlflow server`` (its defaults but a longer worker health check) on PostgreSQL, artifacts proxied to a
+    folder."""
     port = _free_port()
     log_path = root / "mlflow-server.log"
     with open(log_path, "w") as log:
@@ -59,6 +60,10 @@ def mlflow_server(db: str, root: Path) -> Iterator[str]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # its 4 workers import MLflow at start; on a loaded machine that takes longer than uvicorn's
+                # 5 s health check, which then kills and restarts them forever
+                "--uvicorn-opts",
+                "--timeout-worker-healthcheck 120",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -66,7 +71,7 @@ def mlflow_server(db: str, root: Path) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 180
+            deadline = time.time() + 600
             while True:
                 try:
                     urllib.request.urlopen(f"{url}/health", timeout=2).read()
