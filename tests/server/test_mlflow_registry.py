@@ -25,15 +25,11 @@ from expboard.server.process import ServerProcess  # noqa: E402
 from expboard.stores.http import HttpStore  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server on SQLite for the module (the registry on PostgreSQL is in tests/stores/test_store_models.py)."""
     root = tmp_path_factory.mktemp("registry-server")
-    uri = (
-        f"sqlite:///{root / 'expboard.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("local_postgres").create_database()
-    )
-    with ServerProcess(uri, root / "artifacts") as s:
+    with ServerProcess(f"sqlite:///{root / 'expboard.db'}", root / "artifacts") as s:
         yield s
 
 
