@@ -1174,7 +1174,7 @@ class HttpStore(Store):
         path = f"{self._model_path(name, version)}/files/{quote(check_file_name(file_name), safe='/')}"
 
         def piece(at: int, want: int) -> bytes:
-            return self._request("GET", path, headers={"Range": f"bytes={at}-{at + want - 1}"}).body
+            return bytes(self._request("GET", path, headers={"Range": f"bytes={at}-{at + want - 1}"}).body)
 
         want = self.read_piece_bytes if length is None else min(length, self.read_piece_bytes)
         first = piece(offset, want) if want > 0 else b""
