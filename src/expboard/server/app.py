@@ -35,6 +35,7 @@ from ..stores.wire import WIRE_CONTENT_TYPE, decode_batch, encode_batch, json_sa
 from .auth import TOKEN_SCOPE_KEY, AuthMiddleware, SizeLimitMiddleware, Token
 from .mlflow_api import mlflow_router
 from .models_api import MODEL_FILE_PUT_PATTERN, models_router
+from .ranges import INT64_MAX, parse_range, range_headers
 
 __all__ = ["API_PREFIX", "DEFAULT_MAX_REQUEST_BYTES", "create_app"]
 
@@ -42,7 +43,7 @@ API_PREFIX = "/api/v1"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 _log = logging.getLogger("expboard.server")
 T = TypeVar("T")
-_INT64_MAX = 2**63 - 1
+_INT64_MAX = INT64_MAX
 _RUN_ID_SCHEMA: dict[str, Any] = {"pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", "maxLength": MAX_RUN_ID_LENGTH}
 
 
@@ -160,7 +161,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "the database is unavailable"),
     ]
 }
-_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 FILE_PIECE_BYTES = 2 * 1024 * 1024  # file bodies are handed to the store in pieces of this size
 _FILE_PUT_RE = re.compile(rf"^{API_PREFIX}(/runs/[^/]+/files/.+|{MODEL_FILE_PUT_PATTERN})")
 
@@ -591,27 +591,15 @@ def create_app(
             if url is not None:
                 return Response(status_code=307, headers={"location": url, "cache-control": "no-store"})
         range_header = request.headers.get("range")
-        status = 200
         if range_header is not None:
-            m = _RANGE_RE.match(range_header.strip())
-            if not m:
-                raise ValidationError(f"unsupported Range {range_header!r}: use one range 'bytes=start-[end]'")
-            offset = int(m.group(1))
-            length = int(m.group(2)) - offset + 1 if m.group(2) else None
-            if length is not None and length < 0:
-                raise ValidationError(f"invalid Range {range_header!r}")
-            if offset > _INT64_MAX or (length is not None and length > _INT64_MAX):
-                raise ValidationError(f"invalid Range {range_header!r}: positions go up to {_INT64_MAX}")
-            status = 206
+            offset, length = parse_range(range_header)
         info, pieces = await call(store.open_file_read, run_id, name, offset, length)  # one look-up for both
-        start = min(offset, info.size)
-        stop = info.size if length is None else min(info.size, offset + length)
-        headers = {"accept-ranges": "bytes", "content-length": str(stop - start)}
-        if status == 206:
-            span = f"{start}-{stop - 1}" if stop > start else "*"
-            headers["content-range"] = f"bytes {span}/{info.size}"
+        _, _, headers = range_headers(info.size, offset, length, partial=range_header is not None)
         return StreamingResponse(
-            iterate_in_threadpool(pieces), status_code=status, media_type="application/octet-stream", headers=headers
+            iterate_in_threadpool(pieces),
+            status_code=206 if range_header is not None else 200,
+            media_type="application/octet-stream",
+            headers=headers,
         )
 
     api.include_router(models_router(store, API_PREFIX))  # the model registry: server/models_api.py

@@ -13,7 +13,6 @@ Token scopes are the server's: a read token may GET, a write token may register.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from typing import Any
 
@@ -26,12 +25,12 @@ from ..errors import NotFoundError, ValidationError
 from ..names import check_file_name
 from ..records import FileInfo, ModelRecord, ModelStatus, RegisteredModelRecord
 from ..stores.base import UNSET, Store
+from .ranges import parse_range, range_headers
 
 __all__ = ["MODEL_FILE_PUT_PATTERN", "models_router"]
 
 # uploads to these paths stream past the request size limit (as run files do)
 MODEL_FILE_PUT_PATTERN = r"/models/[^/]+/versions/[^/]+/files/.+"
-_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _SPOOL_BYTES = 8 * 1024 * 1024  # an upload is kept in memory up to this size, then on disk
 
 
@@ -181,26 +180,15 @@ def models_router(store: Store, prefix: str) -> APIRouter:
         info = next((i for i in infos if i.name == file_name), None)
         if info is None:
             raise NotFoundError(f"model {name!r} version {number} has no file {file_name!r}")
-        offset, length, status = 0, None, 200
         header = request.headers.get("range")
-        if header is not None:
-            m = _RANGE_RE.match(header.strip())
-            if not m:
-                raise ValidationError(f"unsupported Range {header!r}: use one range 'bytes=start-[end]'")
-            offset = int(m.group(1))
-            length = int(m.group(2)) - offset + 1 if m.group(2) else None
-            if length is not None and length < 0:
-                raise ValidationError(f"invalid Range {header!r}")
-            status = 206
-        start = min(offset, info.size)
-        stop = info.size if length is None else min(info.size, offset + length)
+        offset, length = parse_range(header) if header is not None else (0, None)
+        start, stop, headers = range_headers(info.size, offset, length, partial=header is not None)
         pieces = await run_in_threadpool(store.iter_model_file, name, number, file_name, start, stop - start)
-        headers = {"accept-ranges": "bytes", "content-length": str(stop - start)}
-        if status == 206:
-            span = f"{start}-{stop - 1}" if stop > start else "*"
-            headers["content-range"] = f"bytes {span}/{info.size}"
         return StreamingResponse(
-            iterate_in_threadpool(pieces), status_code=status, media_type="application/octet-stream", headers=headers
+            iterate_in_threadpool(pieces),
+            status_code=206 if header is not None else 200,
+            media_type="application/octet-stream",
+            headers=headers,
         )
 
     return router

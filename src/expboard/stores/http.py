@@ -923,10 +923,9 @@ class HttpStore(Store):
             ).json()
         )
 
-    def write_file_stream(self, run_id: str, name: str, stream: BinaryIO) -> FileInfo:
-        """Create or replace a file from a binary file object, streamed from its current position (memory stays
-        small whatever the size). A seekable stream is sent again from that position when a try fails."""
-        check_file_name(name)
+    def _put_stream(self, path: str, stream: BinaryIO) -> FileInfo:
+        """PUT a binary file object from its current position; a seekable one is sent again when a try fails
+        (a stream that cannot seek back gets one try)."""
         headers = {"Content-Type": "application/octet-stream"}
         try:
             start: int | None = stream.tell() if stream.seekable() else None
@@ -944,9 +943,14 @@ class HttpStore(Store):
                 stream.seek(start)
             return stream
 
-        retry_for = None if start is not None else 0.0
-        resp = self._request("PUT", self._file_path(run_id, name), body, headers, retry_for=retry_for)
+        resp = self._request("PUT", path, body, headers, retry_for=None if start is not None else 0.0)
         return self._info(resp.json())
+
+    def write_file_stream(self, run_id: str, name: str, stream: BinaryIO) -> FileInfo:
+        """Create or replace a file from a binary file object, streamed from its current position (memory stays
+        small whatever the size). A seekable stream is sent again from that position when a try fails."""
+        check_file_name(name)
+        return self._put_stream(self._file_path(run_id, name), stream)
 
     def append_file(self, run_id: str, name: str, data: bytes, offset: int) -> FileInfo:
         """Append at ``offset``. While the server is unreachable (or its object storage is), appends are
@@ -1116,25 +1120,7 @@ class HttpStore(Store):
     def write_model_file(self, name: str, version: int, file_name: str, stream: BinaryIO) -> FileInfo:
         """Streamed from the file object's position; a seekable stream is sent again when a try fails."""
         path = f"{self._model_path(name, version)}/files/{quote(check_file_name(file_name), safe='/')}"
-        headers = {"Content-Type": "application/octet-stream"}
-        try:
-            start: int | None = stream.tell() if stream.seekable() else None
-        except (OSError, AttributeError):
-            start = None
-        try:
-            st = os.fstat(stream.fileno())
-            if start is not None and stat.S_ISREG(st.st_mode):
-                headers["Content-Length"] = str(st.st_size - start)
-        except (OSError, AttributeError, ValueError):
-            pass
-
-        def body() -> BinaryIO:
-            if start is not None:
-                stream.seek(start)
-            return stream
-
-        resp = self._request("PUT", path, body, headers, retry_for=None if start is not None else 0.0)
-        return self._info(resp.json())
+        return self._put_stream(path, stream)
 
     def update_model_version(
         self,
