@@ -3,10 +3,8 @@ metrics (accuracy table, predictions, residuals) in the run history and in Tenso
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -18,6 +16,7 @@ import pytest
 
 from expboard import Experiment, Run, ScriptRunConfig, Workspace
 from expboard.errors import NotFoundError, ValidationError
+from polling import get_json, wait_for
 
 ACCURACY = {
     "schema_type": "accuracy_table",
@@ -194,22 +193,6 @@ def test_submit_child_and_details_with_logs(ws: Workspace, tmp_path: Path) -> No
     parent.complete()
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def _wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s (last: {value!r})")
-
-
 def test_portal_url_and_the_live_view_of_evaluation_metrics(ws: Workspace) -> None:
     from expboard.tensorboard import Tensorboard
 
@@ -226,14 +209,14 @@ def test_portal_url_and_the_live_view_of_evaluation_metrics(ws: Workspace) -> No
         child.flush()
 
         def served() -> list[Any]:
-            tags = _get_json(f"{url}data/plugin/scalars/tags")
+            tags = get_json(f"{url}data/plugin/scalars/tags")
             runs = [r for r, t in tags.items() if "predictions/bin_count" in t]
             if not runs:
                 return []
             q = urllib.parse.urlencode({"run": runs[0], "tag": "predictions/bin_count"})
-            return [p[2] for p in _get_json(f"{url}data/plugin/scalars/scalars?{q}")]
+            return [p[2] for p in get_json(f"{url}data/plugin/scalars/scalars?{q}")]
 
-        assert _wait_for(served) == [56.0, 34.0]
+        assert wait_for(served) == [56.0, 34.0]
         assert tb.process is not None
         os.kill(tb.process.pid, signal.SIGKILL)  # a TensorBoard that died is no portal
         tb.process.wait(timeout=30)

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from expboard import Experiment, Workspace
+from polling import wait_for
 
 ipywidgets = pytest.importorskip("ipywidgets") if os.environ.get("CI") != "true" else __import__("ipywidgets")
 
@@ -25,17 +25,6 @@ from expboard.widgets import RunDetails, format_duration  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BLUE, GREEN = (21, 101, 192), (46, 125, 50)
-
-
-def _wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s (last: {value!r})")
 
 
 def _threads() -> list[str]:
@@ -65,14 +54,14 @@ def test_the_view_follows_a_running_run_and_stops_when_it_ends(ws: Workspace) ->
         run.log("loss", 1.0 / (step + 1))
     run.log("note", "warming up")
     run.flush()
-    _wait_for(lambda: "0.2</td>" in details.metrics.value)  # the last loss, 1/5, shown while the run runs
+    wait_for(lambda: "0.2</td>" in details.metrics.value)  # the last loss, 1/5, shown while the run runs
     assert "warming up" in details.metrics.value and "<polyline" in details.charts.value
     assert details.get_widget_data()["series"]["loss"][0] == [0, 1, 2, 3, 4]
     run.log("loss", 0.125)
     run.flush()
-    _wait_for(lambda: "0.125</td>" in details.metrics.value)
+    wait_for(lambda: "0.125</td>" in details.metrics.value)
     run.complete()
-    _wait_for(lambda: not details.refreshing)  # the thread ends with the run, after a last refresh
+    wait_for(lambda: not details.refreshing)  # the thread ends with the run, after a last refresh
     assert not _threads()
     assert "Completed" in details.header.value and re.search(r"0:00:\d\d", details.header.value)
     details.close()
@@ -178,14 +167,14 @@ def test_a_store_that_is_away_is_one_note_in_the_view_and_the_refresh_goes_on(
 
     monkeypatch.setattr(details, "get_widget_data", flaky)
     details.start()
-    _wait_for(lambda: len(calls) >= 5)
+    wait_for(lambda: len(calls) >= 5)
     assert details.header.value.count("refresh failed") == 1  # one note, however many refreshes failed
     assert "the tracking server is away" in details.header.value and details.refreshing
     healthy.set()
     run.log("loss", 0.5)
     run.flush()
-    _wait_for(lambda: "0.5</td>" in details.metrics.value)  # back once the store answers
+    wait_for(lambda: "0.5</td>" in details.metrics.value)  # back once the store answers
     assert "refresh failed" not in details.header.value
     run.complete()
-    _wait_for(lambda: not details.refreshing)
+    wait_for(lambda: not details.refreshing)
     details.close()

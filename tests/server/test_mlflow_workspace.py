@@ -4,16 +4,14 @@ HParams hyperparameters) and a live ``Tensorboard([run])``."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from expboard.server.mlflow_local import LocalServer  # noqa: E402
 from expboard.server.process import ServerProcess  # noqa: E402
 from expboard.tensorboard import Tensorboard  # noqa: E402
 from expboard.tensorboard.export import export_to_tensorboard  # noqa: E402
+from polling import get_json, wait_for  # noqa: E402
 
 TRAIN_SCRIPT = """
 import mlflow
@@ -57,22 +56,6 @@ def _mlflow_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
     os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not reached within {timeout} s (last value: {value!r})")
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def test_an_mlflow_script_shows_up_in_runs_list_and_exports_with_hparams(tmp_path: Path) -> None:
@@ -150,15 +133,15 @@ def test_an_mlflow_run_is_live_in_tensorboard(tmp_path: Path) -> None:
             url = tb.start()
 
             def points() -> list[Any]:
-                for name, tags in _get_json(f"{url}data/plugin/scalars/tags").items():
+                for name, tags in get_json(f"{url}data/plugin/scalars/tags").items():
                     if "loss" in tags:
                         query = urllib.parse.urlencode({"run": name, "tag": "loss"})
-                        return list(_get_json(f"{url}data/plugin/scalars/scalars?{query}"))
+                        return list(get_json(f"{url}data/plugin/scalars/scalars?{query}"))
                 return []
 
-            assert [p[1:] for p in _wait_for(points)] == [[0, 1.0]]
+            assert [p[1:] for p in wait_for(points)] == [[0, 1.0]]
             mlflow.log_metric("loss", 0.5, step=1)  # logged while TensorBoard runs: it appears there
-            assert [p[1:] for p in _wait_for(lambda: len(points()) == 2 and points())] == [[0, 1.0], [1, 0.5]]
+            assert [p[1:] for p in wait_for(lambda: len(points()) == 2 and points())] == [[0, 1.0], [1, 0.5]]
     finally:
         if tb is not None:
             tb.stop()
