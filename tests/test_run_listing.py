@@ -117,6 +117,8 @@ def test_metric_filter_works_when_an_older_workspace_is_upgraded(tmp_path: Path)
         "DROP INDEX runs_number; ALTER TABLE runs DROP COLUMN description; ALTER TABLE runs DROP COLUMN number;"
         "ALTER TABLE experiments DROP COLUMN run_count;"
         "DROP TABLE workspace_objects;"
+        "DROP TABLE model_aliases; DROP TABLE model_properties; DROP TABLE model_tags;"
+        "DROP INDEX model_versions_by_run; DROP TABLE model_versions; DROP TABLE models;"
         "DELETE FROM schema_version WHERE version >= 3;"
     )
     db.close()
