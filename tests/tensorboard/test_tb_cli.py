@@ -33,6 +33,7 @@ def test_export_run_and_experiment(ws: Workspace, monkeypatch: pytest.MonkeyPatc
 def test_tensorboard_command_serves_until_interrupted(ws: Workspace, tmp_path: Path) -> None:
     root_run = make_sweep(ws)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPBOARD_")}
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT makes it print every thread's stack: what a stop that hangs waits on
     cmd = [
         sys.executable,
         "-m",
@@ -53,7 +54,12 @@ def test_tensorboard_command_serves_until_interrupted(ws: Workspace, tmp_path: P
         runs = wait_for(lambda: len(get_json(f"{url}data/runs")) == len(ALPHAS) and get_json(f"{url}data/runs"))
         assert all(r.endswith("/run_history") for r in runs)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, stacks = proc.communicate(timeout=30)
+            raise AssertionError(f"not stopped 30 s after Ctrl-C; its threads then:\n{stacks}") from None
         assert proc.returncode == 0, err
         assert "Stopping TensorBoard" in out
     finally:
