@@ -45,7 +45,17 @@ def test_tensorboard_command_serves_until_interrupted(ws: Workspace, tmp_path: P
         "--logdir",
         str(tmp_path / "tb"),
     ]
-    proc = subprocess.Popen(cmd, cwd=ws.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ws.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C as in a terminal: a suite started in the background by a shell without job control inherits
+        # SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
