@@ -477,16 +477,8 @@ class SqlStore(QueryStore):
         with self._write() as conn:
             if archived is not UNSET:
                 self._exec(conn, "UPDATE experiments SET archived = ? WHERE name = ?", (1 if archived else 0, name))
-            for key, value in (tags or {}).items():
-                if value is None:
-                    self._exec(conn, "DELETE FROM experiment_tags WHERE experiment = ? AND key = ?", (name, key))
-                else:
-                    self._exec(
-                        conn,
-                        "INSERT INTO experiment_tags (experiment, key, value) VALUES (?, ?, ?) "
-                        "ON CONFLICT (experiment, key) DO UPDATE SET value = excluded.value",
-                        (name, key, str(value)),
-                    )
+            tag_values = {k: None if v is None else str(v) for k, v in (tags or {}).items()}
+            self._put_map(conn, "experiment_tags", {"experiment": name}, tag_values)
         return self.get_experiment(name)
 
     # --- runs ------------------------------------------------------------------------------------
@@ -538,20 +530,34 @@ class SqlStore(QueryStore):
                         number,
                     ),
                 )
-                self._put_map(conn, "tags", run.run_id, run.tags)
-                self._put_map(conn, "properties", run.run_id, run.properties)
+                self._put_map(conn, "tags", {"run_id": run.run_id}, run.tags)
+                self._put_map(conn, "properties", {"run_id": run.run_id}, run.properties)
         except self.dialect.integrity_errors as exc:
             raise ConflictError(f"a run with id {run.run_id!r} already exists") from exc
         return self.get_run(run.run_id)
 
-    def _put_map(self, conn: Any, table: str, run_id: str, values: Mapping[str, str]) -> None:
-        for key, value in values.items():
-            self._exec(
-                conn,
-                f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                (run_id, key, value),
-            )
+    def _put_map(
+        self,
+        conn: Any,
+        table: str,
+        owner: Mapping[str, Any],
+        values: Mapping[str, Any],
+        key: str = "key",
+        value: str = "value",
+    ) -> None:
+        """Set (or, for None, delete) each key of ``values`` in a key-value ``table`` of rows ``owner`` names:
+        run tags and properties, experiment tags, model tags, properties and aliases."""
+        cols = [*owner, key]
+        where = " AND ".join(f"{c} = ?" for c in cols)
+        insert = (
+            f"INSERT INTO {table} ({', '.join(cols)}, {value}) VALUES ({', '.join('?' * (len(cols) + 1))}) "
+            f"ON CONFLICT ({', '.join(cols)}) DO UPDATE SET {value} = excluded.{value}"
+        )
+        for k, v in values.items():
+            if v is None:
+                self._exec(conn, f"DELETE FROM {table} WHERE {where}", (*owner.values(), k))
+            else:
+                self._exec(conn, insert, (*owner.values(), k, v))
 
     def _runs_from_rows(self, rows: list[tuple[Any, ...]]) -> list[RunRecord]:
         if not rows:
@@ -737,7 +743,7 @@ class SqlStore(QueryStore):
             if value is None:
                 self._exec(conn, "DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key))
             else:
-                self._put_map(conn, "tags", run_id, {key: str(value)})
+                self._put_map(conn, "tags", {"run_id": run_id}, {key: str(value)})
 
     def log_run_batch(
         self,
@@ -1598,31 +1604,12 @@ class SqlStore(QueryStore):
             if description is not UNSET:
                 self._exec(conn, "UPDATE models SET description = ? WHERE name = ?", (description, name))
             self._put_model_map(conn, "model_tags", name, 0, tags or {})
-            for alias, version in (aliases or {}).items():
-                if version is None:
-                    self._exec(conn, "DELETE FROM model_aliases WHERE name = ? AND alias = ?", (name, alias))
-                else:
-                    self._exec(
-                        conn,
-                        "INSERT INTO model_aliases (name, alias, version) VALUES (?, ?, ?) "
-                        "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                        (name, alias, int(version)),
-                    )
+            alias_versions = {a: None if v is None else int(v) for a, v in (aliases or {}).items()}
+            self._put_map(conn, "model_aliases", {"name": name}, alias_versions, key="alias", value="version")
         return self.get_registered_model(name)
 
     def _put_model_map(self, conn: Any, table: str, name: str, version: int, values: Mapping[str, str | None]) -> None:
-        for key, value in values.items():
-            if value is None:
-                self._exec(
-                    conn, f"DELETE FROM {table} WHERE name = ? AND version = ? AND key = ?", (name, version, key)
-                )
-            else:
-                self._exec(
-                    conn,
-                    f"INSERT INTO {table} (name, version, key, value) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-                    (name, version, key, value),
-                )
+        self._put_map(conn, table, {"name": name, "version": version}, values)
 
     def create_model_version(
         self,
