@@ -89,3 +89,44 @@ def test_export_of_a_long_run_reads_and_writes_page_by_page(
         acc = accumulator(logdir / small.run_dirs[run.id].name)
         assert scalar_values(acc, "loss")[2].tolist() == list(range(90))
         assert scalar_values(acc, "acc")[0] == list(range(30))
+
+
+def _export_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("expboard-export")]
+
+
+def test_export_writes_batches_on_threads_it_stops(ws: Workspace, tmp_path: Path) -> None:
+    from tbhelpers import accumulator, scalar_values
+
+    from expboard.tfevents._png import encode_png
+
+    root = _sweep(ws, 30)
+    png = tmp_path / "img.png"
+    png.write_bytes(encode_png(np.zeros((4, 4, 3), dtype=np.uint8)))
+    with root.child_run("images") as child:  # a run with images is written apart, as it is read
+        child.log_image("img", str(png))
+        child.log_array("mse", np.arange(3, dtype=np.float64))
+    result = export_to_tensorboard(root, tmp_path / "tb")
+    assert _export_threads() == []
+    assert len(result.run_dirs) == 32 and result.sessions == 31
+    for child in root.get_children():
+        acc = accumulator(result.run_dirs[child.id])
+        assert scalar_values(acc, "mse")[0] == list(range(5 if child.display_name != "images" else 3))
+        assert ("img" in acc.Tags()["tensors"]) == (child.display_name == "images")
+
+
+def test_export_error_in_a_writing_thread_is_raised_and_the_threads_stop(ws: Workspace, tmp_path: Path) -> None:
+    root = _sweep(ws, 5)
+    logdir = tmp_path / "tb"
+    first = export_to_tensorboard(root, logdir)
+    victim = next(d for run_id, d in first.run_dirs.items() if run_id != root.id)
+    for p in victim.iterdir():
+        p.unlink()
+    victim.rmdir()
+    victim.write_text("a file where the run's folder goes")
+    with pytest.raises(OSError):
+        export_to_tensorboard(root, logdir)
+    assert _export_threads() == []
+    assert victim.read_text() == "a file where the run's folder goes"

@@ -174,6 +174,36 @@ def test_encode_scalars_scalar_wall_time_and_errors() -> None:
         S.encode_scalars("x", [1.5], 5.0, [1.0])
 
 
+@settings(max_examples=100)
+@given(TAG, st.lists(POINTS, max_size=8))
+def test_encode_scalar_series_gives_each_series_its_own_encoding(
+    tag: str, series: list[list[tuple[int, float, float]]]
+) -> None:
+    points = [p for one in series for p in one]
+    steps = np.array([p[0] for p in points], dtype=np.int64)
+    walls = np.array([p[1] for p in points], dtype=np.float64)
+    vals = np.array([p[2] for p in points], dtype=np.float64)
+    data, offsets = S.encode_scalar_series(tag, steps, walls, vals, [len(one) for one in series])
+    assert len(offsets) == len(series) + 1 and offsets[0] == 0 and offsets[-1] == len(data)
+    for i, one in enumerate(series):
+        expected = b"".join(pb_frame(pb_scalar_event(tag, v, s, w)) for s, w, v in one)
+        assert bytes(data[offsets[i] : offsets[i + 1]]) == expected
+
+
+def test_encode_scalar_series_many_short_series_and_errors() -> None:
+    # 300 series of steps 0..99 (step 0 has no varint: the layout changes at every series, the scatter path)
+    rng = np.random.default_rng(3)
+    steps = np.tile(np.arange(100, dtype=np.int64), 300)
+    walls = 1.7e9 + rng.random(steps.size)
+    vals = rng.random(steps.size)
+    data, offsets = S.encode_scalar_series("mse", steps, walls, vals, [100] * 300)
+    for i in (0, 1, 150, 299):
+        part = slice(100 * i, 100 * (i + 1))
+        assert bytes(data[offsets[i] : offsets[i + 1]]) == S.encode_scalars("mse", steps[part], walls[part], vals[part])
+    with pytest.raises(ValueError, match="lengths add up to 99 points, but 100"):
+        S.encode_scalar_series("x", np.arange(100), 1.0, np.zeros(100), [50, 49])
+
+
 # --------------------------------------------------------------------------------------------- events, text
 
 

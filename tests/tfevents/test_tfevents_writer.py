@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expboard.tfevents import EventFileReader, EventFileWriter, SummaryWriter, read_scalars
+from expboard.tfevents import (
+    EventFileReader,
+    EventFileWriter,
+    SummaryWriter,
+    encode_scalars,
+    read_scalars,
+    write_event_file,
+)
 
 NAME = re.compile(r"^events\.out\.tfevents\.\d{10}\.[^.]+(\.[^.]+)*\.\d+\.\d{6}(\.suffix)?$")
 
@@ -94,3 +101,22 @@ def test_purge_step_writes_session_start(tmp_path: Path) -> None:
         w.add_scalar("a", 1.0, 5)
     events = list(EventFileReader(w.file_path).events())
     assert events[1].session_log_status == 1 and events[1].step == 5
+
+
+def test_write_event_file_writes_a_whole_file_tensorboard_reads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tensorboard.backend.event_processing import event_file_loader
+
+    def write(i: int) -> Path:
+        records = [encode_scalars("loss", np.arange(10), 1.7e9 + i, np.arange(10) * float(i))]
+        return write_event_file(tmp_path / "logs" / f"run{i}", records, ".x")  # the folder is created
+
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(write, range(16)))
+    assert len(set(paths)) == 16 and all(
+        p.name.endswith(".x") and p.parent.name == f"run{i}" for i, p in enumerate(paths)
+    )
+    events = list(event_file_loader.EventFileLoader(str(paths[3])).Load())
+    assert events[0].file_version == "brain.Event:2"
+    assert [(e.step, e.summary.value[0].tensor.float_val[0]) for e in events[1:]] == [(s, 3.0 * s) for s in range(10)]

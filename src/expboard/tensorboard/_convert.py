@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..metric_schemas import tensorboard_views
 from ..records import MetricKind, MetricSeries
-from ..tfevents import EventFileWriter, encoded_image_value, summary_event, text_table_value, text_value
+from ..tfevents import encoded_image_value, summary_event, text_table_value, text_value
 
-__all__ = ["SeriesConverter", "TagNamer", "TagPoints", "split_series"]
+__all__ = ["EventSink", "SeriesConverter", "TagNamer", "TagPoints", "split_series"]
 
 
 # --------------------------------------------------------------------------------------------- conversion
@@ -173,13 +173,24 @@ def _evaluation_points(name: str, steps: np.ndarray, walls: np.ndarray, values: 
     return out
 
 
+class EventSink(Protocol):
+    """Where :class:`SeriesConverter` writes: an :class:`EventFileWriter`, or anything taking events the same way."""
+
+    def add_scalars_array(self, tag: str, steps: Any, values: Any, wall_times: Any = None) -> None: ...
+
+    def add_summary_value(self, value: bytes, step: int = 0, wall_time: float | None = None) -> None: ...
+
+    def write_event(self, payload: bytes) -> None: ...
+
+
 class SeriesConverter:
-    """Writes metric series to an :class:`EventFileWriter`, remembering per series how much was written.
+    """Writes metric series to an :class:`EventFileWriter` (or another :class:`EventSink`), remembering per
+    series how much was written.
 
     ``read_file(name) -> bytes`` reads a run file (images logged with ``log_image``).
     """
 
-    def __init__(self, writer: EventFileWriter, read_file: Callable[[str], bytes], *, sort_steps: bool = False) -> None:
+    def __init__(self, writer: EventSink, read_file: Callable[[str], bytes], *, sort_steps: bool = False) -> None:
         self.writer = writer
         self.read_file = read_file
         self.sort_steps = sort_steps

@@ -40,6 +40,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,12 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..experiment import Experiment
-from ..records import MetricSeries, RunRecord
+from ..records import MetricKind, MetricSeries, RunRecord
 from ..run import Run
 from ..stores import Store
 from ..stores.base import MAX_CHUNK_RUNS, MetricInfo
 from ..stores.wire import concat_values
-from ..tfevents import EventFileWriter
+from ..tfevents import EventFileWriter, encode_scalar_series, frame_record, summary_event, write_event_file
 from ..workspace import Workspace
 from ._convert import SeriesConverter
 from .sessions import SessionCandidate, plan_sessions
@@ -174,8 +175,9 @@ class _Folders:
         return index.get(suffix, [])
 
     def prepare(self, root: Path, parent: Path, record: RunRecord) -> Path:
-        """The run's folder, emptied of a previous export's event files: also in a folder of an older display
-        name, or where an older layout put it (nested, or up in the top-level run's folder)."""
+        """The run's folder (not created yet), emptied of a previous export's event files: also in a folder
+        of an older display name, or where an older layout put it (nested, or up in the top-level run's
+        folder)."""
         folder = run_folder(root, parent, record)
         suffix = "_" + short_id(record.run_id)
         places = {parent, folder.parent}
@@ -190,15 +192,20 @@ class _Folders:
                     _remove_event_files(old, recursive=True)
         if existed:
             _remove_event_files(folder, recursive=False)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a logdir so deep that even a bounded path is too long here: flat in the logdir
-            if exc.errno != errno.ENAMETOOLONG or folder.parent == root:
-                raise
-            folder = root / run_folder_name(record)
-            _remove_event_files(folder, recursive=False)
-            folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+def _make_folder(root: Path, folder: Path, record: RunRecord) -> Path:
+    """Create a run's folder; where even a bounded path is too long for this logdir, flat in the logdir."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG or folder.parent == root:
+            raise
+        folder = root / run_folder_name(record)
+        _remove_event_files(folder, recursive=False)
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -280,22 +287,34 @@ def export_to_tensorboard(
     plan = plan_sessions([SessionCandidate(p.record, p.depth, p.metrics) for p in planned], hparams)
     session_hparams = plan.hparams
 
-    # write, reading the points batch by batch
+    # write, reading the points batch by batch: a batch's small runs are encoded together (one encoding per
+    # tag, not per run and tag) and their files written by a few threads; a long run streams into its file
     total = sum(p.points for p in planned)
     show = progress if progress is not None else (total >= _PROGRESS_MIN_POINTS and sys.stderr.isatty())
     bar = _progress_bar(total, show)
     written = 0
     run_dirs: dict[str, Path] = {}
+    files = _FileWriter(root)
     try:
         for batch in _batches(planned):
+            groups = _TagGroups()
+            ready: list[tuple[_Planned, _RunRecords]] = []
             for p, chunks in _read_batch(batch):
                 run_dirs[p.record.run_id] = p.folder
                 session_hp = session_hparams.get(p.record.run_id)
                 if not p.metrics and session_hp is None:
                     continue
                 store, run_id = p.run.store, p.run.id
-                with EventFileWriter(p.folder, flush_secs=0) as writer:
-                    conv = SeriesConverter(writer, functools.partial(_read_file, store, run_id), sort_steps=True)
+                read = functools.partial(_read_file, store, run_id)
+                writer: _RunRecords | EventFileWriter
+                if _in_memory(p):
+                    writer = _RunRecords(groups)
+                    ready.append((p, writer))
+                else:  # a long run, or one with images: written as it is read
+                    writer = EventFileWriter(_make_folder(root, p.folder, p.record), flush_secs=0)
+                    run_dirs[p.record.run_id] = writer.logdir
+                try:
+                    conv = SeriesConverter(writer, read, sort_steps=True)
                     started = plan.start_value(p.record)
                     if started is not None:
                         writer.add_summary_value(started[0], 0, started[1])
@@ -307,7 +326,15 @@ def export_to_tensorboard(
                     ended = plan.end_value(p.record)
                     if ended is not None:
                         writer.add_summary_value(ended[0], 0, ended[1])
+                finally:
+                    if isinstance(writer, EventFileWriter):
+                        writer.close()
+            encoded = groups.encode()
+            for p, records in ready:
+                files.submit(p.record, p.folder, records.records(encoded))
+        run_dirs.update(files.close())
     finally:
+        files.stop()
         if bar is not None:
             bar.close()
 
@@ -319,6 +346,107 @@ def export_to_tensorboard(
         with EventFileWriter(root, filename_suffix=HPARAMS_SUFFIX, flush_secs=0) as writer:
             writer.add_summary_value(plan.experiment_value(now), 0, now)
     return ExportResult(root, run_dirs, len(session_hparams), written)
+
+
+def _in_memory(p: _Planned) -> bool:
+    """Whether a run's events are built in memory and written in one go (not images: their files are read
+    from the store, which could add up to more than a batch should hold)."""
+    return p.points <= _BATCH_POINTS and all(m.kind is not MetricKind.IMAGE for m in p.metrics)
+
+
+class _TagGroups:
+    """The scalar points a batch of runs adds, per tag, encoded together when the batch is complete."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+    def add(self, tag: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> tuple[str, int]:
+        entries = self.entries.setdefault(tag, [])
+        entries.append((steps, walls, values))
+        return tag, len(entries) - 1
+
+    def encode(self) -> dict[str, tuple[memoryview, list[int]]]:
+        out = {}
+        for tag, entries in self.entries.items():
+            steps = np.concatenate([e[0] for e in entries])
+            walls = np.concatenate([e[1] for e in entries])
+            values = np.concatenate([e[2] for e in entries])
+            out[tag] = encode_scalar_series(tag, steps, walls, values, [len(e[0]) for e in entries])
+        return out
+
+
+class _RunRecords:
+    """A run's events in logging order, for :class:`SeriesConverter`: scalar arrays wait for the batch's
+    encoding of their tag (:class:`_TagGroups`), other events are framed at once."""
+
+    def __init__(self, groups: _TagGroups) -> None:
+        self._groups = groups
+        self._parts: list[bytes | tuple[str, int]] = []
+
+    def add_scalars_array(self, tag: str, steps: Any, values: Any, wall_times: Any = None) -> None:
+        st = np.asarray(steps, dtype=np.int64).reshape(-1)
+        wall = time.time() if wall_times is None else wall_times
+        walls = np.broadcast_to(np.asarray(wall, dtype=np.float64), st.shape)
+        self._parts.append(self._groups.add(tag, st, walls, np.asarray(values, dtype=np.float64).reshape(-1)))
+
+    def write_event(self, payload: bytes) -> None:
+        self._parts.append(frame_record(payload))
+
+    def add_summary_value(self, value: bytes, step: int = 0, wall_time: float | None = None) -> None:
+        self.write_event(summary_event([value], step, wall_time))
+
+    def records(self, encoded: dict[str, tuple[memoryview, list[int]]]) -> list[bytes | memoryview]:
+        out: list[bytes | memoryview] = []
+        for part in self._parts:
+            if isinstance(part, bytes):
+                out.append(part)
+            else:
+                buf, offsets = encoded[part[0]]
+                out.append(buf[offsets[part[1]] : offsets[part[1] + 1]])
+        return out
+
+
+class _FileWriter:
+    """Writes whole event files on a few threads: creating a folder and a file waits on the file system,
+    not on the CPU (on a busy disk several at once take about half the time), while the export goes on
+    encoding the next batch. At most ``max_bytes`` wait to be written; the first error is raised."""
+
+    def __init__(self, root: Path, threads: int = 4, max_bytes: int = 64 << 20) -> None:
+        self._root = root
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="expboard-export")
+        self._waiting: deque[tuple[str, Future[Path], int]] = deque()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._done: dict[str, Path] = {}
+
+    def submit(self, record: RunRecord, folder: Path, records: list[bytes | memoryview]) -> None:
+        size = sum(len(r) for r in records)
+        while self._waiting and self._bytes + size > self._max_bytes:
+            self._finish_oldest()
+        future = self._pool.submit(self._write, record, folder, records)
+        self._waiting.append((record.run_id, future, size))
+        self._bytes += size
+
+    def _write(self, record: RunRecord, folder: Path, records: list[bytes | memoryview]) -> Path:
+        folder = _make_folder(self._root, folder, record)
+        write_event_file(folder, records)
+        return folder
+
+    def _finish_oldest(self) -> None:
+        run_id, future, size = self._waiting.popleft()
+        self._bytes -= size
+        self._done[run_id] = future.result()
+
+    def close(self) -> dict[str, Path]:
+        """Wait for every file; returns each run's folder."""
+        while self._waiting:
+            self._finish_oldest()
+        self._pool.shutdown(wait=True)
+        return self._done
+
+    def stop(self) -> None:
+        """Stop the threads (after an error: what has not started is not written)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _summarize(planned: list[_Planned]) -> None:

@@ -4,8 +4,10 @@ Runtime dependencies: numpy, crc32c and tensorboard's protobuf classes (Pillow o
 Nothing here imports the rest of expboard but ``expboard.errors``.
 
 - :mod:`.summary`: pure functions building Event payloads / Summary.Values (scalars, text, images,
-  histograms, HParams) and the vectorized :func:`encode_scalars`.
-- :mod:`.writer`: :class:`EventFileWriter`, one buffered event file.
+  histograms, HParams) and the vectorized :func:`encode_scalars` (:func:`encode_scalar_series`: many
+  series of one tag in one call).
+- :mod:`.writer`: :class:`EventFileWriter`, one buffered event file; :func:`write_event_file`, a whole file
+  in one write.
 - :mod:`.reader`: :class:`EventFileReader` / :class:`RunReader` (resumable), decoded :class:`Event`
   objects and the vectorized :func:`read_scalars`.
 - :mod:`.summary_writer`: :class:`SummaryWriter`, a drop-in for ``torch.utils.tensorboard.SummaryWriter``.
@@ -28,6 +30,7 @@ from .summary import (
     HParamType,
     MetricSpec,
     SessionStatus,
+    encode_scalar_series,
     encode_scalars,
     encoded_image_value,
     file_version_event,
@@ -45,7 +48,7 @@ from .summary import (
     text_value,
 )
 from .summary_writer import SummaryWriter
-from .writer import EventFileWriter, event_file_name
+from .writer import EventFileWriter, event_file_name, write_event_file
 
 __all__ = [
     "CorruptEventFileError",
@@ -68,6 +71,7 @@ __all__ = [
     "HParamType",
     "MetricSpec",
     "SessionStatus",
+    "encode_scalar_series",
     "encode_scalars",
     "encoded_image_value",
     "event_file_name",
@@ -86,4 +90,5 @@ __all__ = [
     "summary_event",
     "text_table_value",
     "text_value",
+    "write_event_file",
 ]

@@ -53,7 +53,7 @@ from .summary import (
     text_value,
 )
 
-__all__ = ["EventFileWriter", "event_file_name"]
+__all__ = ["EventFileWriter", "event_file_name", "write_event_file"]
 
 _uid = itertools.count()
 _open_writers: weakref.WeakSet[EventFileWriter] = weakref.WeakSet()
@@ -89,6 +89,33 @@ def _create_exclusive(logdir: Path, wall_time: float, suffix: str) -> tuple[Path
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a new event file in {logdir}: every name tried exists")
+
+
+def write_event_file(
+    logdir: str | os.PathLike[str],
+    records: Sequence[bytes | bytearray | memoryview],
+    filename_suffix: str = "",
+    *,
+    wall_time: float | None = None,
+    source_writer: str = "expboard",
+) -> Path:
+    """Write a whole event file at once: a new file in ``logdir`` (created if missing) holding the
+    file-version event and then ``records`` (framed, e.g. by :func:`frame_record` or
+    :func:`~expboard.tfevents.summary.encode_scalars`), in one write. Returns its path. For a file whose
+    content is known in full (an export), this skips :class:`EventFileWriter`'s buffering and threads;
+    safe to call from several threads at once."""
+    folder = Path(logdir)
+    now = _time() if wall_time is None else wall_time
+    try:
+        path, f = _create_exclusive(folder, now, filename_suffix)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        path, f = _create_exclusive(folder, now, filename_suffix)
+    with f:
+        data = memoryview(b"".join([frame_record(file_version_event(now, source_writer)), *records]))
+        while data:
+            data = data[f.write(data) :]
+    return path
 
 
 @atexit.register
