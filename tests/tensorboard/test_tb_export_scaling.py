@@ -91,13 +91,9 @@ def test_export_of_a_long_run_reads_and_writes_page_by_page(
         assert scalar_values(acc, "acc")[0] == list(range(30))
 
 
-def _export_threads() -> list[str]:
-    import threading
-
-    return [t.name for t in threading.enumerate() if t.name.startswith("expboard-export")]
-
-
-def test_export_writes_batches_on_threads_it_stops(ws: Workspace, tmp_path: Path) -> None:
+def test_export_encodes_a_batch_together_and_writes_runs_with_images_apart(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tbhelpers import accumulator, scalar_values
 
     from expboard.tfevents._png import encode_png
@@ -108,8 +104,9 @@ def test_export_writes_batches_on_threads_it_stops(ws: Workspace, tmp_path: Path
     with root.child_run("images") as child:  # a run with images is written apart, as it is read
         child.log_image("img", str(png))
         child.log_array("mse", np.arange(3, dtype=np.float64))
+    encodes = _counted(monkeypatch, export_module, "encode_scalar_series")
     result = export_to_tensorboard(root, tmp_path / "tb")
-    assert _export_threads() == []
+    assert encodes[0] == 1  # one tag ("mse") over the 30 runs without images, in one call
     assert len(result.run_dirs) == 32 and result.sessions == 31
     for child in root.get_children():
         acc = accumulator(result.run_dirs[child.id])
@@ -117,7 +114,7 @@ def test_export_writes_batches_on_threads_it_stops(ws: Workspace, tmp_path: Path
         assert ("img" in acc.Tags()["tensors"]) == (child.display_name == "images")
 
 
-def test_export_error_in_a_writing_thread_is_raised_and_the_threads_stop(ws: Workspace, tmp_path: Path) -> None:
+def test_export_error_writing_a_run_is_raised(ws: Workspace, tmp_path: Path) -> None:
     root = _sweep(ws, 5)
     logdir = tmp_path / "tb"
     first = export_to_tensorboard(root, logdir)
@@ -128,5 +125,4 @@ def test_export_error_in_a_writing_thread_is_raised_and_the_threads_stop(ws: Wor
     victim.write_text("a file where the run's folder goes")
     with pytest.raises(OSError):
         export_to_tensorboard(root, logdir)
-    assert _export_threads() == []
     assert victim.read_text() == "a file where the run's folder goes"

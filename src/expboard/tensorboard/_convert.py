@@ -154,6 +154,7 @@ def split_series(
     return [], table_rows
 
 
+_SCALAR_KINDS = (MetricKind.SCALAR, MetricKind.LIST)
 _EVALUATION_KINDS = (MetricKind.ACCURACY_TABLE, MetricKind.PREDICTIONS, MetricKind.RESIDUALS)
 
 
@@ -213,9 +214,13 @@ class SeriesConverter:
         walls = np.asarray(series.wall_times[start:], dtype=np.float64)
         st = self.state(series.name)
         values = series.values[start:]
-        parts, st.table_rows = split_series(series.kind, series.name, steps, walls, values, st.table_rows)
-        for part in parts:
-            self._write_part(part)
+        if series.kind in _SCALAR_KINDS and isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+            # numbers only (the usual case): one tag, no per-point look at the values
+            self._write_scalars(self._tag(series.name, "scalars"), steps, walls, values.astype(np.float64, copy=False))
+        else:
+            parts, st.table_rows = split_series(series.kind, series.name, steps, walls, values, st.table_rows)
+            for part in parts:
+                self._write_part(part)
         st.count += n
         top = int(steps.max())
         st.max_step = top if st.max_step is None else max(st.max_step, top)
@@ -223,16 +228,18 @@ class SeriesConverter:
         self.points += n
         return n
 
+    def _write_scalars(self, tag: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
+        if self.sort_steps and len(steps) > 1 and (steps[1:] < steps[:-1]).any():
+            # TensorBoard's Rust loader drops stored points with step >= s when step s arrives
+            order = np.argsort(steps, kind="stable")
+            steps, walls, values = steps[order], walls[order], values[order]
+        self.writer.add_scalars_array(tag, steps, values, wall_times=walls)
+
     def _write_part(self, part: TagPoints) -> None:
         tag = self._tag(part.tag, part.plugin)
         steps, walls = part.steps, part.wall_times
         if part.plugin == "scalars":
-            values = part.values
-            if self.sort_steps and len(steps) > 1 and np.any(np.diff(steps) < 0):
-                # TensorBoard's Rust loader drops stored points with step >= s when step s arrives
-                order = np.argsort(steps, kind="stable")
-                steps, walls, values = steps[order], walls[order], values[order]
-            self.writer.add_scalars_array(tag, steps, values, wall_times=walls)
+            self._write_scalars(tag, steps, walls, part.values)
         elif part.plugin == "text":
             for step, wall, text in zip(steps.tolist(), walls.tolist(), part.values, strict=True):
                 self.writer.add_summary_value(text_value(tag, text), step, wall)

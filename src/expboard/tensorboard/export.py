@@ -40,7 +40,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,13 +287,12 @@ def export_to_tensorboard(
     session_hparams = plan.hparams
 
     # write, reading the points batch by batch: a batch's small runs are encoded together (one encoding per
-    # tag, not per run and tag) and their files written by a few threads; a long run streams into its file
+    # tag, not per run and tag), each run's file written in one go; a long run streams into its file
     total = sum(p.points for p in planned)
     show = progress if progress is not None else (total >= _PROGRESS_MIN_POINTS and sys.stderr.isatty())
     bar = _progress_bar(total, show)
     written = 0
     run_dirs: dict[str, Path] = {}
-    files = _FileWriter(root)
     try:
         for batch in _batches(planned):
             groups = _TagGroups()
@@ -331,10 +329,9 @@ def export_to_tensorboard(
                         writer.close()
             encoded = groups.encode()
             for p, records in ready:
-                files.submit(p.record, p.folder, records.records(encoded))
-        run_dirs.update(files.close())
+                folder = run_dirs[p.record.run_id] = _make_folder(root, p.folder, p.record)
+                write_event_file(folder, records.records(encoded))
     finally:
-        files.stop()
         if bar is not None:
             bar.close()
 
@@ -385,8 +382,9 @@ class _RunRecords:
 
     def add_scalars_array(self, tag: str, steps: Any, values: Any, wall_times: Any = None) -> None:
         st = np.asarray(steps, dtype=np.int64).reshape(-1)
-        wall = time.time() if wall_times is None else wall_times
-        walls = np.broadcast_to(np.asarray(wall, dtype=np.float64), st.shape)
+        walls = np.asarray(time.time() if wall_times is None else wall_times, dtype=np.float64)
+        if walls.shape != st.shape:
+            walls = np.full(st.shape, walls, dtype=np.float64)
         self._parts.append(self._groups.add(tag, st, walls, np.asarray(values, dtype=np.float64).reshape(-1)))
 
     def write_event(self, payload: bytes) -> None:
@@ -404,49 +402,6 @@ class _RunRecords:
                 buf, offsets = encoded[part[0]]
                 out.append(buf[offsets[part[1]] : offsets[part[1] + 1]])
         return out
-
-
-class _FileWriter:
-    """Writes whole event files on a few threads: creating a folder and a file waits on the file system,
-    not on the CPU (on a busy disk several at once take about half the time), while the export goes on
-    encoding the next batch. At most ``max_bytes`` wait to be written; the first error is raised."""
-
-    def __init__(self, root: Path, threads: int = 4, max_bytes: int = 64 << 20) -> None:
-        self._root = root
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="expboard-export")
-        self._waiting: deque[tuple[str, Future[Path], int]] = deque()
-        self._bytes = 0
-        self._max_bytes = max_bytes
-        self._done: dict[str, Path] = {}
-
-    def submit(self, record: RunRecord, folder: Path, records: list[bytes | memoryview]) -> None:
-        size = sum(len(r) for r in records)
-        while self._waiting and self._bytes + size > self._max_bytes:
-            self._finish_oldest()
-        future = self._pool.submit(self._write, record, folder, records)
-        self._waiting.append((record.run_id, future, size))
-        self._bytes += size
-
-    def _write(self, record: RunRecord, folder: Path, records: list[bytes | memoryview]) -> Path:
-        folder = _make_folder(self._root, folder, record)
-        write_event_file(folder, records)
-        return folder
-
-    def _finish_oldest(self) -> None:
-        run_id, future, size = self._waiting.popleft()
-        self._bytes -= size
-        self._done[run_id] = future.result()
-
-    def close(self) -> dict[str, Path]:
-        """Wait for every file; returns each run's folder."""
-        while self._waiting:
-            self._finish_oldest()
-        self._pool.shutdown(wait=True)
-        return self._done
-
-    def stop(self) -> None:
-        """Stop the threads (after an error: what has not started is not written)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _summarize(planned: list[_Planned]) -> None:
