@@ -114,7 +114,8 @@ def export(root: Path, sizes: list[int], torch_sizes: list[int], repeats: int = 
         else:  # torch's cost is linear in the runs: its time per run at the size measured
             per_run = min(torch_times[t] / t for t in torch_times)
             peer = f"  torch ~{per_run * k:7.2f} s (its time per run)  ratio ~{per_run * k / best:5.1f}x"
-        files = f"  files alone {min(alone[k]):.2f} s (median {float(np.median(alone[k])):.2f})"
+        own = min(t - a for t, a in zip(times[k], alone[k], strict=True))  # the rest: reading, encoding, planning
+        files = f"  files alone {min(alone[k]):.2f} s (median {float(np.median(alone[k])):.2f}), the rest {own:.2f} s"
         print(f"expboard  K={k:>6,}  {best:7.2f} s (median {median:.2f}){growth}{peer}{files}")
         prev = k
     print(f"peak RSS {rss_mb():.0f} MB")
