@@ -1,6 +1,6 @@
 """Scaling: how expboard's cost grows with the history, next to MLflow (and torch's writer for export).
 
-    python bench/bench_scale.py [--scale 1]
+    python bench/bench_scale.py [--scale 1] [--issue-sizes] [--only SECTION]
 
 Sizes go 10x apart; ``--scale`` multiplies the largest ones (the defaults are modest, for a shared machine).
 Each section prints expboard's time at each size, the growth factor between sizes, the peer's time and the
@@ -343,18 +343,45 @@ def listing(root: Path, sizes: list[int], mlflow_sizes: list[int]) -> None:
     print(f"peak RSS {rss_mb():.0f} MB")
 
 
+def one_call(root: Path, sizes: list[int]) -> None:
+    """One log_array of N points (a size past SQLite's 1 GB row limit once failed), then flushed."""
+    from expboard import Experiment, Workspace
+
+    print("\n== one log_array call of N points")
+    for n in sizes:
+        ws = Workspace.init(root / f"one{n}")
+        run = Experiment(ws, "e").start_logging()
+        values = np.random.rand(n)
+        before = rss_mb()
+        dt = timed(lambda run=run, values=values: (run.log_array("big", values), run.flush()))
+        stored = ws.store.count_metric_points(run.id, "big")
+        print(
+            f"expboard  N={n:>11,}  {dt:7.2f} s  stored {stored:,}  peak RSS {rss_mb():7.0f} MB (before {before:.0f})"
+        )
+        del values
+        run.complete()
+        ws.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=1, help="multiply the largest sizes")
-    parser.add_argument("--only", choices=["first-log", "export", "list", "read"], action="append")
+    parser.add_argument(
+        "--issue-sizes",
+        action="store_true",
+        help="the sizes the scaling defects were found at: 1M-50M points, 100-3,000 children, 1k-100k runs",
+    )
+    parser.add_argument("--only", choices=["first-log", "one-call", "export", "list", "read"], action="append")
     args = parser.parse_args()
     s = args.scale
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        only = set(args.only or ["first-log", "export", "list", "read"])
+        only = set(args.only or ["first-log", "one-call", "export", "list", "read"])
         if "first-log" in only:
-            first_log(root, [100_000, 1_000_000 * s])
+            first_log(root, [1_000_000, 10_000_000, 50_000_000] if args.issue_sizes else [100_000, 1_000_000 * s])
+        if "one-call" in only:
+            one_call(root, [5_000_000, 50_000_000] if args.issue_sizes else [1_000_000 * s])
         if "export" in only:
             export(root, [100, 1000, 3000 * s], [100])
         if "read" in only:
@@ -363,7 +390,7 @@ def main() -> None:
                 root, big, [1_000_000, 10_000_000], [1_000_000, 10_000_000 * s], [100_000], (1_000_000, 10_000_000)
             )
         if "list" in only:
-            listing(root, [1_000, 10_000 * s], [100, 1_000])
+            listing(root, [1_000, 10_000, 100_000] if args.issue_sizes else [1_000, 10_000 * s], [100, 1_000])
 
 
 if __name__ == "__main__":

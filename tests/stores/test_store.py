@@ -98,6 +98,20 @@ def test_list_runs_children_and_statuses(store: Store) -> None:
         _run(store, exp, parent_id=uuid.uuid4().hex)
 
 
+def test_list_children_of_many_runs_at_once(store: Store) -> None:
+    exp = store.get_or_create_experiment(_name()).name
+    parents = [_run(store, exp, created=100.0 + i) for i in range(150)]  # more than one request's worth
+    kids = {
+        p.run_id: [_run(store, exp, parent_id=p.run_id, created=300.0 + i) for i in range(i % 3)]
+        for i, p in enumerate(parents)
+    }
+    grandchild = _run(store, exp, parent_id=kids[parents[1].run_id][0].run_id, created=500.0)
+    got = store.list_children([p.run_id for p in parents] + [parents[0].run_id])  # a repeated id counts once
+    assert sorted(r.run_id for r in got) == sorted(k.run_id for ks in kids.values() for k in ks)
+    assert all(r.parent_id in kids for r in got) and grandchild.run_id not in {r.run_id for r in got}
+    assert store.list_children([]) == [] and store.list_children([grandchild.run_id]) == []
+
+
 def test_update_run_and_compare_and_set(store: Store) -> None:
     run = _run(store)
     got = store.update_run(

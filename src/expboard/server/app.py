@@ -338,6 +338,13 @@ def create_app(
         parent: Any = None if top_level else parent_id if parent_id is not None else UNSET
         return [run_to_json(r) for r in await call(store.list_runs, experiment, parent, status or None)]
 
+    @api.get(f"{API_PREFIX}/run-children", tags=["runs"], response_model=list[RunModel])
+    async def list_children(run_id: list[str] = Query(..., description="parent runs (at most 100)")) -> Any:
+        """The child runs of each of these runs (one level down), in no particular order."""
+        if len(run_id) > MAX_CHUNK_RUNS:
+            raise ValidationError(f"at most {MAX_CHUNK_RUNS} run_id parameters a request, got {len(run_id)}")
+        return [run_to_json(r) for r in await call(store.list_children, run_id)]
+
     @api.get(f"{API_PREFIX}/run-pages", tags=["runs"], response_model=RunPageModel)
     async def query_runs(
         experiment: str | None = None,

@@ -187,6 +187,11 @@ class Store(ABC):
     ) -> list[RunRecord]:
         """Runs newest first; ``parent_id=None`` selects top-level runs, ``UNSET`` all runs."""
 
+    def list_children(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """The child runs of each of these runs (one level down), in no particular order. Stores that can
+        answer for many parents at once (``MAX_CHUNK_RUNS`` a call) override this loop over ``list_runs``."""
+        return [r for run_id in dict.fromkeys(run_ids) for r in self.list_runs(parent_id=run_id)]
+
     @abstractmethod
     def query_runs(
         self,

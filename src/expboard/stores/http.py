@@ -411,6 +411,14 @@ class HttpStore(Store):
             query["status"] = [RunStatus(s).value for s in statuses]
         return [self._run(r) for r in self._json("GET", f"{API}/runs", **query)]
 
+    def list_children(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        ids = list(dict.fromkeys(run_ids))
+        out: list[RunRecord] = []
+        for start in range(0, len(ids), MAX_CHUNK_RUNS):  # bounded URLs
+            part = ids[start : start + MAX_CHUNK_RUNS]
+            out += [self._run(r) for r in self._json("GET", f"{API}/run-children", run_id=part)]
+        return out
+
     def query_runs(
         self,
         experiment: str | None = None,

@@ -627,6 +627,21 @@ class SqlStore(QueryStore):
         rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created DESC, run_id DESC", params)
         return self._runs_from_rows(rows)
 
+    def list_children(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        ids = list(dict.fromkeys(run_ids))
+        for run_id in ids:
+            check_run_id(run_id)
+        out: list[RunRecord] = []
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            rows = self._query(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_id IN ({', '.join('?' * len(part))}) "
+                "AND deleted_time IS NULL",
+                part,
+            )
+            out += self._runs_from_rows(rows)
+        return out
+
     def query_runs(
         self,
         experiment: str | None = None,

@@ -38,7 +38,6 @@ import os
 import re
 import sys
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,14 +273,21 @@ def export_to_tensorboard(
         first.flush()  # once per store, not once per run
     folders = _Folders()
     planned: list[_Planned] = []
-    todo: deque[tuple[Run, RunRecord, Path, int]] = deque((r, r.refresh(), root, 0) for r in top)
-    while todo:
-        run, record, parent_dir, depth = todo.popleft()
-        folder = folders.prepare(root, parent_dir, record)
-        planned.append(_Planned(run, record, folder, depth))
+    level = [(r, r.refresh(), root) for r in top]
+    depth = 0
+    while level:  # a level of the run tree at a time: one store call lists the children of up to 100 runs
+        here = [_Planned(run, rec, folders.prepare(root, parent_dir, rec), depth) for run, rec, parent_dir in level]
+        planned += here
+        level = []
         if recursive:
-            children = sorted(run.store.list_runs(parent_id=run.id), key=lambda r: (r.created, r.run_id))
-            todo.extend((Run(run.experiment, c.run_id, record=c), c, folder, depth + 1) for c in children)
+            for group in _batches_of_store(here):
+                kids: dict[str, list[RunRecord]] = {}
+                for c in group[0].run.store.list_children([p.record.run_id for p in group]):
+                    kids.setdefault(c.parent_id or "", []).append(c)
+                for p in group:
+                    children = sorted(kids.get(p.record.run_id, []), key=lambda r: (r.created, r.run_id))
+                    level += [(Run(p.run.experiment, c.run_id, record=c), c, p.folder) for c in children]
+        depth += 1
     _summarize(planned)
     plan = plan_sessions([SessionCandidate(p.record, p.depth, p.metrics) for p in planned], hparams)
     session_hparams = plan.hparams
@@ -416,6 +422,18 @@ def _summarize(planned: list[_Planned]) -> None:
                 runs[info.run_id].metrics.append(info)
     for p in planned:
         p.metrics.sort(key=lambda m: m.name)
+
+
+def _batches_of_store(runs: list[_Planned]) -> Iterator[list[_Planned]]:
+    """Consecutive runs of one store, at most ``MAX_CHUNK_RUNS`` together."""
+    group: list[_Planned] = []
+    for p in runs:
+        if group and (p.run.store is not group[0].run.store or len(group) >= MAX_CHUNK_RUNS):
+            yield group
+            group = []
+        group.append(p)
+    if group:
+        yield group
 
 
 def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:
