@@ -189,6 +189,21 @@ def test_export_to_tensorboard_with_logsdir_and_a_run_name(
         export_to_tensorboard("nobody", tmp_path / "e")
 
 
+def test_get_children_recursive_lists_a_level_at_a_time(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = Experiment(ws, "tree").start_logging()
+    kids = [parent.child_run(f"k{i}") for i in range(3)]
+    grandkids = [kids[i].child_run(f"g{i}{j}") for i in (0, 2) for j in range(2)]
+    calls: list[int] = []
+    real = ws.store.list_children
+    monkeypatch.setattr(ws.store, "list_children", lambda ids: calls.append(len(ids)) or real(ids))
+    got = parent.get_children(recursive=True)
+    # newest first within each parent, parents in the order they were listed, a level after the other
+    expected = [*reversed(kids), *reversed(grandkids[2:]), *reversed(grandkids[:2])]
+    assert [r.id for r in got] == [r.id for r in expected]
+    assert calls == [1, 3, 4]  # the root, its 3 children, their 4 children (each level in one call)
+    assert [r.id for r in parent.get_children()] == [r.id for r in reversed(kids)]
+
+
 def test_get_runs_and_get_children_filters(ws: Workspace) -> None:
     exp = Experiment(ws, "filters")
     parent = exp.start_logging()

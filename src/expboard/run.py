@@ -59,6 +59,10 @@ def new_run_id(experiment: str) -> str:
     return f"{experiment[:200]}_{int(time.time())}_{secrets.token_hex(4)}"  # within the 255 of a run id
 
 
+def _created(record: RunRecord) -> tuple[float, str]:
+    return (record.created, record.run_id)  # reversed: newest first, the order of list_runs
+
+
 class Run:
     """One execution: metrics, status, child runs, tags, properties and files.
 
@@ -770,12 +774,15 @@ class Run:
         ``type`` and ``status`` keep only the runs that match, as in :meth:`list`."""
         wanted_status = RunStatus(status) if status is not None else None
         out: builtins.list[Run] = []
-        todo = [self.id]
-        while todo:
-            parent = todo.pop(0)
-            for record in self._store.list_runs(parent_id=parent):
-                if recursive:
-                    todo.append(record.run_id)
+        level = [self.id]
+        while level:  # a level of the tree at a time: one store call per 100 runs of it (a tracking server too)
+            found: dict[str, builtins.list[RunRecord]] = {}
+            for start in range(0, len(level), 100):
+                for child in self._store.list_children(level[start : start + 100]):
+                    found.setdefault(child.parent_id or "", []).append(child)
+            records = [r for parent in level for r in sorted(found.get(parent, []), key=_created, reverse=True)]
+            level = [r.run_id for r in records] if recursive else []
+            for record in records:
                 if (
                     (type is not None and record.run_type != type)
                     or (wanted_status is not None and record.status != wanted_status)

@@ -148,15 +148,20 @@ class LiveSync:
     def sync_once(self) -> None:
         """Poll every run that is still active (or just ended), and look for new child runs."""
         with self._lock:
+            parents: list[RunSync] = []
             for run in list(self.runs.values()):
                 if run.done:
                     continue
                 run.poll()
                 if self.recursive and run.record.run_id not in self._children_checked:
-                    for child in self.store.list_runs(parent_id=run.record.run_id):
-                        self._add(child, run.folder)
-                    if run.done:
-                        self._children_checked.add(run.record.run_id)
+                    parents.append(run)
+            for start in range(0, len(parents), 100):  # one store call for the children of 100 runs
+                group = {p.record.run_id: p for p in parents[start : start + 100]}
+                for child in sorted(self.store.list_children(list(group)), key=lambda r: (r.created, r.run_id)):
+                    self._add(child, group[child.parent_id or ""].folder)
+                for run_id, p in group.items():
+                    if p.done:
+                        self._children_checked.add(run_id)
             # children found in this pass get their first poll now, not a second later
             for run in list(self.runs.values()):
                 if not run.done and run.metrics.polls == 0:
