@@ -286,6 +286,35 @@ def read_memory(
         )
 
 
+def _cli_first_page(root: Path, n: int) -> str:
+    """``expboard runs list --json`` over the same database, in a new process: wall time and peak RSS."""
+    import json
+    import subprocess
+    import sys
+
+    from expboard import Workspace
+
+    Workspace.init(root / f"listws{n}", tracking_uri=f"sqlite:///{root / f'list{n}.db'}").close()
+    cli = Path(sys.executable).with_name("expboard")
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(cli), "runs", "list", "--json", "-e", "e"],
+        cwd=root / f"listws{n}",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    stdout = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    dt = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"expboard runs list exited with {proc.returncode}")
+    rss = usage.ru_maxrss / 1024
+    runs = len(json.loads(stdout))
+    return f"CLI `runs list --json` {dt:.2f} s, {runs} runs, peak RSS {rss:.0f} MB"
+
+
 def listing(root: Path, sizes: list[int], mlflow_sizes: list[int]) -> None:
     """The first page of 100 runs (newest first), and a filtered page, among N runs."""
     from expboard.records import RunRecord, RunStatus
@@ -319,7 +348,7 @@ def listing(root: Path, sizes: list[int], mlflow_sizes: list[int]) -> None:
         full = timed(lambda store=store, exp=exp: store.list_runs(experiment=exp))
         print(
             f"expboard  N={n:>8,}  first page {page * 1e3:7.2f} ms  filtered page {filt * 1e3:7.2f} ms"
-            f"  (whole list_runs {full:6.2f} s)"
+            f"  (whole list_runs {full:6.2f} s)  {_cli_first_page(root, n)}"
         )
         store.close()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
