@@ -295,23 +295,19 @@ def _cli_first_page(root: Path, n: int) -> str:
     from expboard import Workspace
 
     Workspace.init(root / f"listws{n}", tracking_uri=f"sqlite:///{root / f'list{n}.db'}").close()
-    cli = Path(sys.executable).with_name("expboard")
-    t = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(cli), "runs", "list", "--json", "-e", "e"],
-        cwd=root / f"listws{n}",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    # the CLI's main in a new interpreter that reports its own peak RSS (a child's peak as wait4 gives it
+    # starts from the parent's RSS at fork)
+    code = (
+        "import resource, sys\nfrom expboard.cli import main\ntry:\n    main(['runs', 'list', '--json', '-e', 'e'])\n"
+        "finally:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
     )
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root / f"listws{n}", capture_output=True, text=True, check=True
+    )
     dt = time.perf_counter() - t
-    if proc.returncode:
-        raise RuntimeError(f"expboard runs list exited with {proc.returncode}")
-    rss = usage.ru_maxrss / 1024
-    runs = len(json.loads(stdout))
+    rss = int(out.stderr.strip().splitlines()[-1]) / 1024
+    runs = len(json.loads(out.stdout))
     return f"CLI `runs list --json` {dt:.2f} s, {runs} runs, peak RSS {rss:.0f} MB"
 
 
