@@ -15,6 +15,12 @@ thread does waits for the store:
 - ``log_array`` queues its arrays as one batch in the same order and waits for the store's answer only
   while the store answers promptly (``direct_wait_s``), so a value the store refuses is still raised to
   the caller in the usual case, and never stalls the loop while the store is busy;
+- the first point logged to a series of a run made elsewhere (another process, a submitted script) does
+  not ask the store how many points the series has: its default steps are kept relative (0, 1, ...) and
+  the writer adds the stored count, read once just before the series' first write (its points marked
+  ``_Relative`` until then; journaled that way too, with the count kept next to the records once read);
+- a run's final status (:meth:`MetricBuffer.end_run`) queues behind its points, so it is written after
+  them; when the store does not take it promptly it is journaled at once and written when it answers;
 - at interpreter exit (and ``close``) the store gets ``close_wait_s`` seconds; what it has not taken by
   then goes to the journal, which the next process opening the same store (or ``expboard journal``)
   writes. Every batch carries a batch id that the store keeps, so a batch written twice (stored, then
@@ -26,6 +32,7 @@ The one buffer of each store, and the exit hooks that close them, live in :mod:`
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -33,15 +40,22 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import settings
 from .errors import AuthError, ExpboardError, StoreUnavailableError
-from .records import MetricKind, RunStatus
+from .lazy import lazy_import
+from .records import MetricKind, RunRecord, RunStatus
 from .stores import MetricChunk, Store
 from .stores.journal import Journal, JournalFullError
 from .stores.wire import decode_batch, encode_batch
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_import("numpy", globals(), "np")
 
 __all__ = [
     "FLUSH_INTERVAL_S",
@@ -63,6 +77,9 @@ SPILL_PIECE = 65_536  # points per journal record and per chunk written: packing
 HEARTBEAT_S = 5.0  # the default of the heartbeat_s setting
 CLOSE_WAIT_S = 30.0  # how long close() (interpreter exit) gives the store before journaling the rest
 DIRECT_WAIT_S = 0.05  # how long log_array waits for a store that has not answered yet
+
+STATUS_SUFFIX = ".status"  # a journal record of a run's final status (JSON), next to the ".batch" records
+BASES_FILE = "counts.json"  # side file of a journal folder: stored counts its relative records count from
 
 _time = time.time
 
@@ -100,24 +117,66 @@ def journal_base(store: Store) -> Path:
 
 
 class Series:
-    """The unwritten points of one metric of one run. Appended to under the buffer's lock."""
+    """The unwritten points of one metric of one run. Appended to under the buffer's lock.
 
-    __slots__ = ("count", "kind", "name", "run_id", "steps", "times", "values")
+    ``relative``: the series has points stored by another process, how many is not known yet: the default
+    steps in ``steps`` count from 0 and the writer adds the stored count; ``explicit`` holds the positions
+    (in the columns) of points given a step of their own, which stay as they are."""
 
-    def __init__(self, run_id: str, name: str, kind: MetricKind) -> None:
+    __slots__ = ("count", "explicit", "kind", "name", "relative", "run_id", "steps", "times", "values")
+
+    def __init__(self, run_id: str, name: str, kind: MetricKind, relative: bool = False) -> None:
         self.run_id = run_id
         self.name = name
         self.kind = kind
         self.count = 0  # points ever logged to this series in this process (the default step)
+        self.relative = relative
+        self.explicit: list[int] = []
         self.steps: list[int] = []
         self.times: list[float] = []
         self.values: list[Any] = []
 
 
+@dataclass(frozen=True)
+class _Relative(MetricChunk):
+    """A chunk of a relative series (see :class:`Series`): never given to the store as it is. ``origin``: the
+    buffer that logged it (the stored count is read once per origin and series); ``explicit``: positions of
+    points with steps of their own; ``absolute``: every point has its own step (only the order matters: the
+    count is read before any point of the series is stored)."""
+
+    origin: str = ""
+    explicit: Sequence[int] = ()
+    absolute: bool = False
+
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.origin, self.run_id, self.name, MetricKind(self.kind).value)
+
+
+def _slice(c: MetricChunk, start: int, stop: int) -> MetricChunk:
+    steps, times, values = c.steps[start:stop], c.wall_times[start:stop], c.values[start:stop]
+    if isinstance(c, _Relative):
+        explicit = [i - start for i in c.explicit if start <= i < stop]
+        return _Relative(c.run_id, c.name, c.kind, steps, times, values, c.origin, explicit, c.absolute)
+    return MetricChunk(c.run_id, c.name, c.kind, steps, times, values)
+
+
 class _Batch:
     """Sealed points waiting for the store: in memory (``chunks``) or in the journal (``path``)."""
 
-    __slots__ = ("batch_id", "busy", "chunks", "done", "error", "path", "points", "seq", "spill", "waiter")
+    __slots__ = (
+        "batch_id",
+        "busy",
+        "chunks",
+        "done",
+        "error",
+        "path",
+        "points",
+        "result",
+        "seq",
+        "spill",
+        "update",
+        "waiter",
+    )
 
     def __init__(
         self, chunks: list[MetricChunk] | None, batch_id: str, points: int, path: Path | None = None, seq: int = 0
@@ -132,6 +191,8 @@ class _Batch:
         self.error: BaseException | None = None  # a refusal, for a waiting log_array
         self.waiter = False  # a log_array call waits for it (and raises its refusal itself)
         self.spill = False  # sealed past the memory bound: for the journal
+        self.update: dict[str, Any] | None = None  # a run's final status (update_run's arguments, JSON)
+        self.result: RunRecord | None = None  # what the store answered to ``update``
 
 
 def _points(chunks: Sequence[MetricChunk]) -> int:
@@ -147,18 +208,7 @@ def _pieces(chunks: list[MetricChunk], size: int) -> list[list[MetricChunk]]:
         start, n = 0, len(c.steps)
         while start < n:
             take = min(room, n - start)
-            part = (
-                c
-                if take == n
-                else MetricChunk(
-                    c.run_id,
-                    c.name,
-                    c.kind,
-                    c.steps[start : start + take],
-                    c.wall_times[start : start + take],
-                    c.values[start : start + take],
-                )
-            )
+            part = c if take == n else _slice(c, start, start + take)
             group.append(part)
             start += take
             room -= take
@@ -214,8 +264,17 @@ class MetricBuffer:
         self._spiller: threading.Thread | None = None
         self._inflight_since: float | None = None  # monotonic time the flusher's current write began
         if journal is None:
-            journal = Journal(journal_base(store), int(settings.get("journal_max_mb") * 1024 * 1024))
+            journal = Journal(
+                journal_base(store),
+                int(settings.get("journal_max_mb") * 1024 * 1024),
+                suffixes=(".batch", STATUS_SUFFIX),
+            )
         self.journal = journal
+        self.origin = uuid.uuid4().hex[:16]  # names this buffer's relative series in its journal records
+        # (origin, run id, metric, kind) -> the count stored before the origin's first point; guarded by _cond
+        self._bases: dict[tuple[str, str, str, str], int] = {}
+        self._rel_journaled: set[tuple[str, str, str, str]] = set()  # relative series with journal records
+        self.closed = False  # close() was called: its store is being (or was) closed
         self._journal_warned = False
         self.journaled = 0  # points ever written to the journal by this process
         # (run id, metric) -> points dropped because the journal was full too
@@ -247,14 +306,28 @@ class MetricBuffer:
         return len(paths)
 
     # --- logging (never waits for the store) ---------------------------------------------------------
-    def series(self, run_id: str, name: str, kind: MetricKind) -> Series:
+    def series(self, run_id: str, name: str, kind: MetricKind, relative: bool = False) -> Series:
+        """The series of ``run_id``'s metric; ``relative``: made now, it continues points another process may
+        have stored (counted by the writer, see :class:`Series`)."""
         key = (run_id, name, kind)
         with self.lock:
             s = self._series.get(key)
             if s is None:
-                s = self._series[key] = Series(run_id, name, kind)
+                s = self._series[key] = Series(run_id, name, kind, relative)
         self._ensure_thread()
         return s
+
+    def next_step(self, s: Series) -> int:
+        """The default step of the next point of ``s``, asking the store for its count now if it is not known
+        yet (waits for the store: for the calls that do anyway, such as log_image's file write)."""
+        if not s.relative:
+            return s.count
+        key = (self.origin, s.run_id, s.name, MetricKind(s.kind).value)
+        with self._cond:
+            base = self._bases.get(key)
+        if base is None:
+            base = self._resolve(key, None)
+        return base + s.count
 
     def continue_count(self, s: Series, count: int) -> None:
         """Let the default steps of ``s`` go on after ``count`` points stored before (if none logged yet)."""
@@ -265,6 +338,8 @@ class MetricBuffer:
     def append(self, s: Series, value: Any, step: int | None = None) -> None:
         """Add one point to ``s`` (``step`` defaults to the series' next index)."""
         with self.lock:
+            if step is not None and s.relative:
+                s.explicit.append(len(s.steps))
             s.steps.append(s.count if step is None else step)
             s.times.append(_time())
             s.values.append(value)
@@ -277,6 +352,8 @@ class MetricBuffer:
         """Add several points to ``s`` with one wall time."""
         now = _time()
         with self.lock:
+            if steps is not None and s.relative:
+                s.explicit.extend(range(len(s.steps), len(s.steps) + len(values)))
             for i, v in enumerate(values):
                 s.steps.append(s.count if steps is None else steps[i])
                 s.times.append(now)
@@ -304,7 +381,7 @@ class MetricBuffer:
 
     def _take(self) -> list[MetricChunk]:
         """The series' columns as chunks, leaving them empty (no copy: the lists change hands)."""
-        chunks = []
+        chunks: list[MetricChunk] = []
         with self.lock:
             for s in self._series.values():
                 if not s.steps:
@@ -316,7 +393,13 @@ class MetricBuffer:
                 if not len(steps) == len(times) == len(values):
                     steps, times, values = steps[:n], times[:n], values[:n]
                 s.steps, s.times, s.values = [], [], []
-                chunks.append(MetricChunk(s.run_id, s.name, s.kind, steps, times, values))
+                if s.relative:
+                    explicit, s.explicit = s.explicit, []
+                    if explicit and explicit[-1] >= n:
+                        explicit = [i for i in explicit if i < n]
+                    chunks.append(_Relative(s.run_id, s.name, s.kind, steps, times, values, self.origin, explicit))
+                else:
+                    chunks.append(MetricChunk(s.run_id, s.name, s.kind, steps, times, values))
             self.pending = 0
         return chunks
 
@@ -374,8 +457,8 @@ class MetricBuffer:
     def _journal(self, batch: _Batch) -> None:
         """Write an in-memory batch to the journal (in records of SPILL_PIECE points, each with its own batch
         id, that take its place in the queue), or drop it when the journal is full."""
-        chunks = batch.chunks
-        assert chunks is not None
+        assert batch.chunks is not None
+        chunks = self._journalable(batch.chunks)
         groups = _pieces(chunks, SPILL_PIECE) if batch.points > SPILL_PIECE else [chunks]
         pieces = []
         try:
@@ -549,6 +632,19 @@ class MetricBuffer:
             self._report_dropped()
 
     def _write_batch(self, batch: _Batch) -> None:
+        if batch.update is None and batch.path is not None and batch.path.suffix == STATUS_SUFFIX:
+            try:
+                batch.update = json.loads(batch.path.read_bytes())
+                if not isinstance(batch.update, dict) or not isinstance(batch.update.get("run_id"), str):
+                    raise ValueError("not a run status record")
+            except FileNotFoundError:
+                return
+            except (OSError, ValueError) as exc:
+                self._set_aside(batch.path, exc)
+                return
+        if batch.update is not None:
+            self._write_update(batch)
+            return
         chunks = batch.chunks
         if chunks is None:
             assert batch.path is not None
@@ -560,7 +656,21 @@ class MetricBuffer:
                 self._set_aside(batch.path, exc)
                 return
             chunks = [
-                MetricChunk(p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"])
+                _Relative(
+                    p["run_id"],
+                    p["name"],
+                    MetricKind(p["kind"]),
+                    p["steps"],
+                    p["wall_times"],
+                    p["values"],
+                    p["origin"],
+                    p["explicit"],
+                    p["absolute"],
+                )
+                if "origin" in p
+                else MetricChunk(
+                    p["run_id"], p["name"], MetricKind(p["kind"]), p["steps"], p["wall_times"], p["values"]
+                )
                 for p in parts
             ]
             batch.batch_id = batch_id or uuid.uuid4().hex
@@ -584,6 +694,8 @@ class MetricBuffer:
         every other chunk is stored. A transient failure raises, keeping the batch where it is (a batch cut
         into chunks keeps only the chunks not yet stored, under their own ids)."""
         batch_id = batch.batch_id
+        if any(isinstance(c, _Relative) for c in chunks):
+            chunks = self._absolute(chunks, batch.path.parent if batch.path is not None else None)
         if _points(chunks) > SPILL_PIECE:
             # one call and one batch id still, but each chunk short: the store's packing of a column is one
             # C call holding the GIL, and a long one would stall the logging thread for as long
@@ -608,6 +720,106 @@ class MetricBuffer:
                     self._requeue_rest(batch, chunks, i)
                     raise
                 self._refuse(batch, chunk, exc)
+
+    def _write_update(self, batch: _Batch) -> None:
+        """A run's final status, after its points. A run the store does not have (any more) is said and
+        dropped; a store that does not answer raises (the record stays queued)."""
+        update = dict(batch.update or {})
+        run_id = update.pop("run_id")
+        fields: dict[str, Any] = {"status": RunStatus(update.pop("status"))}
+        if "only_if_status" in update:
+            fields["only_if_status"] = [RunStatus(v) for v in update.pop("only_if_status")]
+        fields.update((k, update[k]) for k in ("end_time", "heartbeat", "error") if k in update)
+        try:
+            batch.result = self.store.update_run(run_id, **fields)
+        except BaseException as exc:
+            if not is_permanent(exc):
+                raise
+            log.warning("expboard: the final status of run %s could not be stored and was dropped: %s", run_id, exc)
+
+    # --- relative series: the stored count, read by the writer ---------------------------------------------
+    def _absolute(self, chunks: list[MetricChunk], folder: Path | None) -> list[MetricChunk]:
+        """``chunks`` with the stored counts of their relative series added to the default steps (read from the
+        store the first time; raises while it does not answer)."""
+        out: list[MetricChunk] = []
+        for c in chunks:
+            if not isinstance(c, _Relative):
+                out.append(c)
+                continue
+            key = c.key()
+            with self._cond:
+                base = self._bases.get(key)
+            if base is None:
+                base = self._resolve(key, folder)
+            if c.absolute or not len(c.steps):
+                steps = c.steps
+            else:
+                given = np.asarray(c.steps, dtype=np.int64)
+                steps = given + base
+                if len(c.explicit):
+                    at = np.asarray(c.explicit, dtype=np.intp)
+                    steps[at] = given[at]
+            out.append(MetricChunk(c.run_id, c.name, c.kind, steps, c.wall_times, c.values))
+        return out
+
+    def _resolve(self, key: tuple[str, str, str, str], folder: Path | None) -> int:
+        """The stored count a relative series counts from: kept next to the journal records of its origin if
+        read before (by a process that ended), else read from the store now and kept there before any of
+        its points is stored, so that records journaled with relative steps count from the same number."""
+        origin, run_id, name, kind = key
+        base = None
+        if folder is not None:
+            base = self._saved_bases(folder).get(key)
+        if base is None:
+            base = self.store.count_metric_points(run_id, name, MetricKind(kind))
+        with self._cond:
+            if key in self._bases:
+                return self._bases[key]
+            self._bases[key] = base
+            keep_own = key in self._rel_journaled
+        targets = {folder} if folder is not None else set()
+        if keep_own:
+            targets.add(self.journal.folder)
+        for target in targets:
+            saved = self._saved_bases(target)
+            if saved.get(key) == base:
+                continue
+            saved[key] = base
+            body = json.dumps([[*k, v] for k, v in saved.items()]).encode()
+            try:
+                self.journal.put_side(target, BASES_FILE, body)
+            except OSError as exc:
+                log.warning("expboard: could not keep a stored count next to the metric journal %s: %s", target, exc)
+        return base
+
+    def _saved_bases(self, folder: Path) -> dict[tuple[str, str, str, str], int]:
+        body = self.journal.get_side(folder, BASES_FILE)
+        out: dict[tuple[str, str, str, str], int] = {}
+        if body:
+            try:
+                for origin, run_id, name, kind, base in json.loads(body):
+                    out[(str(origin), str(run_id), str(name), str(kind))] = int(base)
+            except (ValueError, TypeError):
+                pass
+        return out
+
+    def _journalable(self, chunks: list[MetricChunk]) -> list[MetricChunk]:
+        """``chunks`` as they go to the journal: relative ones made absolute when their count is known, the others
+        noted (a count read later is then kept next to the records)."""
+        if not any(isinstance(c, _Relative) for c in chunks):
+            return chunks
+        out: list[MetricChunk] = []
+        for c in chunks:
+            if isinstance(c, _Relative):
+                key = c.key()
+                with self._cond:
+                    known = key in self._bases
+                    if not known:
+                        self._rel_journaled.add(key)
+                if known:
+                    c = self._absolute([c], None)[0]
+            out.append(c)
+        return out
 
     def _requeue_rest(self, batch: _Batch, chunks: list[MetricChunk], start: int) -> None:
         """The chunks from ``start`` of a batch being cut up take its place, each under its part id."""
@@ -647,15 +859,20 @@ class MetricBuffer:
                 exc,
             )
 
-    def write_direct(self, s: Series, steps: Any, times: Any, values: Any) -> None:
+    def write_direct(self, s: Series, steps: Any, times: Any, values: Any, given_steps: bool = False) -> None:
         """Queue arrays of points of series ``s`` after everything logged before them, and wait for the store's
         answer while it answers promptly: a refusal is raised here (the default steps then go on as if the
-        call had not been made). A store that is busy or unreachable is not waited for."""
+        call had not been made). A store that is busy or unreachable is not waited for. ``given_steps``: the
+        caller's own steps (else the series' default steps, from ``s.count``)."""
         with self.lock:
             before = s.count
             s.count += len(steps)
             after = s.count
-        chunk = MetricChunk(s.run_id, s.name, s.kind, steps, times, values)
+        chunk = (
+            _Relative(s.run_id, s.name, s.kind, steps, times, values, self.origin, absolute=given_steps)
+            if s.relative
+            else MetricChunk(s.run_id, s.name, s.kind, steps, times, values)
+        )
         with self._cond:
             self._seal()
             batch = _Batch([chunk], uuid.uuid4().hex, len(steps))
@@ -686,6 +903,57 @@ class MetricBuffer:
                     s.count = before
             raise error
 
+    def end_run(self, run_id: str, update: dict[str, Any], wait: float, keep: bool = True) -> RunRecord | None:
+        """Queue a run's final status behind everything logged so far (``update``: ``update_run``'s arguments
+        as JSON: ``status`` and ``only_if_status`` as values) and wait up to ``wait`` seconds for the store to
+        take it, points first. Returns the stored record, or None when the store has not taken it by then:
+        it is then written in the background, and (``keep``) journaled at once, so it outlives this process
+        (the next process that opens the store, or ``expboard journal``, writes it)."""
+        self.live_runs.discard(run_id)
+        begun = time.monotonic()
+        batch = _Batch(None, uuid.uuid4().hex, 0)
+        batch.update = {"run_id": run_id, **update}
+        with self._cond:
+            self._seal()
+            self._seq += 1
+            batch.seq = self._seq
+            self._sealed.append(batch)
+        self._ensure_thread()
+        self._wake.set()
+        deadline = begun + wait
+        with self._cond:
+            while not batch.done and (now := time.monotonic()) < deadline:
+                if self._error is not None and self._failed_at > begun and self._inflight_since is None:
+                    break  # a try since this call began failed at once (the store is down): no use waiting
+                self._cond.wait(min(0.1, deadline - now))
+            if batch.done:
+                return batch.result
+        if keep:
+            self._journal_update(batch)
+        return None
+
+    def _journal_update(self, batch: _Batch) -> bool:
+        """Journal a queued final status (once); False if the journal cannot take it (it stays in memory)."""
+        with self._cond:
+            if batch.done or batch.path is not None:
+                return True
+        body = json.dumps(batch.update).encode()
+        try:
+            (path,) = self.journal.append([body], suffix=STATUS_SUFFIX, stems=[f"{batch.seq:012d}"])
+        except (JournalFullError, OSError) as exc:
+            log.warning(
+                "expboard: could not journal the final status of run %s: %s", (batch.update or {}).get("run_id"), exc
+            )
+            return False
+        with self._cond:
+            if batch.done:  # stored meanwhile
+                done = True
+            else:
+                batch.path, done = path, False
+        if done:
+            self.journal.remove(path)
+        return True
+
     def forget_run(self, run_id: str) -> None:
         """Drop the (already flushed) series of a finished run so long sessions do not grow."""
         self.live_runs.discard(run_id)
@@ -704,6 +972,7 @@ class MetricBuffer:
         """Write what is pending, giving the store ``timeout`` seconds (default ``close_wait_s``); what it has
         not taken by then is kept in the journal (StoreUnavailableError says so), for the next process that
         opens this store or ``expboard journal``. Stops the threads."""
+        self.closed = True
         self.live_runs.clear()
         wait = self.close_wait_s if timeout is None else timeout
         begun = time.monotonic()
@@ -754,14 +1023,18 @@ class MetricBuffer:
         id makes it stored once if that write succeeds after all). Returns the points journaled."""
         self._seal()
         with self._cond:
-            batches = [b for b in self._sealed if b.chunks is not None and b.path is None]
+            batches = [b for b in self._sealed if (b.chunks is not None or b.update is not None) and b.path is None]
         kept = 0
         for b in batches:
+            if b.update is not None:
+                self._journal_update(b)
+                continue
             chunks = b.chunks
             if chunks is None:
                 continue
             try:
-                (path,) = self.journal.append([encode_batch(chunks, b.batch_id)], stems=[f"{b.seq:012d}"])
+                body = encode_batch(self._journalable(chunks), b.batch_id)
+                (path,) = self.journal.append([body], stems=[f"{b.seq:012d}"])
             except (JournalFullError, OSError) as exc:
                 self._drop(chunks, 0, exc)
                 with self._cond:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import html
 import io
+import logging
 import os
 import secrets
 import time
@@ -22,8 +23,8 @@ from typing import Any, cast
 import numpy as np
 
 from . import context, metric_schemas, plugins, snapshots, state, transfer
-from .buffer import MetricBuffer, Series
-from .errors import ExpboardError, NotFoundError, RunFailedError, ValidationError
+from .buffer import MetricBuffer, Series, store_key
+from .errors import ExpboardError, NotFoundError, RunFailedError, StoreUnavailableError, ValidationError
 from .experiment import Experiment, matches
 from .liveness import is_silent, is_stale, reap_unresponsive
 from .model import Model, register_run_model
@@ -46,7 +47,9 @@ from .workspace import Workspace
 __all__ = ["ENV_RUN_ID", "Run", "flush_all", "new_run_id"]
 
 ENV_RUN_ID = context.ENV_RUN_ID
-FINISH_FLUSH_TIMEOUT_S = 60.0  # how long complete()/fail() wait for a remote store to take the metrics
+FINISH_WAIT_S = 10.0  # how long complete()/fail()/cancel() wait for the store to take the metrics and status
+
+log = logging.getLogger(__name__)
 
 _time = time.time
 _SCALAR = MetricKind.SCALAR
@@ -84,6 +87,7 @@ class Run:
         self._buf: MetricBuffer = state.buffer_for(store)
         self._series_cache: dict[str, Series] = {}
         self._fresh = False  # created by this process: nothing was logged to it before
+        self._finished = False  # ended by this object (its final status queued or stored)
         self._child_count = 0
         self._outputs: Path | None = None  # a folder uploaded as outputs/ when the run ends
 
@@ -331,7 +335,7 @@ class Run:
         if snapshot is not None:
             run._store.write_file(run.id, "snapshot.zip", snapshot)
         if run_type != "script":
-            state.own(run.id, run._finish)
+            state.own(run.id, run._finish_at_exit)
             if running:
                 run._buf.track(run.id)
         return run
@@ -350,11 +354,10 @@ class Run:
     # --- metrics --------------------------------------------------------------------------------
     def _series(self, name: str, kind: MetricKind) -> Series:
         check_metric_name(name)
-        s = self._buf.series(self.id, name, kind)
-        if s.count == 0 and not self._fresh:
-            # A run made elsewhere (another process, a submitted script): default steps go on from the
-            # points already stored, as if one process had logged them all.
-            self._buf.continue_count(s, self._store.count_metric_points(self.id, name, kind))
+        # A run made elsewhere (another process, a submitted script): default steps go on from the points
+        # already stored, as if one process had logged them all; the buffer's writer reads how many there
+        # are, so this never waits for the store.
+        s = self._buf.series(self.id, name, kind, relative=not self._fresh)
         if kind is _SCALAR:
             self._series_cache[name] = s
         return s
@@ -409,7 +412,7 @@ class Run:
             raise ValidationError(f"metric {name!r}: wall_times must be {n} numbers")
         if wall_times is not None and n and not np.isfinite(times).all():
             raise ValidationError(f"metric {name!r}: wall_times must be finite unix times (no NaN or infinity)")
-        self._buf.write_direct(s, step_arr, times, vals)
+        self._buf.write_direct(s, step_arr, times, vals, given_steps=steps is not None)
 
     def log_list(self, name: str, value: Sequence[Any]) -> None:
         """Log a list of values; element i gets step i."""
@@ -506,7 +509,7 @@ class Run:
             data, ext = p.read_bytes(), p.suffix.lower() or ".png"
         s = self._series(name, MetricKind.IMAGE)
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        file_name = f"logged_images/{slug}/{s.count:05d}{ext}"
+        file_name = f"logged_images/{slug}/{self._buf.next_step(s):05d}{ext}"
         self._store.write_file(self.id, file_name, data)
         self._buf.extend(s, [file_name])
 
@@ -579,25 +582,56 @@ class Run:
         """Whether the run reached a final status, NotResponding included (the heartbeat is checked)."""
         return self.get_status() in _ENDED
 
-    def _finish(self, status: RunStatus, error: dict[str, Any] | None = None) -> None:
+    def _finish(self, status: RunStatus, error: dict[str, Any] | None = None, wait: float | None = None) -> None:
+        """End the run: its final status queues behind its points, and the store gets ``wait`` seconds (default
+        FINISH_WAIT_S) to take both; if it does not (locked, down), they are written in the background, the
+        status journaled at once, so that nothing is lost if this process ends (see the buffer's end_run)."""
+        wait = FINISH_WAIT_S if wait is None else wait
+        begun = time.monotonic()
         try:
             if self._outputs is not None and self._outputs.is_dir():
                 outputs, self._outputs = self._outputs, None
                 transfer.upload_folder(self._store, self.id, "outputs", outputs)
-            self.flush(timeout=FINISH_FLUSH_TIMEOUT_S)
         finally:
             now = _time()
-            self._record = self._store.update_run(
-                self.id,
-                status=status,
-                end_time=now,
-                heartbeat=now,
-                error=error if error is not None else UNSET,
-                only_if_status=[s for s in RunStatus if s not in TERMINAL_STATUSES],
-            )
+            update: dict[str, Any] = {
+                "status": status.value,
+                "end_time": now,
+                "heartbeat": now,
+                "only_if_status": [s.value for s in RunStatus if s not in TERMINAL_STATUSES],
+            }
+            if error is not None:
+                update["error"] = error
             state.disown(self.id)
+            record = self._buf.end_run(self.id, update, max(0.0, begun + wait - time.monotonic()), keep=wait > 0)
+            self._finished = True
             self._series_cache.clear()
             self._buf.forget_run(self.id)
+            if record is not None:
+                self._record = record
+                try:
+                    self._store.flush(max(0.0, begun + wait - time.monotonic()))  # a remote store's spool
+                except StoreUnavailableError as exc:
+                    log.warning("expboard: run %s ended; %s", self.id, exc)
+            else:
+                self._record = replace(self._record, status=status, end_time=now)
+                if wait > 0:
+                    log.warning(
+                        "expboard: %s did not take run %s's points and final status %s within %g s; they are "
+                        "written in the background while this process lives, else kept in the journal %s and "
+                        "written by the next process that opens the store or `expboard journal`",
+                        store_key(self._store),
+                        self.id,
+                        status.value,
+                        wait,
+                        self._buf.journal.base,
+                    )
+
+    def _finish_at_exit(self, status: RunStatus) -> None:
+        """End a run left running at interpreter exit: the status is queued; the buffer's close writes it. A run
+        whose workspace was closed before is left as it is (its store is closed too)."""
+        if not self._buf.closed:
+            self._finish(status, wait=0.0)
 
     def start(self) -> None:
         """Mark a NotStarted run Running."""
@@ -799,7 +833,7 @@ class Run:
     def __exit__(
         self, exc_type: builtins.type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._record.status.is_terminal and self.get_status().is_terminal:
+        if self._finished or (self._record.status.is_terminal and self.get_status().is_terminal):
             return
         if exc is None:
             self.complete()

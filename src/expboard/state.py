@@ -1,9 +1,10 @@
 """What one process holds for all its runs: the one metric buffer of each store, the hooks that run at
 interpreter exit (and on SIGTERM), and the interactive runs it started, finished at exit if left running.
 
-At exit each buffer gives its store ``close_wait_s`` (30 s) to take what is pending; what it has not taken
-stays in the store's metric journal and is written by the next process that opens the store
-(:func:`replay_journals`, called when a Workspace opens) or by ``expboard journal``.
+At exit the runs left running get their final status queued, then each buffer gives its store
+``close_wait_s`` (30 s at most; less once a try has failed) to take what is pending (points and final
+statuses); what it has not taken stays in the store's metric journal and is written by the next process
+that opens the store (:func:`replay_journals`, called when a Workspace opens) or by ``expboard journal``.
 """
 
 from __future__ import annotations
@@ -132,18 +133,19 @@ def terminated_by_signal() -> bool:
 
 
 def _at_exit() -> None:
-    for buf in list(_buffers.values()):
-        try:
-            buf.close()
-        except Exception as exc:
-            print(f"expboard: could not write logged metrics at exit: {exc}", file=sys.stderr)
-    # Interactive runs left Running at interpreter exit are completed (Canceled after SIGTERM).
+    # Interactive runs left Running at interpreter exit are completed (Canceled after SIGTERM): their final
+    # status queues behind their points, and each buffer's close writes both or leaves them in its journal.
     status = RunStatus.CANCELED if _terminated else RunStatus.COMPLETED
     for finish in list(_owned.values()):
         try:
             finish(status)
         except Exception:
             pass
+    for buf in list(_buffers.values()):
+        try:
+            buf.close()
+        except Exception as exc:
+            print(f"expboard: could not write logged metrics at exit: {exc}", file=sys.stderr)
     for hook in list(_exit_hooks):
         try:
             hook()

@@ -17,6 +17,9 @@ spool). One journal is one folder per process under a base folder (one base per 
   only one process gets each) and their records come first, oldest folder first. A taken-over folder is
   read in place, not copied; if the adopting process ends too, the next one takes it over again.
 
+A folder may also hold side files (:meth:`Journal.put_side`: whole-or-absent too, never records) that its
+records need to be read, such as the metric buffer's stored counts; they go with the folder.
+
 Records are opaque bytes to the journal; both users write metric batches in the wire format
 (:func:`~expboard.stores.wire.encode_batch`), whose batch id makes a record written twice (stored, then
 the process killed before the record was removed) stored once.
@@ -165,6 +168,40 @@ class Journal:
             _fsync_dir(self.folder)
             return out
 
+    def put_side(self, folder: Path | None, name: str, body: bytes) -> None:
+        """Write side file ``name`` of ``folder`` (default: this journal's own), whole or not at all."""
+        with self._lock:
+            if folder is None:
+                folder = self.folder
+                if not self._made:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    self._made = True
+            self._write(folder / name, body)
+            _fsync_dir(folder)
+
+    def get_side(self, folder: Path | None, name: str) -> bytes | None:
+        """Side file ``name`` of ``folder`` (default: this journal's own), None if there is none."""
+        try:
+            return ((self.folder if folder is None else folder) / name).read_bytes()
+        except OSError:
+            return None
+
+    def _drop_if_done(self, folder: Path) -> None:
+        """Remove ``folder`` if it holds no record any more (side files go with it)."""
+        try:
+            items = list(folder.iterdir())
+        except OSError:
+            return
+        if any(p.suffix in self.suffixes and not p.name.endswith(".tmp") for p in items):
+            return
+        for p in items:
+            if p.is_file():
+                p.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
     def remove(self, path: Path) -> None:
         """Forget a record (delivered, or kept elsewhere) and delete its file."""
         with self._lock:
@@ -225,10 +262,7 @@ class Journal:
                 elif p.name.endswith(".tmp"):
                     p.unlink(missing_ok=True)  # a write its process did not finish: never a record
             if not records:
-                try:
-                    claimed.rmdir()
-                except OSError:
-                    pass
+                self._drop_if_done(claimed)
                 continue
             taken += records
             self._adopted.append(claimed)
@@ -243,10 +277,7 @@ class Journal:
         return taken
 
     def close(self) -> None:
-        """Remove this journal's folders that are empty (records left stay for the next process)."""
+        """Remove this journal's folders that hold no record (records left stay for the next process)."""
         with self._lock:
             for folder in [self.folder, *self._adopted]:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
+                self._drop_if_done(folder)

@@ -141,16 +141,20 @@ def encode_batch(chunks: Sequence[Any], batch_id: str | None = None) -> bytes:
         steps = pack_i8(c.steps)
         times = pack_f8(c.wall_times)
         dtype, vals = encode_values(c.values)
-        metas.append(
-            {
-                "run_id": c.run_id,
-                "name": c.name,
-                "kind": str(c.kind),
-                "n": len(steps) // 8,
-                "dtype": dtype,
-                "sizes": [len(steps), len(times), len(vals)],
-            }
-        )
+        meta: dict[str, Any] = {
+            "run_id": c.run_id,
+            "name": c.name,
+            "kind": str(c.kind),
+            "n": len(steps) // 8,
+            "dtype": dtype,
+            "sizes": [len(steps), len(times), len(vals)],
+        }
+        origin = getattr(c, "origin", None)
+        if origin is not None:  # default steps counted from a stored count not known yet (a client's journal)
+            meta["origin"] = str(origin)
+            meta["explicit"] = [int(i) for i in c.explicit]
+            meta["absolute"] = bool(c.absolute)
+        metas.append(meta)
         columns += (steps, times, vals)
     header = json.dumps({"batch_id": batch_id, "chunks": metas}, separators=(",", ":")).encode()
     header += b" " * (-(_HEADER.size + len(header)) % 8)  # columns start 8-byte aligned (JSON ignores the spaces)
@@ -208,16 +212,20 @@ def decode_batch(body: bytes | bytearray) -> tuple[str | None, list[dict[str, An
         pos += sizes[2]
         if len(values) != n:
             raise ValueError(f"metric {meta.get('name')!r}: {len(values)} values for {n} points")
-        out.append(
-            {
-                "run_id": str(meta["run_id"]),
-                "name": str(meta["name"]),
-                "kind": str(meta["kind"]),
-                "steps": steps,
-                "wall_times": times,
-                "values": values,
-            }
-        )
+        part: dict[str, Any] = {
+            "run_id": str(meta["run_id"]),
+            "name": str(meta["name"]),
+            "kind": str(meta["kind"]),
+            "steps": steps,
+            "wall_times": times,
+            "values": values,
+        }
+        if "origin" in meta:
+            explicit = meta.get("explicit", [])
+            if not isinstance(explicit, list) or not all(type(i) is int and 0 <= i < n for i in explicit):
+                raise ValueError(f"metric {meta.get('name')!r}: explicit step positions out of range")
+            part.update(origin=str(meta["origin"]), explicit=explicit, absolute=bool(meta.get("absolute")))
+        out.append(part)
     if pos != len(view):
         raise ValueError("metric batch has trailing bytes")
     return batch_id, out
