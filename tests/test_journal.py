@@ -363,3 +363,156 @@ def test_run_log_never_waits_for_a_tracking_server_that_is_down(
             ws.close()
             state.release(ws.store)
         assert os.environ["EXPBOARD_SPOOL_DIR"]  # the server's spool lived in tmp_path
+
+
+class _StoreCalls:
+    """Which threads called these store methods (the logging thread must call none of them)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, store: object, names: list[str]) -> None:
+        self.threads: list[str] = []
+        self.names: list[str] = []
+        for name in names:
+            real = getattr(store, name)
+
+            def wrapper(*args: object, _real: object = real, _name: str = name, **kwargs: object) -> object:
+                self.threads.append(threading.current_thread().name)
+                self.names.append(_name)
+                return _real(*args, **kwargs)  # type: ignore[operator]
+
+            monkeypatch.setattr(store, name, wrapper)
+
+
+def _first_logs(run: Run) -> float:
+    """The first calls to series stored by another process (default and given steps); the slowest's seconds."""
+    worst = 0.0
+    for name, value, step in [("loss", 3.0, None), ("loss", 9.0, 100), ("loss", 4.0, None), ("acc", 0.5, None)]:
+        t = time.perf_counter()
+        run.log(name, value, step)
+        worst = max(worst, time.perf_counter() - t)
+    run.log_list("curve", [7, 8])
+    return worst
+
+
+def _logged_elsewhere(ws: Workspace) -> str:
+    run = Experiment(ws, "resumed").start_logging()
+    for i in range(3):
+        run.log("loss", float(i))
+    run.log("acc", 0.1, step=7)  # one stored point: the next default step is 1
+    run.log_list("curve", [1, 2, 3])
+    run.flush()
+    return run.id
+
+
+def _check_resumed(run: Run) -> None:
+    series = {s.name: s for s in run.get_metric_series()}
+    assert series["loss"].steps.tolist() == [0, 1, 2, 3, 100, 5]  # as one process logging them all would
+    assert series["loss"].values.tolist() == [0.0, 1.0, 2.0, 3.0, 9.0, 4.0]
+    assert series["acc"].steps.tolist() == [7, 1]
+    assert run.get_metrics("curve")["curve"] == [1, 2, 3, 7, 8]
+
+
+def test_first_log_to_a_series_stored_elsewhere_never_waits_for_a_locked_sqlite(
+    sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = _logged_elsewhere(sqlite_ws)
+    with Workspace(sqlite_ws.path) as other:  # a second store and buffer, as in another process
+        again = Run.get(other, run_id)
+        calls = _StoreCalls(monkeypatch, other.store, ["count_metric_points", "get_metrics", "log_metrics"])
+        with SqliteLock(tmp_path / "expboard.db") as lock:
+            worst = _first_logs(again)
+            in_logging_thread = [t for t in calls.threads if t == threading.current_thread().name]
+            lock.release()
+        assert worst < BOUND_S, f"a first run.log took {worst:.3f} s while the store was locked"
+        assert in_logging_thread == []  # the stored count is read by the writer, never by run.log
+        again.flush()
+        assert "count_metric_points" in calls.names and "get_metrics" not in calls.names
+        _check_resumed(again)
+
+
+def test_first_log_to_a_series_stored_elsewhere_never_waits_for_a_server_that_is_down(tmp_path: Path) -> None:
+    from expboard.server.process import ServerProcess
+
+    with ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as server:
+        ws = Workspace(tracking_uri=server.url)
+        other = Workspace(tracking_uri=server.url)
+        try:
+            run_id = _logged_elsewhere(ws)
+            again = Run.get(other, run_id)
+            server.stop(kill=True)
+            worst = _first_logs(again)
+            assert worst < BOUND_S, f"a first run.log took {worst:.3f} s while the server was down"
+            server.start()
+            again.flush(timeout=60)
+            _check_resumed(again)
+        finally:
+            for w in (ws, other):
+                w.close()
+
+
+_END_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from expboard import Experiment, Run, Workspace
+    from expboard import run as run_module
+    run_module.FINISH_WAIT_S = 1.0
+    ws = Workspace(sys.argv[1])
+    fetched = Run.get(ws, sys.argv[2])  # made by another process: its default steps go on from the stored ones
+    failing = Experiment(ws, "ends").start_logging()
+    left = Experiment(ws, "ends").start_logging()  # left running: the interpreter's exit completes it
+    fetched._buf.close_wait_s = 1.0
+    print(failing.id, left.id, flush=True)
+    sys.stdin.readline()  # the store is locked now
+    for i in range(1_000):
+        fetched.log("loss", float(i))
+        left.log("x", float(i))
+    t = time.perf_counter()
+    fetched.complete()
+    try:
+        with failing:
+            failing.log("x", 1.0)
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    print(f"ended {time.perf_counter() - t:.3f}", flush=True)
+    """
+)
+
+
+def test_run_ends_with_the_store_locked_in_bounded_time_and_nothing_is_lost(
+    sqlite_ws: Workspace, tmp_path: Path, _journal_dir: Path
+) -> None:
+    run_id = _logged_elsewhere(sqlite_ws)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _END_CHILD, str(sqlite_ws.path), run_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        failing_id, left_id = proc.stdout.readline().split()
+        with SqliteLock(tmp_path / "expboard.db"):
+            t = time.monotonic()
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            ended = proc.stdout.readline()
+            # complete() and the with block's fail() each wait 1 s (FINISH_WAIT_S, 10 s by default), no more
+            assert ended.startswith("ended") and float(ended.split()[1]) < 2 + 2 * BOUND_S, ended
+            proc.wait(60)
+            exited = time.monotonic() - t  # the exit gives the store close_wait_s (1 s here, 30 s by default)
+            err = proc.stderr.read()
+            assert "kept in the journal" in err and "expboard journal" in err, err
+            assert len(list(_journal_dir.rglob("*.status"))) == 3  # the final statuses, and the points
+            assert list(_journal_dir.rglob("*.batch"))
+        assert exited < 20, f"the process took {exited:.1f} s to end with the store locked"
+    finally:
+        _end(proc)
+    with Workspace(sqlite_ws.path) as ws2:  # takes the journal over and writes it, points first
+        fetched, failing, left = (Run.get(ws2, i) for i in (run_id, failing_id, left_id))
+        assert fetched.get_metric_series("loss")[0].steps.tolist() == list(range(1_003))
+        assert fetched.get_status().value == "Completed"
+        assert failing.get_status().value == "Failed" and "boom" in failing.get_details()["error"]["message"]
+        assert left.get_metrics("x")["x"] == [float(i) for i in range(1_000)]
+        assert left.get_status().value == "Completed"
+    assert not list(_journal_dir.rglob("*.status")) and not list(_journal_dir.rglob("*.batch"))
