@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -516,3 +518,103 @@ def test_run_ends_with_the_store_locked_in_bounded_time_and_nothing_is_lost(
         assert left.get_metrics("x")["x"] == [float(i) for i in range(1_000)]
         assert left.get_status().value == "Completed"
     assert not list(_journal_dir.rglob("*.status")) and not list(_journal_dir.rglob("*.batch"))
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of the shared PostgreSQL: :meth:`cut` closes every connection through
+    it and closes new ones at once (PostgreSQL gone, as a client sees it), :meth:`restore` lets them through."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.threads = [threading.Thread(target=self._accept, name="test-proxy", daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    t = threading.Thread(target=self._pipe, args=(a, b), name="test-proxy-pipe", daemon=True)
+                    self.threads.append(t)
+                    t.start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.up = False
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+        for t in self.threads:
+            t.join(10)
+        with self.lock:
+            for s in self.sockets:
+                s.close()
+
+
+def test_run_log_never_waits_for_a_postgresql_that_goes_away_and_comes_back(
+    local_postgres: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = CuttableProxy(local_postgres.port)
+    uri = local_postgres.create_database().replace(f":{local_postgres.port}/", f":{proxy.port}/")
+    ws = Workspace.init(tmp_path / "pg", tracking_uri=uri)
+    try:
+        run = Experiment(ws, "pg-outage").start_logging()
+        run.log("loss", 0.0)
+        run.flush()
+        _small(run._buf, monkeypatch)
+        proxy.cut()  # mid-logging: the writer's connection breaks, and reconnecting fails
+        worst, i, t_end = 0.0, 0, time.monotonic() + 1.5
+        while time.monotonic() < t_end or i < 3 * run._buf.max_pending:
+            worst = max(worst, _log_timed(run, "loss", i + 1, 1_000))
+            i += 1_000
+            time.sleep(0.01)  # about 100,000 points a second: few enough to write back quickly
+        deadline = time.monotonic() + 30
+        while not run._buf.journaled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run._buf.journaled > 0  # past the memory bound: the journal has them
+        proxy.restore()
+        assert worst < BOUND_S, f"run.log took {worst:.3f} s while PostgreSQL was away"
+        run.flush()  # the writer connects again
+        steps = run.get_metric_series("loss")[0].steps
+        assert steps.tolist() == list(range(i + 1))  # every point once, in order
+        run.complete()
+        assert run.get_status().value == "Completed"
+    finally:
+        proxy.restore()
+        ws.close()
+        proxy.close()

@@ -367,8 +367,12 @@ class MetricBuffer:
     def _added(self) -> None:
         if self.pending >= self.max_pending:
             self._seal(spill=True)  # bounded memory: the spiller journals them; nothing waits for the store
-            if self._held > 2 * self.max_pending:
-                self._backpressure()
+        elif self._held > self.max_pending:  # sealed by a writer whose tries fail at once (the store refuses)
+            with self._cond:
+                self._ensure_spiller()
+                self._cond.notify_all()
+        if self._held > 2 * self.max_pending:
+            self._backpressure()
         self._wake.set()
 
     def _backpressure(self) -> None:
@@ -553,6 +557,12 @@ class MetricBuffer:
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
+            if self._error is not None:
+                # The last try failed: the next waits out the interval, however often logging wakes the writer
+                # (the spiller takes what piles up meanwhile).
+                left = self._failed_at + self.interval - time.monotonic()
+                if left > 0 and self._stop.wait(left):
+                    break
             try:
                 self.flush()
                 self._inflight_since = time.monotonic()

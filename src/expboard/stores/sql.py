@@ -330,6 +330,11 @@ class PostgresDialect(Dialect):
         return f"postgresql://{parsed.hostname}:{parsed.port or 5432}{parsed.path}"
 
 
+def _broken(conn: Any) -> bool:
+    """Whether a database connection is of no more use (PostgreSQL's was dropped: psycopg marks it broken)."""
+    return bool(getattr(conn, "broken", False) or getattr(conn, "closed", False))
+
+
 def sqlite_path_from_uri(uri: str) -> Path:
     """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` -> a Path."""
     parsed = urlparse(uri)
@@ -369,6 +374,16 @@ class SqlStore(QueryStore):
         if self._closed:
             raise StoreUnavailableError("the store is closed")
         conn = getattr(self._local, "conn", None)
+        if conn is not None and _broken(conn):
+            # PostgreSQL went away (a restart, a cut connection): this thread connects again
+            with self._conn_lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            try:
+                conn.close()
+            except Exception:
+                pass
+            conn = self._local.conn = None
         if conn is None:
             try:
                 conn = self.dialect.connect()
@@ -385,7 +400,13 @@ class SqlStore(QueryStore):
         with self._write_lock:
             conn = self._conn()
             try:
-                self.dialect.begin(conn)
+                try:
+                    self.dialect.begin(conn)
+                except self.dialect.operational_errors:
+                    if not _broken(conn):
+                        raise
+                    conn = self._conn()  # a connection the server dropped meanwhile: once more on a new one
+                    self.dialect.begin(conn)
             except self.dialect.operational_errors as exc:
                 raise StoreUnavailableError(f"{self.dialect} is not available for writing: {exc}") from exc
             try:
@@ -404,7 +425,15 @@ class SqlStore(QueryStore):
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         conn = self._conn()
-        return list(conn.execute(self.dialect.sql(statement), params).fetchall())
+        try:
+            return list(conn.execute(self.dialect.sql(statement), params).fetchall())
+        except self.dialect.operational_errors as exc:
+            if not _broken(conn):
+                raise
+            try:  # a connection the server dropped meanwhile: once more on a new one
+                return list(self._conn().execute(self.dialect.sql(statement), params).fetchall())
+            except self.dialect.operational_errors as again:
+                raise StoreUnavailableError(f"{self.dialect} is not available: {again}") from exc
 
     def _migrate(self) -> None:
         with self._write() as conn:
