@@ -578,6 +578,10 @@ class CuttableProxy:
 
     def close(self) -> None:
         self.cut()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+        except OSError:
+            pass
         self.listener.close()
         for t in self.threads:
             t.join(10)
