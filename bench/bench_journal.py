@@ -319,6 +319,7 @@ def main() -> None:
     parser.add_argument("--outage-s", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=100_000, help="points/s of the paced loop (0: flat out)")
     parser.add_argument("--skip-outage", action="store_true")
+    parser.add_argument("--skip-lock", action="store_true", help="only the server outage")
     parser.add_argument("--expboard-only", action="store_true", help="no MLflow (a quick look at expboard alone)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -330,20 +331,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
         root = Path(tmp)
         os.environ["EXPBOARD_JOURNAL_DIR"] = str(root / "journal")
-        print("\n== the machine's floor: the same loop, nothing disrupted")
-        mine = expboard_lock(root, args.lock_s, args.rate, "no lock", locked=False)
-        if not args.expboard_only:
-            peer = mlflow_lock(root, args.lock_s, args.rate, locked=False)
-            ratios(mine, peer)
-        print(f"\n== a second process holds SQLite's write lock for {args.lock_s:g} s")
-        mine = expboard_lock(root, args.lock_s, args.rate, "locked")
-        if not args.expboard_only:
-            peer = mlflow_lock(root, args.lock_s, args.rate)
-            ratios(mine, peer)
-        full = expboard_lock(root, args.lock_s, 0, "locked, flat out, 200k bound", max_pending=200_000)
-        if not args.expboard_only:
-            ratios(full, peer)
-        print(f"   {uptime()}")
+        if not args.skip_lock:
+            lock_cases(root, args)
         if not args.skip_outage:
             print(f"\n== the tracking server is killed for {args.outage_s:g} s, then started again")
             mine = expboard_outage(root, args.outage_s, args.rate)
@@ -351,6 +340,23 @@ def main() -> None:
                 peer = mlflow_outage(root, args.outage_s, args.rate)
                 ratios(mine, peer)
             print(f"   {uptime()}")
+
+
+def lock_cases(root: Path, args: argparse.Namespace) -> None:
+    print("\n== the machine's floor: the same loop, nothing disrupted")
+    mine = expboard_lock(root, args.lock_s, args.rate, "no lock", locked=False)
+    if not args.expboard_only:
+        peer = mlflow_lock(root, args.lock_s, args.rate, locked=False)
+        ratios(mine, peer)
+    print(f"\n== a second process holds SQLite's write lock for {args.lock_s:g} s")
+    mine = expboard_lock(root, args.lock_s, args.rate, "locked")
+    if not args.expboard_only:
+        peer = mlflow_lock(root, args.lock_s, args.rate)
+        ratios(mine, peer)
+    full = expboard_lock(root, args.lock_s, 0, "locked, flat out, 200k bound", max_pending=200_000)
+    if not args.expboard_only:
+        ratios(full, peer)
+    print(f"   {uptime()}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ CLOSE_WAIT_S = 30.0  # how long close() (interpreter exit) gives the store befor
 DIRECT_WAIT_S = 0.05  # how long log_array waits for a store that has not answered yet
 
 STATUS_SUFFIX = ".status"  # a journal record of a run's final status (JSON), next to the ".batch" records
+FILE_SUFFIX = ".file"  # a journal record of a run file (a logged image): a JSON line (run id, name), the bytes
 BASES_FILE = "counts.json"  # side file of a journal folder: stored counts its relative records count from
 
 _time = time.time
@@ -175,6 +176,7 @@ class _Batch:
         "seq",
         "spill",
         "update",
+        "file",
         "waiter",
     )
 
@@ -192,6 +194,7 @@ class _Batch:
         self.waiter = False  # a log_array call waits for it (and raises its refusal itself)
         self.spill = False  # sealed past the memory bound: for the journal
         self.update: dict[str, Any] | None = None  # a run's final status (update_run's arguments, JSON)
+        self.file: tuple[str, str, bytes] | None = None  # a run file to write: (run id, name, bytes)
         self.result: RunRecord | None = None  # what the store answered to ``update``
 
 
@@ -267,7 +270,7 @@ class MetricBuffer:
             journal = Journal(
                 journal_base(store),
                 int(settings.get("journal_max_mb") * 1024 * 1024),
-                suffixes=(".batch", STATUS_SUFFIX),
+                suffixes=(".batch", STATUS_SUFFIX, FILE_SUFFIX),
             )
         self.journal = journal
         self.origin = uuid.uuid4().hex[:16]  # names this buffer's relative series in its journal records
@@ -317,17 +320,85 @@ class MetricBuffer:
         self._ensure_thread()
         return s
 
-    def next_step(self, s: Series) -> int:
-        """The default step of the next point of ``s``, asking the store for its count now if it is not known
-        yet (waits for the store: for the calls that do anyway, such as log_image's file write)."""
+    def known_step(self, s: Series) -> int | None:
+        """The default step of the next point of ``s``, None while the stored count it goes on from is not known
+        (asks the store nothing)."""
         if not s.relative:
             return s.count
         key = (self.origin, s.run_id, s.name, MetricKind(s.kind).value)
         with self._cond:
             base = self._bases.get(key)
-        if base is None:
-            base = self._resolve(key, None)
-        return base + s.count
+        return None if base is None else base + s.count
+
+    def write_file(self, run_id: str, name: str, data: bytes) -> None:
+        """Queue a run file (a logged image) behind everything logged before, and wait for the store while it
+        answers promptly, as :meth:`write_direct` does (a refusal is raised here). A store that is busy or
+        unreachable is not waited for: the bytes go to the journal (bounded by journal_max_mb; a file that
+        does not fit raises StoreUnavailableError, nothing queued) and are written when it answers."""
+        batch = _Batch(None, uuid.uuid4().hex, 0)
+        batch.file = (run_id, name, bytes(data))
+        batch.waiter = True
+        with self._cond:
+            self._seal()
+            self._seq += 1
+            batch.seq = self._seq
+            self._sealed.append(batch)
+        self._ensure_thread()
+        self._wake.set()
+        with self._cond:
+            start = time.monotonic()
+            while not batch.done and batch.error is None:
+                now = time.monotonic()
+                since = self._inflight_since
+                busy_for = 0.0 if since is None else now - max(since, start)
+                stalled = self._error is not None or busy_for > self.direct_wait_s
+                if stalled or now - start > max(self.direct_wait_s, 5.0):
+                    break
+                self._cond.wait(self.direct_wait_s / 2)
+            batch.waiter = False
+            error = batch.error
+            if error is not None or batch.done:
+                if error is not None and batch in self._sealed:
+                    self._sealed.remove(batch)
+                self._cond.notify_all()
+        if error is not None:
+            raise error
+        if not batch.done:
+            self._journal_file(batch, raise_full=True)
+
+    def _journal_file(self, batch: _Batch, raise_full: bool = False) -> None:
+        """Put a queued file's bytes in the journal (once); a file that does not fit is dropped from the queue:
+        raised (``raise_full``) or said."""
+        with self._cond:
+            if batch.done or batch.path is not None or batch.file is None:
+                return
+            run_id, name, data = batch.file
+        header = json.dumps({"run_id": run_id, "name": name}).encode() + b"\n"
+        try:
+            (path,) = self.journal.append([header + data], suffix=FILE_SUFFIX, stems=[f"{batch.seq:012d}"])
+        except (JournalFullError, OSError) as exc:
+            with self._cond:
+                gone = not batch.busy and not batch.done and batch in self._sealed
+                if gone:
+                    self._sealed.remove(batch)
+            if not gone:
+                return  # being written (or written) meanwhile
+            message = (
+                f"{store_key(self.store)} is not answering and the journal cannot take file {name!r} of run "
+                f"{run_id} ({len(data)} bytes): {exc}; it was not stored"
+            )
+            if raise_full:
+                raise StoreUnavailableError(message) from exc
+            log.warning("expboard: %s", message)
+            return
+        with self._cond:
+            done = batch.done
+            if not done:
+                batch.path = path
+                if not batch.busy:
+                    batch.file = None  # read back from the journal when the store answers
+        if done:
+            self.journal.remove(path)
 
     def continue_count(self, s: Series, count: int) -> None:
         """Let the default steps of ``s`` go on after ``count`` points stored before (if none logged yet)."""
@@ -655,6 +726,9 @@ class MetricBuffer:
         if batch.update is not None:
             self._write_update(batch)
             return
+        if batch.file is not None or (batch.path is not None and batch.path.suffix == FILE_SUFFIX):
+            self._write_file(batch)
+            return
         chunks = batch.chunks
         if chunks is None:
             assert batch.path is not None
@@ -746,6 +820,34 @@ class MetricBuffer:
             if not is_permanent(exc):
                 raise
             log.warning("expboard: the final status of run %s could not be stored and was dropped: %s", run_id, exc)
+
+    def _write_file(self, batch: _Batch) -> None:
+        """A queued run file. A refusal (the run is gone, a bad name) is raised to a waiting log_image, else said
+        and the file dropped; a store that does not answer raises (the file stays queued)."""
+        if batch.file is not None:
+            run_id, name, data = batch.file
+        else:
+            assert batch.path is not None
+            try:
+                raw = batch.path.read_bytes()
+                head, _, data = raw.partition(b"\n")
+                meta = json.loads(head)
+                run_id, name = str(meta["run_id"]), str(meta["name"])
+            except FileNotFoundError:
+                return
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self._set_aside(batch.path, exc)
+                return
+        try:
+            self.store.write_file(run_id, name, data)
+        except BaseException as exc:
+            if not is_permanent(exc):
+                raise
+            with self._cond:
+                if batch.waiter:
+                    batch.error = exc
+                    return
+            log.warning("expboard: the store refused file %r of run %s and it was dropped: %s", name, run_id, exc)
 
     # --- relative series: the stored count, read by the writer ---------------------------------------------
     def _absolute(self, chunks: list[MetricChunk], folder: Path | None) -> list[MetricChunk]:
@@ -1033,11 +1135,18 @@ class MetricBuffer:
         id makes it stored once if that write succeeds after all). Returns the points journaled."""
         self._seal()
         with self._cond:
-            batches = [b for b in self._sealed if (b.chunks is not None or b.update is not None) and b.path is None]
+            batches = [
+                b
+                for b in self._sealed
+                if (b.chunks is not None or b.update is not None or b.file is not None) and b.path is None
+            ]
         kept = 0
         for b in batches:
             if b.update is not None:
                 self._journal_update(b)
+                continue
+            if b.file is not None:
+                self._journal_file(b)
                 continue
             chunks = b.chunks
             if chunks is None:

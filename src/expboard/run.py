@@ -491,7 +491,9 @@ class Run:
         self._buf.extend(self._series(name, kind), [json_value(checked, f"metric {name!r}")])
 
     def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None) -> None:
-        """Log an image from a file (``path``) or a matplotlib figure (``plot``); it is stored as a run file."""
+        """Log an image from a file (``path``) or a matplotlib figure (``plot``); it is stored as a run file.
+        Like run.log, it waits for the store only while it answers promptly: a store that is locked or down
+        gets the file through the journal (bounded by journal_max_mb)."""
         if (path is None) == (plot is None):
             raise ValidationError(f"metric {name!r}: give exactly one of path= or plot=")
         check_metric_name(name)
@@ -509,8 +511,15 @@ class Run:
             data, ext = p.read_bytes(), p.suffix.lower() or ".png"
         s = self._series(name, MetricKind.IMAGE)
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        file_name = f"logged_images/{slug}/{self._buf.next_step(s):05d}{ext}"
-        self._store.write_file(self.id, file_name, data)
+        step = self._buf.known_step(s)
+        # A series stored by another process whose count is not known yet: a name of this process's own.
+        file_name = (
+            f"logged_images/{slug}/{step:05d}{ext}"
+            if step is not None
+            else f"logged_images/{slug}/{s.count:05d}-{self._buf.origin[:8]}{ext}"
+        )
+        # the file queues before its point, so a reader never sees a point before its image
+        self._buf.write_file(self.id, file_name, data)
         self._buf.extend(s, [file_name])
 
     def register_model(
