@@ -628,3 +628,43 @@ def test_run_log_never_waits_for_a_postgresql_that_goes_away_and_comes_back(
         proxy.restore()
         ws.close()
         proxy.close()
+
+
+def test_journaled_relative_steps_count_from_the_number_read_once(
+    sqlite_ws: Workspace, monkeypatch: pytest.MonkeyPatch, _journal_dir: Path
+) -> None:
+    first = Experiment(sqlite_ws, "resumed").start_logging()
+    for i in range(3):
+        first.log("loss", float(i))
+    first.flush()
+    other = Workspace(sqlite_ws.path)  # a second store and buffer, as in another process
+    run = Run.get(other, first.id)
+    buf = run._buf
+    _small(buf, monkeypatch, max_pending=2_000)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailableError("the store is down")
+
+    real_count = other.store.count_metric_points
+    monkeypatch.setattr(other.store, "count_metric_points", down)
+    monkeypatch.setattr(other.store, "log_metrics", down)
+    _log_timed(run, "loss", 0, 10_000)  # default steps 0.. relative to a count nobody knows yet
+    deadline = time.monotonic() + 30
+    while buf.journaled < 5_000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert buf.journaled >= 5_000
+    monkeypatch.setattr(other.store, "count_metric_points", real_count)  # the count answers, writes do not
+    with pytest.raises(StoreUnavailableError):
+        buf.flush()
+    with pytest.raises(StoreUnavailableError, match="kept in the journal"):
+        state.release(other.store, timeout=0.2)
+    other.store.close()
+    (folder,) = [p for p in _journal_dir.glob("*/*") if p.is_dir()]
+    assert (folder / "counts.json").is_file()  # kept before any point was written
+    folder.rename(folder.with_name("999999999-0000000000001-deadbeef"))  # what a process that ended leaves
+    first.log("loss", 99.0, step=1_000)  # stored meanwhile: a count read now would be 4
+    first.flush()
+    with Workspace(sqlite_ws.path) as ws3:
+        steps = Run.get(ws3, first.id).get_metric_series("loss")[0].steps.tolist()
+    assert steps == [0, 1, 2, 1_000, *range(3, 10_003)]
+    assert not list(_journal_dir.rglob("*.batch")) and not list(_journal_dir.rglob("counts.json"))
