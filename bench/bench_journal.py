@@ -313,6 +313,49 @@ def mlflow_outage(root: Path, outage_s: float, rate: float) -> dict[str, Any]:
     return stats("MLflow log_metric(async) (server down)", times, count_mlflow(server.db, run_id) - 1, drain)
 
 
+def free_stall(n: int = 2_000_000) -> None:
+    """The logging thread's longest gap while another thread frees a written batch of ``n`` points (three
+    Python lists): in one go (one C call holding the GIL) and as the writer does it (expboard.buffer._free)."""
+    from expboard.buffer import _free
+    from expboard.records import MetricKind
+    from expboard.stores import MetricChunk
+
+    for mode in ("in one go", "in pieces (the writer)", "in one go", "in pieces (the writer)"):
+        cols = (list(range(n)), [time.time() + i for i in range(n)], [float(i) for i in range(n)])
+        chunks = [MetricChunk("r", "loss", MetricKind.SCALAR, *cols)]
+        del cols
+        stop = threading.Event()
+        worst = [0.0]
+
+        def logger(stop: threading.Event = stop, worst: list[float] = worst) -> None:
+            clock, column, prev = time.perf_counter, [], time.perf_counter()
+            while not stop.is_set():
+                column.append(1.0)
+                now = clock()
+                worst[0] = max(worst[0], now - prev)
+                prev = now
+                if len(column) > 100_000:
+                    column.clear()
+
+        thread = threading.Thread(target=logger)
+        thread.start()
+        time.sleep(0.2)
+        t = time.perf_counter()
+        if mode == "in one go":
+            chunks.clear()
+        else:
+            _free(chunks)
+        took = time.perf_counter() - t
+        time.sleep(0.2)
+        stop.set()
+        thread.join()
+        print(
+            f"  freeing a written batch of {n:,} points {mode:<22}: {took * 1e3:7.1f} ms; the logging thread's "
+            f"longest gap {worst[0] * 1e3:6.1f} ms",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lock-s", type=float, default=8.0)
@@ -331,6 +374,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
         root = Path(tmp)
         os.environ["EXPBOARD_JOURNAL_DIR"] = str(root / "journal")
+        print("\n== a written batch freed by the writer thread while the loop logs")
+        free_stall()
         if not args.skip_lock:
             lock_cases(root, args)
         if not args.skip_outage:

@@ -177,6 +177,7 @@ class _Batch:
         "spill",
         "update",
         "file",
+        "keep",
         "waiter",
     )
 
@@ -195,7 +196,24 @@ class _Batch:
         self.spill = False  # sealed past the memory bound: for the journal
         self.update: dict[str, Any] | None = None  # a run's final status (update_run's arguments, JSON)
         self.file: tuple[str, str, bytes] | None = None  # a run file to write: (run id, name, bytes)
+        self.keep = False  # close() reads its columns: the writer and spiller must not free them in place
         self.result: RunRecord | None = None  # what the store answered to ``update``
+
+
+FREE_PIECE = 65_536  # list items freed at a time (see _free): about as long a GIL hold as packing a piece
+
+
+def _free(chunks: list[MetricChunk]) -> None:
+    """Free the Python columns of chunks nobody else holds a bit at a time, letting other threads run in
+    between: freeing a list of a million floats in one go is one C call that holds the GIL for tens of
+    milliseconds (hundreds on a loaded machine), and the logging thread waits for it."""
+    for c in chunks:
+        for column in (c.steps, c.wall_times, c.values):
+            if type(column) is list and len(column) > FREE_PIECE:
+                while column:
+                    del column[-FREE_PIECE:]
+                    time.sleep(0)
+    chunks.clear()
 
 
 def _points(chunks: Sequence[MetricChunk]) -> int:
@@ -567,6 +585,10 @@ class MetricBuffer:
                 self._sealed.insert(i, p)
             self.journaled += sum(p.points for p in pieces)
             self._cond.notify_all()
+            spilled = batch.chunks if not batch.keep else None
+        del groups, chunks
+        if spilled:
+            _free(spilled)
         if not self._journal_warned and pieces:
             self._journal_warned = True
             log.warning(
@@ -705,9 +727,13 @@ class MetricBuffer:
                 if self._sealed and self._sealed[0] is batch:
                     self._sealed.popleft()
                 path, batch.path = batch.path, None
+                written, batch.chunks = (None, batch.chunks) if batch.keep else (batch.chunks, None)
                 self._cond.notify_all()
             if path is not None:
                 self.journal.remove(path)
+            if written:
+                _free(written)
+            del batch, written
         self._error = None
         if self.dropped:
             self._report_dropped()
@@ -1140,6 +1166,8 @@ class MetricBuffer:
                 for b in self._sealed
                 if (b.chunks is not None or b.update is not None or b.file is not None) and b.path is None
             ]
+            for b in batches:
+                b.keep = True  # read here while the writer or spiller may be done with it: not freed in place
         kept = 0
         for b in batches:
             if b.update is not None:
