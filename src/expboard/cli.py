@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", "-e", default="imported-tensorboard")
     p.set_defaults(func=cmd_import_tensorboard)
 
-    p = sub.add_parser("journal", help="write metric points that ended processes left in the journal (store down)")
+    p = sub.add_parser(
+        "journal",
+        help="write what ended processes left in the journal while the store was down (metric points, logged images, "
+        "final run statuses)",
+    )
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the store (default 60)")
     p.set_defaults(func=cmd_journal)
 
