@@ -845,6 +845,10 @@ class MetricBuffer:
         except BaseException as exc:
             if not is_permanent(exc):
                 raise
+            with self._cond:
+                if batch.waiter:  # raised by the waiting end_run
+                    batch.error = exc
+                    return
             log.warning("expboard: the final status of run %s could not be stored and was dropped: %s", run_id, exc)
 
     def _write_file(self, batch: _Batch) -> None:
@@ -1051,6 +1055,7 @@ class MetricBuffer:
         begun = time.monotonic()
         batch = _Batch(None, uuid.uuid4().hex, 0)
         batch.update = {"run_id": run_id, **update}
+        batch.waiter = wait > 0
         with self._cond:
             self._seal()
             self._seq += 1
@@ -1064,6 +1069,9 @@ class MetricBuffer:
                 if self._error is not None and self._failed_at > begun and self._inflight_since is None:
                     break  # a try since this call began failed at once (the store is down): no use waiting
                 self._cond.wait(min(0.1, deadline - now))
+            batch.waiter = False
+            if batch.error is not None:
+                raise batch.error  # refused for good (the run is gone): as update_run would raise it
             if batch.done:
                 return batch.result
         if keep:
