@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from expboard import Experiment, Run, Workspace, state
+from expboard import run as run_module
 from expboard.buffer import MetricBuffer
 from expboard.errors import StoreUnavailableError
 from expboard.stores.journal import Journal
@@ -449,9 +450,15 @@ def test_first_log_to_a_series_stored_elsewhere_never_waits_for_a_server_that_is
             server.stop(kill=True)
             worst = _first_logs(again)
             assert worst < BOUND_S, f"a first run.log took {worst:.3f} s while the server was down"
+            t = time.monotonic()
+            again.complete()  # gives up once a try has failed (not after FINISH_WAIT_S), the status kept
+            took = time.monotonic() - t
+            assert again.record.status.value == "Completed"
             server.start()
             again.flush(timeout=60)
             _check_resumed(again)
+            assert Run.get(ws, run_id).get_status().value == "Completed"
+            assert took < run_module.FINISH_WAIT_S, f"complete() took {took:.1f} s with the server down"
         finally:
             for w in (ws, other):
                 w.close()

@@ -660,7 +660,8 @@ class MetricBuffer:
                 self.flush()
                 self._inflight_since = time.monotonic()
                 try:
-                    self._heartbeat()
+                    with self.store.retrying_briefly():
+                        self._heartbeat()
                 finally:
                     self._inflight_since = None
             except Exception as exc:  # keep the points; retried on the next cycle and by flush()
@@ -689,7 +690,7 @@ class MetricBuffer:
         what is unwritten stays queued). After close() has left points in the journal, raises at once."""
         if self._gave_up is not None:
             raise StoreUnavailableError(self._gave_up)
-        with self._flush_lock:
+        with self._flush_lock, self.store.retrying_briefly():  # what is not written now is tried again
             self._flush_locked()
 
     def _flush_locked(self) -> None:
@@ -1157,9 +1158,9 @@ class MetricBuffer:
             self._report_dropped()
         records = len(self.journal)
         self._gave_up = (
-            f"{store_key(self.store)} did not take every metric point within {wait:g} s: they are kept in the "
-            f"journal {self.journal.base} ({records} record(s), {kept} point(s) added now) and written when it "
-            "answers, by the next process that opens it or by `expboard journal`"
+            f"{store_key(self.store)} did not take every metric point ({time.monotonic() - begun:.1f} s, at most "
+            f"{wait:g}): they are kept in the journal {self.journal.base} ({records} record(s), {kept} point(s) "
+            "added now) and written when it answers, by the next process that opens it or by `expboard journal`"
             + (f"; {sum(self.dropped.values())} point(s) were dropped (journal full)" if self.dropped else "")
         )
         raise StoreUnavailableError(self._gave_up)

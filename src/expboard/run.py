@@ -626,12 +626,13 @@ class Run:
                 self._record = replace(self._record, status=status, end_time=now)
                 if wait > 0:
                     log.warning(
-                        "expboard: %s did not take run %s's points and final status %s within %g s; they are "
+                        "expboard: %s did not take run %s's points and final status %s (%.1f s, at most %g); they are "
                         "written in the background while this process lives, else kept in the journal %s and "
                         "written by the next process that opens the store or `expboard journal`",
                         store_key(self._store),
                         self.id,
                         status.value,
+                        time.monotonic() - begun,
                         wait,
                         self._buf.journal.base,
                     )

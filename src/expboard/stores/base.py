@@ -10,6 +10,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -437,6 +438,12 @@ class Store(ABC):
         self, name: str, version: int, file_name: str, offset: int = 0, length: int | None = None
     ) -> Iterator[bytes]:
         """A version's file in pieces; NotFoundError at once if there is none."""
+
+    @contextmanager
+    def retrying_briefly(self) -> Iterator[None]:
+        """Calls made in this block by this thread give up soon on a store that does not answer (a background
+        writer that tries again on its own uses it). The default changes nothing."""
+        yield
 
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:

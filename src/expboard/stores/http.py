@@ -52,6 +52,7 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -213,6 +214,7 @@ class HttpStore(Store):
         self._conn_lock = threading.Lock()
         weakref.finalize(self, _close_all, self._idle, self._conn_lock)  # a store never closed leaks no socket
         self._closed = False
+        self._brief = threading.local()  # retry_for of the calls of a thread in retrying_briefly()
         # spool: the journal of requests the server has not answered (the metric buffer's journal is the same kind)
         server_key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self._spool_base = Path(spool_dir) if spool_dir is not None else _default_spool_root() / server_key
@@ -296,7 +298,8 @@ class HttpStore(Store):
         """A request retried with exponential back-off (and jitter) for ``retry_for`` seconds."""
         if self._closed:
             raise StoreUnavailableError("the store is closed")
-        retry_for = self.retry_for if retry_for is None else retry_for
+        if retry_for is None:
+            retry_for = getattr(self._brief, "retry_for", None) or self.retry_for
         deadline = time.monotonic() + retry_for
         delay, attempt, server_errors = 0.05, 0, 0
         while True:
@@ -436,6 +439,17 @@ class HttpStore(Store):
             query.update(filter.to_query())
         data = self._json("GET", f"{API}/run-pages", **query)
         return RunPage([self._run(r) for r in data["runs"]], data.get("next_page_token"))
+
+    @contextmanager
+    def retrying_briefly(self) -> Iterator[None]:
+        """Calls in this block (this thread) retry an unreachable server for ``metrics_retry_for`` seconds,
+        not ``retry_for``: the metric buffer's writer, which keeps what it could not send and tries again."""
+        before = getattr(self._brief, "retry_for", None)
+        self._brief.retry_for = self.metrics_retry_for
+        try:
+            yield
+        finally:
+            self._brief.retry_for = before
 
     def update_run(
         self,
