@@ -12,6 +12,8 @@ thread does waits for the store:
   warning when it starts, one with the totals when the store answers again or at exit): what is kept is
   every point up to the bound plus the newest points in memory, so each series has one gap, never a
   silent one;
+- ``log_image``'s file queues the same way (:meth:`MetricBuffer.write_file`), before its point; while the
+  store does not answer it goes to the journal (``.file`` records), as a final status does (``.status``);
 - ``log_array`` queues its arrays as one batch in the same order and waits for the store's answer only
   while the store answers promptly (``direct_wait_s``), so a value the store refuses is still raised to
   the caller in the usual case, and never stalls the loop while the store is busy;
