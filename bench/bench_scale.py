@@ -46,8 +46,13 @@ def first_log(root: Path, sizes: list[int]) -> None:
         other = Workspace(ws.path)
         again = Run.get(other, run.id)
         before = rss_mb()
-        dt = timed(lambda again=again: again.log("loss", 1.0))
-        print(f"expboard  N={n:>10,}  first log {dt * 1e3:8.2f} ms   peak RSS {rss_mb():7.0f} MB (before {before:.0f})")
+        dt = timed(lambda again=again: again.log("loss", 1.0))  # queued: the writer reads the stored count
+        stored = timed(again.flush)  # until the point is stored, after the count
+        print(
+            f"expboard  N={n:>10,}  first log {dt * 1e3:8.2f} ms, stored after {stored * 1e3:8.2f} ms"
+            f"   peak RSS {rss_mb():7.0f} MB (before {before:.0f})"
+        )
+        assert ws.store.count_metric_points(run.id, "loss") == n + 1
         other.close()
         run.complete()
         ws.close()
