@@ -52,7 +52,8 @@ def first_log(root: Path, sizes: list[int]) -> None:
             f"expboard  N={n:>10,}  first log {dt * 1e3:8.2f} ms, stored after {stored * 1e3:8.2f} ms"
             f"   peak RSS {rss_mb():7.0f} MB (before {before:.0f})"
         )
-        assert ws.store.count_metric_points(run.id, "loss") == n + 1
+        (info,) = ws.store.get_metric_info([run.id])
+        assert info.count == n + 1 and info.last_step == n  # the step after the stored ones
         other.close()
         run.complete()
         ws.close()
