@@ -366,16 +366,7 @@ class MetricBuffer:
         self._ensure_thread()
         self._wake.set()
         with self._cond:
-            start = time.monotonic()
-            while not batch.done and batch.error is None:
-                now = time.monotonic()
-                since = self._inflight_since
-                busy_for = 0.0 if since is None else now - max(since, start)
-                stalled = self._error is not None or busy_for > self.direct_wait_s
-                if stalled or now - start > max(self.direct_wait_s, 5.0):
-                    break
-                self._cond.wait(self.direct_wait_s / 2)
-            batch.waiter = False
+            self._wait_briefly(batch)
             error = batch.error
             if error is not None or batch.done:
                 if error is not None and batch in self._sealed:
@@ -641,6 +632,20 @@ class MetricBuffer:
         """Keep the heartbeat of a Running run of this process fresh."""
         self.live_runs.add(run_id)
         self._ensure_thread()
+
+    def _wait_briefly(self, batch: _Batch) -> None:
+        """With ``_cond`` held: wait while the store takes ``batch`` promptly (its write not in flight for
+        more than ``direct_wait_s``, no error, 5 s at most), so a refusal reaches the caller."""
+        start = time.monotonic()
+        while not batch.done and batch.error is None:
+            now = time.monotonic()
+            since = self._inflight_since
+            busy_for = 0.0 if since is None else now - max(since, start)
+            stalled = self._error is not None or busy_for > self.direct_wait_s
+            if stalled or now - start > max(self.direct_wait_s, 5.0):
+                break
+            self._cond.wait(self.direct_wait_s / 2)
+        batch.waiter = False
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -1028,16 +1033,7 @@ class MetricBuffer:
         self._wake.set()
         error = None
         with self._cond:
-            start = time.monotonic()
-            while not batch.done and batch.error is None:
-                now = time.monotonic()
-                since = self._inflight_since
-                busy_for = 0.0 if since is None else now - max(since, start)
-                stalled = self._error is not None or busy_for > self.direct_wait_s
-                if stalled or now - start > max(self.direct_wait_s, 5.0):
-                    break
-                self._cond.wait(self.direct_wait_s / 2)
-            batch.waiter = False
+            self._wait_briefly(batch)
             error = batch.error
             if not batch.done and error is None and self._held >= self.max_pending:
                 self._ensure_spiller()
