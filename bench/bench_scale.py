@@ -53,7 +53,7 @@ def first_log(root: Path, sizes: list[int]) -> None:
             f"   peak RSS {rss_mb():7.0f} MB (before {before:.0f})"
         )
         (info,) = ws.store.get_metric_info([run.id])
-        assert info.count == n + 1 and info.last_step == n  # the step after the stored ones
+        assert info.count == n + 1 and info.last_step == n, info  # the step after the stored ones
         other.close()
         run.complete()
         ws.close()

@@ -133,6 +133,37 @@ def test_run_log_never_waits_for_a_locked_sqlite_and_loses_nothing(
     assert not buf.journal.paths() and not list(buf.journal.folder.glob("*.batch"))
 
 
+def test_arrays_journaled_while_the_store_is_locked_are_all_written(
+    sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many log_array calls past the memory bound: every array goes to the journal under a name of its own
+    (no record replaces another) and reaches the store, in order."""
+    run = Experiment(sqlite_ws, "arrays").start_logging()
+    run.log("loss", 0.0)
+    run.flush()
+    buf = run._buf
+    _small(buf, monkeypatch, max_pending=2_000)
+    with SqliteLock(tmp_path / "expboard.db"):
+        for k in range(12):
+            run.log_array("loss", np.arange(1 + 1_000 * k, 1 + 1_000 * (k + 1), dtype=np.float64))
+        deadline = time.monotonic() + 10
+        while buf.journaled < 8_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert buf.journaled >= 8_000, "the arrays past the memory bound must have gone to the journal"
+    run.flush()
+    (series,) = run.get_metric_series("loss")
+    assert series.steps.tolist() == list(range(12_001))
+    assert series.values.tolist() == [float(i) for i in range(12_001)]
+    assert not buf.journal.paths()
+
+
+def test_journal_never_replaces_a_record_whose_name_is_given_twice(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j", 1 << 20)
+    first, second = (journal.append([body], stems=["000000000007"])[0] for body in (b"one", b"two"))
+    assert first != second and first.read_bytes() == b"one" and second.read_bytes() == b"two"
+    assert journal.paths() == [first, second]
+
+
 def test_the_journal_bound_is_honoured_and_what_is_dropped_is_said(
     sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

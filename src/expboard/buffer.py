@@ -1025,7 +1025,8 @@ class MetricBuffer:
         )
         with self._cond:
             self._seal()
-            batch = _Batch([chunk], uuid.uuid4().hex, len(steps))
+            self._seq += 1  # its place in logging order, which also names its journal records
+            batch = _Batch([chunk], uuid.uuid4().hex, len(steps), seq=self._seq)
             batch.waiter = True
             self._sealed.append(batch)
             self._held += batch.points

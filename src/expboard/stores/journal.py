@@ -161,6 +161,8 @@ class Journal:
                 path = (
                     self.folder / f"{self._seq:012d}{suffix}" if stems is None else self.folder / f"{stems[i]}{suffix}"
                 )
+                if path in self._sizes or path.exists():  # a name given twice: never replace a record
+                    path = path.with_name(f"{path.name[: -len(suffix)]}.{self._seq:012d}{suffix}")
                 self._write(path, body)
                 self._entries.append(path)
                 self._sizes[path] = len(body)
