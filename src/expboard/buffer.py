@@ -358,13 +358,7 @@ class MetricBuffer:
         batch = _Batch(None, uuid.uuid4().hex, 0)
         batch.file = (run_id, name, bytes(data))
         batch.waiter = True
-        with self._cond:
-            self._seal()
-            self._seq += 1
-            batch.seq = self._seq
-            self._sealed.append(batch)
-        self._ensure_thread()
-        self._wake.set()
+        self._queue(batch)
         with self._cond:
             self._wait_briefly(batch)
             error = batch.error
@@ -632,6 +626,19 @@ class MetricBuffer:
         """Keep the heartbeat of a Running run of this process fresh."""
         self.live_runs.add(run_id)
         self._ensure_thread()
+
+    def _queue(self, batch: _Batch) -> None:
+        """Queue ``batch`` after everything logged before it (the columns are sealed first); its sequence
+        number is its place in logging order, which also names its journal records. Wakes the writer."""
+        with self._cond:
+            self._seal()
+            self._seq += 1
+            batch.seq = self._seq
+            self._sealed.append(batch)
+            if batch.chunks is not None:
+                self._held += batch.points
+        self._ensure_thread()
+        self._wake.set()
 
     def _wait_briefly(self, batch: _Batch) -> None:
         """With ``_cond`` held: wait while the store takes ``batch`` promptly (its write not in flight for
@@ -1023,15 +1030,9 @@ class MetricBuffer:
             if s.relative
             else MetricChunk(s.run_id, s.name, s.kind, steps, times, values)
         )
-        with self._cond:
-            self._seal()
-            self._seq += 1  # its place in logging order, which also names its journal records
-            batch = _Batch([chunk], uuid.uuid4().hex, len(steps), seq=self._seq)
-            batch.waiter = True
-            self._sealed.append(batch)
-            self._held += batch.points
-        self._ensure_thread()
-        self._wake.set()
+        batch = _Batch([chunk], uuid.uuid4().hex, len(steps))
+        batch.waiter = True
+        self._queue(batch)
         error = None
         with self._cond:
             self._wait_briefly(batch)
@@ -1056,13 +1057,7 @@ class MetricBuffer:
         batch = _Batch(None, uuid.uuid4().hex, 0)
         batch.update = {"run_id": run_id, **update}
         batch.waiter = wait > 0
-        with self._cond:
-            self._seal()
-            self._seq += 1
-            batch.seq = self._seq
-            self._sealed.append(batch)
-        self._ensure_thread()
-        self._wake.set()
+        self._queue(batch)
         deadline = begun + wait
         with self._cond:
             while not batch.done and (now := time.monotonic()) < deadline:
