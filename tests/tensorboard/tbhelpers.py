@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+import polling
 from expboard import Experiment, Run, Workspace
+from polling import get_json
 
 ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
@@ -75,14 +77,6 @@ def scalar_values(acc: Any, tag: str) -> tuple[list[int], list[float], np.ndarra
 
 
 # --------------------------------------------------------------------------------------------- HTTP
-def get_json(url: str, timeout: float = 10) -> Any:
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
 def post_json(url: str, body: dict[str, Any], timeout: float = 10) -> Any:
     import json
     import urllib.request
@@ -105,17 +99,8 @@ def scalars(url: str, run: str, tag: str) -> list[tuple[float, int, float]]:
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll ``predicate()`` until it returns something truthy; fail with its last value after ``timeout``."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+    """:func:`polling.wait_for` with TensorBoard's shorter defaults."""
+    return polling.wait_for(predicate, timeout, interval)
 
 
 def session_groups(url: str) -> Any:
