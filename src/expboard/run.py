@@ -819,11 +819,10 @@ class Run:
         wanted_status = RunStatus(status) if status is not None else None
         out: builtins.list[Run] = []
         level = [self.id]
-        while level:  # a level of the tree at a time: one store call per 100 runs of it (a tracking server too)
+        while level:  # a level of the tree at a time: one list_children call (a tracking server too)
             found: dict[str, builtins.list[RunRecord]] = {}
-            for start in range(0, len(level), 100):
-                for child in self._store.list_children(level[start : start + 100]):
-                    found.setdefault(child.parent_id or "", []).append(child)
+            for child in self._store.list_children(level):
+                found.setdefault(child.parent_id or "", []).append(child)
             records = [r for parent in level for r in sorted(found.get(parent, []), key=_created, reverse=True)]
             level = [r.run_id for r in records] if recursive else []
             for record in records:

@@ -189,8 +189,9 @@ class Store(ABC):
         """Runs newest first; ``parent_id=None`` selects top-level runs, ``UNSET`` all runs."""
 
     def list_children(self, run_ids: Sequence[str]) -> list[RunRecord]:
-        """The child runs of each of these runs (one level down), in no particular order. Stores that can
-        answer for many parents at once (``MAX_CHUNK_RUNS`` a call) override this loop over ``list_runs``."""
+        """The child runs of each of these runs (one level down, any number of parents), in no particular
+        order. Stores that can answer for many parents at once override this loop over ``list_runs`` (and
+        split long lists into requests they can take themselves)."""
         return [r for run_id in dict.fromkeys(run_ids) for r in self.list_runs(parent_id=run_id)]
 
     @abstractmethod

@@ -275,12 +275,12 @@ def export_to_tensorboard(
     planned: list[_Planned] = []
     level = [(r, r.refresh(), root) for r in top]
     depth = 0
-    while level:  # a level of the run tree at a time: one store call lists the children of up to 100 runs
+    while level:  # a level of the run tree at a time: one list_children call per store lists their children
         here = [_Planned(run, rec, folders.prepare(root, parent_dir, rec), depth) for run, rec, parent_dir in level]
         planned += here
         level = []
         if recursive:
-            for group in _batches_of_store(here):
+            for group in _by_store(here):
                 kids: dict[str, list[RunRecord]] = {}
                 for c in group[0].run.store.list_children([p.record.run_id for p in group]):
                     kids.setdefault(c.parent_id or "", []).append(c)
@@ -424,16 +424,12 @@ def _summarize(planned: list[_Planned]) -> None:
         p.metrics.sort(key=lambda m: m.name)
 
 
-def _batches_of_store(runs: list[_Planned]) -> Iterator[list[_Planned]]:
-    """Consecutive runs of one store, at most ``MAX_CHUNK_RUNS`` together."""
-    group: list[_Planned] = []
+def _by_store(runs: list[_Planned]) -> list[list[_Planned]]:
+    """The runs grouped by their store, in order."""
+    groups: dict[int, list[_Planned]] = {}
     for p in runs:
-        if group and (p.run.store is not group[0].run.store or len(group) >= MAX_CHUNK_RUNS):
-            yield group
-            group = []
-        group.append(p)
-    if group:
-        yield group
+        groups.setdefault(id(p.run.store), []).append(p)
+    return list(groups.values())
 
 
 def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:

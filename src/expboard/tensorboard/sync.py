@@ -155,11 +155,11 @@ class LiveSync:
                 run.poll()
                 if self.recursive and run.record.run_id not in self._children_checked:
                     parents.append(run)
-            for start in range(0, len(parents), 100):  # one store call for the children of 100 runs
-                group = {p.record.run_id: p for p in parents[start : start + 100]}
-                for child in sorted(self.store.list_children(list(group)), key=lambda r: (r.created, r.run_id)):
-                    self._add(child, group[child.parent_id or ""].folder)
-                for run_id, p in group.items():
+            if parents:  # one store call for the children of them all
+                by_id = {p.record.run_id: p for p in parents}
+                for child in sorted(self.store.list_children(list(by_id)), key=lambda r: (r.created, r.run_id)):
+                    self._add(child, by_id[child.parent_id or ""].folder)
+                for run_id, p in by_id.items():
                     if p.done:
                         self._children_checked.add(run_id)
             # children found in this pass get their first poll now, not a second later
