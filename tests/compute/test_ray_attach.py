@@ -7,8 +7,10 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ray_helpers import roomier_heartbeat  # noqa: F401  (autouse)
@@ -142,3 +144,41 @@ def test_a_queued_run_nobody_kept_alive_is_queued_again_while_ray_holds_its_job(
     ws.store.update_run(started.id, status=RunStatus.NOT_RESPONDING, start_time=1.0)
     check_job(_PendingJobs(), ws.store, started.id, "job-2", final=True)  # type: ignore[arg-type]
     assert ws.store.get_run(started.id).status == RunStatus.NOT_RESPONDING  # it did start: not queued again
+
+
+class _FailedBeforeStart:
+    """Ray's answer for a job it failed while PENDING, ``ended_s_ago`` seconds ago."""
+
+    def __init__(self, ended_s_ago: float) -> None:
+        self.end_time = int((time.time() - ended_s_ago) * 1000)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return {
+            "status": "FAILED",
+            "message": "Job supervisor actor failed to start within 12.0 seconds.",
+            "end_time": self.end_time,
+        }
+
+
+def test_a_reader_leaves_a_run_ray_never_started_to_its_follower_until_the_heartbeat_timeout(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expboard import Run, RunStatus
+    from expboard.compute.ray import check_job
+
+    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "30")
+    run = Run.create(Experiment(ws, "pending"), run_type="script", status=RunStatus.QUEUED)
+    # A loaded machine slowed the submitting process's loop: a reader (no target to queue it again) waits.
+    assert check_job(_FailedBeforeStart(5), ws.store, run.id, "job-1", final=True) == "wait"  # type: ignore[arg-type]
+    assert ws.store.get_run(run.id).status == RunStatus.QUEUED
+    # Nobody queued it again within the heartbeat timeout: it ends, saying why.
+    assert check_job(_FailedBeforeStart(31), ws.store, run.id, "job-1", final=True) == "ended"  # type: ignore[arg-type]
+    record = ws.store.get_run(run.id)
+    assert record.status == RunStatus.FAILED and record.error is not None
+    assert "no process that could queue the run again" in record.error["message"]
+    # NotResponding because nobody kept its heartbeat: ended at once, with the same reason.
+    silent = Run.create(Experiment(ws, "pending"), run_type="script", status=RunStatus.QUEUED)
+    ws.store.update_run(silent.id, status=RunStatus.NOT_RESPONDING, error={"code": "NotResponding", "message": "x"})
+    assert check_job(_FailedBeforeStart(5), ws.store, silent.id, "job-2", final=True) == "ended"  # type: ignore[arg-type]
+    error = ws.store.get_run(silent.id).error
+    assert error is not None and "no process that could queue the run again" in error["message"]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import plugins, settings
 from ..errors import ComputeUnavailableError, ConfigError, ExpboardError, NotFoundError, ValidationError
-from ..liveness import ACTIVE_STATUSES
+from ..liveness import ACTIVE_STATUSES, heartbeat_timeout
 from ..records import RunRecord, RunStatus
 from .environment import ray_runtime_env
 from .targets import AttachConfiguration, ComputeTarget, TargetStatus, register_target_type
@@ -498,12 +498,23 @@ def check_job(
         if rec.status.is_terminal:
             return "ended"
         message = job.get("message") or ""
-        never_started = rec.status == RunStatus.QUEUED and "failed to start within" in message
-        if never_started and target is not None:
+        # Ray's limit on PENDING jobs: the run is Queued, or NotResponding because nobody kept its heartbeat
+        never_started = (
+            "failed to start within" in message
+            and rec.start_time is None
+            and rec.status in (RunStatus.QUEUED, RunStatus.NOT_RESPONDING)
+        )
+        queued = never_started and rec.status == RunStatus.QUEUED
+        if queued and target is not None:
             try:
                 return "requeued " + target.requeue(run_id)
             except ExpboardError:
                 return "unreachable"
+        ended_at = float(job.get("end_time") or 0) / 1000.0  # Ray's timestamp, in ms
+        if queued and now - ended_at < heartbeat_timeout(rec):
+            # a reader, not a follower: the process that submitted the run, if it lives, queues it again within
+            # a few seconds (later on a loaded machine). Until its heartbeat timeout, the run is left to it.
+            return "wait"
         if not final:
             return "job-ended"
         code = job.get("driver_exit_code")
@@ -544,9 +555,14 @@ def check_job(
     return "wait"
 
 
+FOLLOW_TIMEOUT_S = 3.0
+
+
 class _Watched:
     def __init__(self, target: RayCompute, store: Store, job_id: str) -> None:
-        self.target, self.client, self.store, self.job_id = target, target.client, store, job_id
+        # A short timeout, so that a slow cluster answer never delays the next heartbeat by much.
+        self.target, self.store, self.job_id = target, store, job_id
+        self.client = RayJobsClient(target.client.address, timeout=FOLLOW_TIMEOUT_S)
         self.job_ended_seen = 0  # polls that saw the job ended and the run not (yet)
         self.said_unreachable = False
 
