@@ -79,3 +79,43 @@ def test_tensorboard_command_serves_until_interrupted(ws: Workspace, tmp_path: P
     time.sleep(0.2)
     with pytest.raises(OSError):
         get_json(f"{url}data/runs", timeout=2)
+
+
+def test_tensorboard_command_killed_takes_tensorboard_and_its_temporary_folder_with_it(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    root_run = make_sweep(ws)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPBOARD_")}
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where the temporary mirror folder goes
+    (tmp_path / "tmp").mkdir()
+    cmd = [sys.executable, "-m", "expboard", "tensorboard", root_run.id, "--port", "0", "--mode", "files"]
+    proc = subprocess.Popen(cmd, cwd=ws.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("TensorBoard at http://127.0.0.1:"), line
+        url = line.split()[2]
+        wait_for(lambda: len(get_json(f"{url}data/runs")) == len(ALPHAS))
+        assert len(_mirrors(tmp_path / "tmp")) == 1
+        proc.kill()  # no chance to stop anything itself
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+    def gone() -> bool:
+        try:
+            get_json(f"{url}data/runs", timeout=2)
+        except OSError:
+            return True
+        return False
+
+    wait_for(gone, timeout=15)
+    wait_for(lambda: not _mirrors(tmp_path / "tmp"), timeout=15)
+
+
+def _mirrors(folder: Path) -> list[Path]:
+    return list(folder.glob("expboard-tensorboard-*"))  # (TensorBoard keeps its .tensorboard-info there too)

@@ -44,7 +44,6 @@ in the process that calls it; ``submit()`` checks ``EXPBOARD_SNAPSHOT_MAX_MB`` (
 from __future__ import annotations
 
 import codecs
-import ctypes
 import json
 import os
 import select
@@ -59,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
+from ..children import death_signal_preexec, end_group_with_me, stop_watcher
 from ..errors import ExpboardError
 from ..liveness import ACTIVE_STATUSES, reap_unresponsive
 from ..records import TERMINAL_STATUSES, RunRecord, RunStatus
@@ -141,14 +141,6 @@ def _stderr_summary(tail: bytes, max_lines: int = 20) -> str:
     text = codecs.decode(tail, "utf-8", errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[-max_lines:])
-
-
-def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 class Agent:
@@ -332,21 +324,15 @@ class Agent:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: cancel reaches its children too
-            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+            preexec_fn=death_signal_preexec(),
         )
         try:
             self._pidfd = os.pidfd_open(self.proc.pid)
         except (AttributeError, OSError):  # not Linux, or a kernel before 5.3: the supervisor ticks instead
             self._pidfd = None
         self.note(f"started {' '.join(argv)} (pid {self.proc.pid})")
-        if sys.platform != "win32":  # the agent killed (-9, or with its Ray node): the script's group goes too
-            self.group_watcher = subprocess.Popen(
-                ["sh", "-c", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill -9 -{self.proc.pid}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        # the agent killed (-9, or with its Ray node): the script's group goes too
+        self.group_watcher = end_group_with_me(self.proc.pid)
         try:
             self.store.add_properties(self.run_id, {"expboard.script_pid": str(self.proc.pid)})
         except ExpboardError:
@@ -418,6 +404,8 @@ class Agent:
             os.close(self._pidfd)
             self._pidfd = None
         self._killpg(signal.SIGKILL)  # whatever the script left behind in its group
+        stop_watcher(self.group_watcher)  # before the wait: once reaped, the group's id may be reused
+        self.group_watcher = None
         returncode = self.proc.wait()
         for t in readers:
             t.join(timeout=5)

@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from .. import settings
+from ..children import death_signal_preexec
 from ..errors import ExpboardError
 from ..records import RunRecord, RunStatus
 from ..stores import Store
@@ -89,16 +90,11 @@ def _agent_task(python: str, run_id: str, env: dict[str, str]) -> int:
     full.update(env)
     full[settings.env("ray_node_id")] = str(ray.get_runtime_context().get_node_id())
 
-    def die_with_worker() -> None:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
     proc = subprocess.Popen(
         [python, "-m", "expboard.compute", run_id],
         env=full,
         stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_worker if sys.platform.startswith("linux") else None,
+        preexec_fn=death_signal_preexec(),  # ends with the task's worker (this thread is the task's)
     )
     try:
         return proc.wait()

@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from ..children import end_group_with_me, stop_watcher
 from .auth import TOKENS_ENV
 
 __all__ = ["ServerProcess"]
@@ -50,6 +51,7 @@ class ServerProcess:
         self.process: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=200)
         self._reader: threading.Thread | None = None
+        self._watcher: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -95,6 +97,7 @@ class ServerProcess:
                 self.process = None
                 raise RuntimeError("the expboard server did not start:\n" + "\n".join(self.output))
             time.sleep(0.2)
+        self._watcher = end_group_with_me(self.process.pid)  # this process killed (-9): the server goes too
         self._reader = threading.Thread(
             target=self._drain, args=(self.process,), daemon=True, name="expboard-server-output"
         )
@@ -109,6 +112,8 @@ class ServerProcess:
     def stop(self, kill: bool = False, timeout: float = 20.0) -> None:
         """End the server: SIGTERM (graceful) or, with ``kill``, SIGKILL. Safe to call twice."""
         proc, self.process = self.process, None
+        stop_watcher(self._watcher)
+        self._watcher = None
         if proc is None:
             return
         if proc.poll() is None:

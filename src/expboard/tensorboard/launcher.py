@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import state
+from ..children import end_group_with_me, stop_watcher
 from ..errors import ExpboardError, ValidationError
 from .export import runs_of
 from .provider import DataProviderServer
@@ -135,6 +136,7 @@ class Tensorboard:
         self.local_root: Path | None = None
         self.port: int | None = None
         self.process: subprocess.Popen[str] | None = None
+        self._watcher: subprocess.Popen[bytes] | None = None
         self.sync: LiveSync | None = None
         self._url: str | None = None
         self._owns_root = False
@@ -212,6 +214,8 @@ class Tensorboard:
             proc, self.process = self.process, None
             if proc is not None:
                 _end_process_group(proc)
+            stop_watcher(self._watcher)
+            self._watcher = None
             if self.provider is not None:
                 self.provider.stop()
                 self.provider = None
@@ -297,6 +301,8 @@ class Tensorboard:
             env=env,
             start_new_session=True,  # its own process group: stop() ends the data server child too
         )
+        # this process killed (-9): TensorBoard, its data server and a temporary local root go with it
+        self._watcher = end_group_with_me(self.process.pid, remove=self.local_root if self._owns_root else None)
         self._reader = threading.Thread(
             target=_read_output, args=(self.process, self._output), name="expboard-tensorboard-output", daemon=True
         )
