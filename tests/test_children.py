@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from polling import wait_for
 
 from expboard.children import end_group_with_me, stop_watcher
+from polling import wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
 

@@ -160,17 +160,19 @@ class _FailedBeforeStart:
         }
 
 
-def test_a_reader_leaves_a_run_ray_never_started_to_its_follower_until_the_heartbeat_timeout(
+def test_a_reader_leaves_a_run_ray_never_started_to_its_follower_for_a_while(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from expboard import Run, RunStatus
     from expboard.compute.ray import check_job
 
-    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "30")
+    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "40")
     run = Run.create(Experiment(ws, "pending"), run_type="script", status=RunStatus.QUEUED)
     # A loaded machine slowed the submitting process's loop: a reader (no target to queue it again) waits.
-    assert check_job(_FailedBeforeStart(5), ws.store, run.id, "job-1", final=True) == "wait"  # type: ignore[arg-type]
+    assert check_job(_FailedBeforeStart(35), ws.store, run.id, "job-1", final=True) == "wait"  # type: ignore[arg-type]
     assert ws.store.get_run(run.id).status == RunStatus.QUEUED
+    monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "10")  # shorter than the 30 s a reader waits at least
+    assert check_job(_FailedBeforeStart(25), ws.store, run.id, "job-1", final=True) == "wait"  # type: ignore[arg-type]
     # Nobody queued it again within the heartbeat timeout: it ends, saying why.
     assert check_job(_FailedBeforeStart(31), ws.store, run.id, "job-1", final=True) == "ended"  # type: ignore[arg-type]
     record = ws.store.get_run(run.id)

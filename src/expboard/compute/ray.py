@@ -511,7 +511,7 @@ def check_job(
             except ExpboardError:
                 return "unreachable"
         ended_at = float(job.get("end_time") or 0) / 1000.0  # Ray's timestamp, in ms
-        if queued and now - ended_at < heartbeat_timeout(rec):
+        if queued and now - ended_at < max(heartbeat_timeout(rec), REQUEUE_GRACE_S):
             # a reader, not a follower: the process that submitted the run, if it lives, queues it again within
             # a few seconds (later on a loaded machine). Until its heartbeat timeout, the run is left to it.
             return "wait"
@@ -556,6 +556,9 @@ def check_job(
 
 
 FOLLOW_TIMEOUT_S = 3.0
+# A reader leaves a run whose job Ray failed before it started this long at least (or the heartbeat timeout,
+# if longer) to the process that submitted it, which queues it again.
+REQUEUE_GRACE_S = 30.0
 
 
 class _Watched:
