@@ -243,3 +243,21 @@ def test_the_run_outlives_the_submitting_process(
     run = Run.get(ws, proc.stdout.strip())
     assert run.wait_for_completion(timeout=60)["status"] == "Completed"
     assert read(run, "system_logs/driver.log") == b"still here\n"
+
+
+def test_stdout_and_stderr_lines_stay_whole_in_the_driver_log(ws: Workspace, project: Callable[..., Path]) -> None:
+    # Unbuffered (as the agent runs scripts), print() writes a line and its newline separately: the two
+    # streams' lines must still not cut into each other in the driver log.
+    script = (
+        "import sys\n"
+        "for i in range(300):\n"
+        "    print('out', i, 'x' * 40)\n"
+        "    print('err', i, 'y' * 40, file=sys.stderr)\n"
+        "print('done, no newline', end='')\n"
+    )
+    run = Experiment(ws, "script-runs").submit(ScriptRunConfig(project(**{"train.py": script}), "train.py"))
+    assert run.wait_for_completion(timeout=60)["status"] == "Completed"
+    lines = read(run, "system_logs/driver.log").decode().splitlines()
+    expected = {f"out {i} {'x' * 40}" for i in range(300)} | {f"err {i} {'y' * 40}" for i in range(300)}
+    assert expected <= set(lines), sorted(set(lines) - expected)[:5]
+    assert "done, no newline" in lines

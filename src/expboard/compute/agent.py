@@ -21,7 +21,7 @@ What it does:
   interpreter, in its own process group (session), with
   ``EXPBOARD_RUN_ID``, the workspace's variables and ``PYTHONUNBUFFERED=1`` in its environment, so that
   ``Run.get_context()`` in the script returns the submitted run;
-- appends the script's stdout and stderr to ``system_logs/driver.log`` about every second;
+- appends the script's stdout and stderr to ``system_logs/driver.log`` about every second, whole lines of each;
 - uploads ``./logs`` while it grows: appended bytes only, a replaced or truncated file again as a whole;
 - writes its heartbeat every ``EXPBOARD_HEARTBEAT_S`` seconds; :func:`reap_unresponsive` turns a run whose
   heartbeat is older than ``EXPBOARD_HEARTBEAT_TIMEOUT_S`` into NotResponding (its agent died silently);
@@ -96,27 +96,55 @@ def agent_command(run_id: str, python: str | None = None) -> list[str]:
 
 
 class _Output:
-    """The script's stdout and stderr, gathered by reader threads, taken by the uploader."""
+    """The script's stdout and stderr, gathered by reader threads, taken by the uploader. Each stream's
+    bytes join the log a whole line at a time (up to ``\n`` or ``\r``), so that the two streams' lines never
+    cut into each other (an unbuffered ``print`` writes its parts one by one); a partial line goes in as it
+    is once it has waited ``PARTIAL_AFTER_S`` (a prompt) or its stream has ended."""
 
     TAIL = 8192
+    PARTIAL_AFTER_S = 1.0
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending = bytearray()
         self.stderr_tail = bytearray()
+        self.partial = {False: bytearray(), True: bytearray()}
+        self.partial_since: dict[bool, float] = {}
 
     def feed(self, data: bytes, is_stderr: bool) -> None:
         with self.lock:
-            self.pending += data
             if is_stderr:
                 self.stderr_tail += data
                 del self.stderr_tail[: -self.TAIL]
+            part = self.partial[is_stderr]
+            part += data
+            cut = max(part.rfind(b"\n"), part.rfind(b"\r")) + 1
+            if cut:
+                self.pending += part[:cut]
+                del part[:cut]
+                self.partial_since.pop(is_stderr, None)
+            if part:
+                self.partial_since.setdefault(is_stderr, time.monotonic())
+
+    def end(self, is_stderr: bool) -> None:
+        """The stream has ended: its last partial line goes in."""
+        with self.lock:
+            self._flush_partial(is_stderr)
 
     def take(self) -> bytes:
         with self.lock:
+            now = time.monotonic()
+            for is_stderr, since in list(self.partial_since.items()):
+                if now - since >= self.PARTIAL_AFTER_S:
+                    self._flush_partial(is_stderr)
             data = bytes(self.pending)
             self.pending.clear()
             return data
+
+    def _flush_partial(self, is_stderr: bool) -> None:
+        self.pending += self.partial[is_stderr]
+        self.partial[is_stderr].clear()
+        self.partial_since.pop(is_stderr, None)
 
     def reader(self, stream: Any, is_stderr: bool) -> threading.Thread:
         def loop() -> None:
@@ -130,6 +158,7 @@ class _Output:
             except OSError:
                 pass
             finally:
+                self.end(is_stderr)
                 stream.close()
 
         t = threading.Thread(target=loop, name="expboard-agent-" + ("stderr" if is_stderr else "stdout"), daemon=True)
