@@ -495,6 +495,41 @@ def test_first_log_to_a_series_stored_elsewhere_never_waits_for_a_server_that_is
                 w.close()
 
 
+def test_a_run_with_outputs_ends_soon_with_the_server_down_and_keeps_the_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from expboard.server.process import ServerProcess
+
+    caplog.set_level(logging.WARNING, "expboard")
+    outputs = tmp_path / "outputs"
+    (outputs / "model").mkdir(parents=True)
+    for i in range(3):
+        (outputs / "model" / f"part{i}.bin").write_bytes(bytes([i]) * 1000)
+    with ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts") as server:
+        ws = Workspace(tracking_uri=server.url)
+        try:
+            run = Experiment(ws, "outputs").start_logging(outputs=outputs)
+            run.log("loss", 0.5)
+            server.stop(kill=True)
+            t = time.monotonic()
+            run.complete()  # before: 30 s per file, then raised
+            took = time.monotonic() - t
+            warned = [r.getMessage() for r in caplog.records if "outputs folder" in r.getMessage()]
+            assert len(warned) == 1 and str(outputs) in warned[0] and ".upload_folder('outputs'" in warned[0]
+            assert sorted(p.name for p in (outputs / "model").iterdir()) == ["part0.bin", "part1.bin", "part2.bin"]
+            server.start()
+            ws.store.flush(timeout=60)
+            again = Run.get(ws, run.id)
+            again.upload_folder("outputs", outputs)  # as the warning says
+            assert again.get_status().value == "Completed" and again.get_metrics()["loss"] == 0.5
+            assert sorted(n for n in again.get_file_names() if n.startswith("outputs/")) == [
+                f"outputs/model/part{i}.bin" for i in range(3)
+            ]
+            assert took < run_module.FINISH_WAIT_S, f"complete() took {took:.1f} s with the server down"
+        finally:
+            ws.close()
+
+
 _END_CHILD = textwrap.dedent(
     """
     import sys, time

@@ -600,7 +600,7 @@ class Run:
         try:
             if self._outputs is not None and self._outputs.is_dir():
                 outputs, self._outputs = self._outputs, None
-                transfer.upload_folder(self._store, self.id, "outputs", outputs)
+                self._upload_outputs(outputs)
         finally:
             now = _time()
             update: dict[str, Any] = {
@@ -636,6 +636,24 @@ class Run:
                         wait,
                         self._buf.journal.base,
                     )
+
+    def _upload_outputs(self, folder: Path) -> None:
+        """The ``outputs=`` folder, at the run's end. A store that does not answer (each try given up soon, as
+        the background writer's are) stops the upload with one warning instead of holding up the end of the
+        script: the files stay in the folder, to be uploaded with ``upload_folder`` once the store answers."""
+        try:
+            with self._store.retrying_briefly():
+                transfer.upload_folder(self._store, self.id, "outputs", folder)
+        except StoreUnavailableError as exc:
+            log.warning(
+                "expboard: run %s ends without the files of its outputs folder %s (%s). They are still there; "
+                "once the store answers, upload them with Run.get(ws, %r).upload_folder('outputs', %r)",
+                self.id,
+                folder,
+                exc,
+                self.id,
+                str(folder),
+            )
 
     def _finish_at_exit(self, status: RunStatus) -> None:
         """End a run left running at interpreter exit: the status is queued; the buffer's close writes it. A run
