@@ -525,7 +525,7 @@ def test_a_run_with_outputs_ends_soon_with_the_server_down_and_keeps_the_files(
             assert sorted(n for n in again.get_file_names() if n.startswith("outputs/")) == [
                 f"outputs/model/part{i}.bin" for i in range(3)
             ]
-            assert took < run_module.FINISH_WAIT_S, f"complete() took {took:.1f} s with the server down"
+            assert took < 15, f"complete() took {took:.1f} s with the server down"  # 4.4 s here, 90 s before
         finally:
             ws.close()
 
