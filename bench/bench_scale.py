@@ -394,6 +394,56 @@ def one_call(root: Path, sizes: list[int]) -> None:
         ws.close()
 
 
+def reaper(root: Path, sizes: list[int]) -> None:
+    """The liveness check every ``runs list`` and Runs tab request makes, over a history of N runs: (a) all
+    Completed but 10 Running, (b) all NotResponding (died long ago), 1 in 100 of them on a Ray cluster. Now,
+    next to what it did before: (a) without the index on the runs' status, (b) listing every NotResponding run
+    for the end checks instead of asking the store for those with a Ray job."""
+    import sqlite3
+
+    from expboard import plugins
+    from expboard.compute import ray  # noqa: F401  (registers the Ray end check and its marker)
+    from expboard.liveness import reap_unresponsive
+    from expboard.records import RunRecord, RunStatus
+    from expboard.stores.sql import SqlStore
+
+    print("\n== liveness check (each `runs list`, each Runs tab request) over a history of N runs")
+    for n in sizes:
+        for case in ("completed", "not-responding"):
+            db = root / f"reap-{case}-{n}.db"
+            store = SqlStore(f"sqlite:///{db}", root / f"reap-{case}-{n}")
+            exp = store.get_or_create_experiment("e").name
+            now_s = time.time()
+            for i in range(n):
+                if case == "completed":
+                    status, props = (RunStatus.RUNNING if i < 10 else RunStatus.COMPLETED), {}
+                else:
+                    status, props = RunStatus.NOT_RESPONDING, ({"expboard.ray_job_id": f"j{i}"} if i % 100 == 0 else {})
+                store.create_run(
+                    RunRecord(
+                        f"r{i:07d}", exp, status, created=1e9 + i, run_type="script", heartbeat=now_s, properties=props
+                    )
+                )
+            reap_unresponsive(store)  # warm
+            now = min(timed(lambda store=store: reap_unresponsive(store)) for _ in range(3))
+            if case == "completed":
+                with sqlite3.connect(db) as conn:
+                    conn.execute("DROP INDEX runs_by_status")
+                before = min(timed(lambda store=store: reap_unresponsive(store)) for _ in range(3))
+            else:
+                checks = plugins._end_checks
+                plugins._end_checks = [(c, None) for c, _ in checks]  # no marker: every NotResponding run
+                try:
+                    before = min(timed(lambda store=store: reap_unresponsive(store)) for _ in range(3))
+                finally:
+                    plugins._end_checks = checks
+            print(
+                f"  {case:>14}  N={n:>9,}  {now * 1000:7.1f} ms   before {before * 1000:8.1f} ms   "
+                f"ratio {before / now:6.1f}x   peak RSS {rss_mb():.0f} MB"
+            )
+            store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=1, help="multiply the largest sizes")
@@ -402,13 +452,15 @@ def main() -> None:
         action="store_true",
         help="the sizes the scaling defects were found at: 1M-50M points, 100-3,000 children, 1k-100k runs",
     )
-    parser.add_argument("--only", choices=["first-log", "one-call", "export", "list", "read"], action="append")
+    parser.add_argument(
+        "--only", choices=["first-log", "one-call", "export", "list", "read", "reaper"], action="append"
+    )
     args = parser.parse_args()
     s = args.scale
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        only = set(args.only or ["first-log", "one-call", "export", "list", "read"])
+        only = set(args.only or ["first-log", "one-call", "export", "list", "read", "reaper"])
         if "first-log" in only:
             first_log(root, [1_000_000, 10_000_000, 50_000_000] if args.issue_sizes else [100_000, 1_000_000 * s])
         if "one-call" in only:
@@ -422,6 +474,8 @@ def main() -> None:
             )
         if "list" in only:
             listing(root, [1_000, 10_000, 100_000] if args.issue_sizes else [1_000, 10_000 * s], [100, 1_000])
+        if "reaper" in only:
+            reaper(root, [1_000, 10_000, 100_000] if args.issue_sizes else [1_000, 10_000 * s])
 
 
 if __name__ == "__main__":

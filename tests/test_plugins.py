@@ -74,7 +74,7 @@ def test_the_reaper_asks_compute_targets_about_silent_script_runs_only(
         for r in records:
             ws.store.update_run(r.run_id, status=RunStatus.FAILED, only_if_status=[r.status])
 
-    monkeypatch.setattr(plugins, "_end_checks", [end_check])
+    monkeypatch.setattr(plugins, "_end_checks", [(end_check, None)])
     monkeypatch.setattr(plugins, "_loaders", [])
     monkeypatch.setenv("EXPBOARD_HEARTBEAT_TIMEOUT_S", "60")
     exp = Experiment(ws, "silent")
@@ -92,3 +92,34 @@ def test_the_reaper_asks_compute_targets_about_silent_script_runs_only(
     assert interactive.get_status() == RunStatus.RUNNING  # 300 s for interactive runs; never asked
     assert reap_unresponsive(ws.store) == [] and len(asked) == 1  # nothing silent left: no call
     interactive.complete()
+
+
+def test_the_reaper_asks_the_store_only_for_the_not_responding_runs_an_end_check_can_act_on(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An end check with a marker property gets the NotResponding runs that have it (plus the late active
+    ones), never the rest of a history of runs that died long ago; without one it gets them all."""
+    from expboard import Run, RunStatus
+    from expboard.liveness import reap_unresponsive
+
+    asked: list[list[str]] = []
+
+    def end_check(store: object, records: list[Any]) -> None:
+        asked.append(sorted(r.run_id for r in records))
+
+    monkeypatch.setattr(plugins, "_end_checks", [(end_check, "cluster.job")])
+    monkeypatch.setattr(plugins, "_loaders", [])
+    exp = Experiment(ws, "history")
+    dead = [Run.create(exp, run_type="script") for _ in range(30)]
+    for r in dead:
+        ws.store.update_run(r.id, status=RunStatus.NOT_RESPONDING)
+    on_cluster = dead[7]
+    ws.store.add_properties(on_cluster.id, {"cluster.job": "job-7"})
+    late = Run.create(exp, run_type="script")
+    ws.store.update_run(late.id, heartbeat=time.time() - 20)
+    assert reap_unresponsive(ws.store) == []
+    assert asked == [sorted([on_cluster.id, late.id])]
+    monkeypatch.setattr(plugins, "_end_checks", [(end_check, "cluster.job"), (end_check, None)])
+    assert plugins.end_check_markers() is None
+    reap_unresponsive(ws.store)
+    assert asked[-1] == sorted([*(r.id for r in dead), late.id])

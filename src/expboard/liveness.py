@@ -23,6 +23,7 @@ from . import plugins, settings
 from .errors import NotFoundError
 from .records import RunRecord, RunStatus
 from .stores import Store
+from .stores.query import MAX_PAGE_SIZE, RunFilter
 
 __all__ = ["ACTIVE_STATUSES", "SUSPECT_BEATS", "heartbeat_timeout", "is_silent", "is_stale", "reap_unresponsive"]
 
@@ -66,6 +67,31 @@ def is_silent(record: RunRecord, now: float | None = None) -> bool:
     return is_stale(record, now, min(late, heartbeat_timeout(record)))
 
 
+def _checkable_not_responding(store: Store) -> list[RunRecord]:
+    """The NotResponding runs an end check can act on: those with one of the checks' marker properties (each
+    a store query: what a history of runs that died long ago holds costs nothing here), or all of them if a
+    check has no marker, or none if no check is registered. Without NotResponding runs, the compute targets
+    that register the checks are not even imported (a command line that lists runs stays fast)."""
+    if not store.query_runs(filter=RunFilter(statuses=(RunStatus.NOT_RESPONDING,)), limit=1).runs:
+        return []
+    if not plugins.end_checks():
+        return []
+    markers = plugins.end_check_markers()
+    if markers is None:
+        return store.list_runs(statuses=[RunStatus.NOT_RESPONDING])
+    found: dict[str, RunRecord] = {}
+    for marker in sorted(markers):
+        wanted = RunFilter(statuses=(RunStatus.NOT_RESPONDING,), properties={marker: None})
+        token: str | None = None
+        while True:
+            page = store.query_runs(filter=wanted, limit=MAX_PAGE_SIZE, page_token=token)
+            found.update((r.run_id, r) for r in page.runs)
+            token = page.next_page_token
+            if not token:
+                break
+    return list(found.values())
+
+
 def reap_unresponsive(
     store: Store,
     max_age: float | None = None,
@@ -80,7 +106,7 @@ def reap_unresponsive(
     now = time.time() if now is None else now
     types = set(run_types) if run_types is not None else None
     if run_ids is None:
-        records = store.list_runs(statuses=[*ACTIVE_STATUSES, RunStatus.NOT_RESPONDING])
+        records = store.list_runs(statuses=list(ACTIVE_STATUSES)) + _checkable_not_responding(store)
     else:
         records = []
         for rid in run_ids:

@@ -16,6 +16,7 @@ from .errors import ExpboardError
 
 __all__ = [
     "compute_targets",
+    "end_check_markers",
     "end_checks",
     "load",
     "register_compute",
@@ -33,8 +34,9 @@ _targets: Callable[[Any], Any] | None = None
 _snapshot: Callable[[Any], bytes] | None = None
 
 # end_check(store, records): asked about script runs whose supervisor went silent (NotResponding, or a heartbeat
-# several beats late); ends those whose compute target knows they are gone (a Ray job that ended)
-_end_checks: list[Callable[[Any, list[Any]], None]] = []
+# several beats late); ends those whose compute target knows they are gone (a Ray job that ended). Each comes
+# with its marker: a run property every run it can act on has (None: it may act on any run).
+_end_checks: list[tuple[Callable[[Any, list[Any]], None], str | None]] = []
 # loaders not run yet: each imports a module that registers itself in the slots above
 _loaders: list[Callable[[], None]] = []
 
@@ -74,14 +76,23 @@ def compute_targets(workspace: Any) -> Any:
     return _targets(workspace)
 
 
-def register_end_check(check: Callable[[Any, list[Any]], None]) -> None:
-    """Install a check the liveness reaper runs on silent script runs (see :mod:`expboard.liveness`)."""
-    _end_checks.append(check)
+def register_end_check(check: Callable[[Any, list[Any]], None], marker: str | None = None) -> None:
+    """Install a check the liveness reaper runs on silent script runs (see :mod:`expboard.liveness`).
+    ``marker``: a run property that every run the check can act on has (a Ray job id), so that the reaper
+    asks the store only for those among the NotResponding runs, however many the history holds."""
+    _end_checks.append((check, marker))
 
 
 def end_checks() -> list[Callable[[Any, list[Any]], None]]:
     load()
-    return list(_end_checks)
+    return [check for check, _ in _end_checks]
+
+
+def end_check_markers() -> set[str] | None:
+    """The markers of the end checks; None if one of them has none (it may act on any NotResponding run)."""
+    load()
+    markers = {marker for _, marker in _end_checks}
+    return None if None in markers else {m for m in markers if m is not None}
 
 
 def register_snapshot(build: Callable[[Any], bytes]) -> None:

@@ -650,4 +650,4 @@ def _watcher() -> _Watcher:
 
 
 register_target_type(RayCompute.type, RayCompute.from_config)
-plugins.register_end_check(end_gone_runs)
+plugins.register_end_check(end_gone_runs, marker=JOB_ID_PROPERTY)

@@ -206,6 +206,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE UNIQUE INDEX runs_number ON runs (experiment, number)",
         ],
     ),
+    (
+        9,  # runs by status, newest first: the liveness check (active and NotResponding runs) reads only those
+        ["CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created, run_id)"],
+    ),
 ]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
