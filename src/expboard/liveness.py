@@ -25,7 +25,15 @@ from .records import RunRecord, RunStatus
 from .stores import Store
 from .stores.query import MAX_PAGE_SIZE, RunFilter
 
-__all__ = ["ACTIVE_STATUSES", "SUSPECT_BEATS", "heartbeat_timeout", "is_silent", "is_stale", "reap_unresponsive"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "SUSPECT_BEATS",
+    "heartbeat_timeout",
+    "is_silent",
+    "is_stale",
+    "not_responding_with",
+    "reap_unresponsive",
+]
 
 # A script run whose heartbeat is this many beats late is asked about (its target may know it is gone).
 SUSPECT_BEATS = 3
@@ -79,17 +87,21 @@ def _checkable_not_responding(store: Store) -> list[RunRecord]:
     markers = plugins.end_check_markers()
     if markers is None:
         return store.list_runs(statuses=[RunStatus.NOT_RESPONDING])
-    found: dict[str, RunRecord] = {}
-    for marker in sorted(markers):
-        wanted = RunFilter(statuses=(RunStatus.NOT_RESPONDING,), properties={marker: None})
-        token: str | None = None
-        while True:
-            page = store.query_runs(filter=wanted, limit=MAX_PAGE_SIZE, page_token=token)
-            found.update((r.run_id, r) for r in page.runs)
-            token = page.next_page_token
-            if not token:
-                break
+    found = {r.run_id: r for marker in sorted(markers) for r in not_responding_with(store, marker)}
     return list(found.values())
+
+
+def not_responding_with(store: Store, marker: str) -> list[RunRecord]:
+    """The NotResponding runs that have property ``marker`` (any value), asked of the store page by page."""
+    wanted = RunFilter(statuses=(RunStatus.NOT_RESPONDING,), properties={marker: None})
+    out: list[RunRecord] = []
+    token: str | None = None
+    while True:
+        page = store.query_runs(filter=wanted, limit=MAX_PAGE_SIZE, page_token=token)
+        out += page.runs
+        token = page.next_page_token
+        if not token:
+            return out
 
 
 def reap_unresponsive(

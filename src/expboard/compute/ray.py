@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import plugins, settings
 from ..errors import ComputeUnavailableError, ConfigError, ExpboardError, NotFoundError, ValidationError
-from ..liveness import ACTIVE_STATUSES, heartbeat_timeout
+from ..liveness import ACTIVE_STATUSES, heartbeat_timeout, not_responding_with
 from ..records import RunRecord, RunStatus
 from .environment import ray_runtime_env
 from .targets import AttachConfiguration, ComputeTarget, TargetStatus, register_target_type
@@ -453,7 +453,7 @@ class RayCompute(ComputeTarget):
         store = self.workspace.store
         records = [
             r
-            for r in store.list_runs(statuses=[*ACTIVE_STATUSES, RunStatus.NOT_RESPONDING])
+            for r in [*store.list_runs(statuses=list(ACTIVE_STATUSES)), *not_responding_with(store, JOB_ID_PROPERTY)]
             if r.target == self.name and r.run_type == "script"
         ]
         active = 0
