@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from expboard.children import end_group_with_me, stop_watcher
-from polling import wait_for
+from polling import alive, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
 
@@ -29,18 +29,6 @@ time.sleep(120)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (killed, not yet reaped by init) counts as gone
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def test_the_group_and_its_folder_go_when_the_parent_is_killed(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     (scratch / "sub").mkdir(parents=True)
@@ -50,10 +38,10 @@ def test_the_group_and_its_folder_go_when_the_parent_is_killed(tmp_path: Path) -
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
         time.sleep(0.5)  # a few of the watcher's polls: it leaves a living parent's group alone
-        assert _alive(child) and scratch.exists()
+        assert alive(child) and scratch.exists()
         parent.kill()
         parent.wait()  # reaped: a zombie still answers the watcher's ``kill -0``
-        wait_for(lambda: not _alive(child), timeout=10)
+        wait_for(lambda: not alive(child), timeout=10)
         wait_for(lambda: not scratch.exists(), timeout=10)
     finally:
         if parent.poll() is None:

@@ -3,7 +3,6 @@ TensorBoard, everything stopped after."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,19 +14,9 @@ from pathlib import Path
 import pytest
 
 from expboard import Experiment, RunStatus, Workspace
+from polling import alive
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return True
 
 
 def test_demo_train_script_is_the_example() -> None:
@@ -81,7 +70,7 @@ def test_demo_no_wait(tmp_path: Path) -> None:
     for key in ("expboard.agent_pid", "expboard.script_pid"):
         pid = int(props[key])
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(pid), f"{key} {pid} still running"
+        assert not alive(pid), f"{key} {pid} still running"
     ws.close()
