@@ -860,10 +860,8 @@ class MetricBuffer:
         except BaseException as exc:
             if not is_permanent(exc):
                 raise
-            with self._cond:
-                if batch.waiter:  # raised by the waiting end_run
-                    batch.error = exc
-                    return
+            if self._to_waiter(batch, exc):  # raised by the waiting end_run
+                return
             log.warning("expboard: the final status of run %s could not be stored and was dropped: %s", run_id, exc)
 
     def _write_file(self, batch: _Batch) -> None:
@@ -888,10 +886,8 @@ class MetricBuffer:
         except BaseException as exc:
             if not is_permanent(exc):
                 raise
-            with self._cond:
-                if batch.waiter:
-                    batch.error = exc
-                    return
+            if self._to_waiter(batch, exc):  # raised by the waiting log_image
+                return
             log.warning("expboard: the store refused file %r of run %s and it was dropped: %s", name, run_id, exc)
 
     # --- relative series: the stored count, read by the writer ---------------------------------------------
@@ -997,13 +993,18 @@ class MetricBuffer:
             batch.chunks = None  # detached: its parts stand for it
             batch.path = None
 
-    def _refuse(self, batch: _Batch, chunk: MetricChunk, exc: BaseException) -> None:
-        """Drop a chunk the store refused for good, and say so once per run and metric (a waiting log_array
-        raises it instead)."""
+    def _to_waiter(self, batch: _Batch, exc: BaseException) -> bool:
+        """Hand a refusal to the call waiting for ``batch`` (it raises it); False if nobody waits."""
         with self._cond:
             if batch.waiter:
                 batch.error = exc
-                return
+            return batch.waiter
+
+    def _refuse(self, batch: _Batch, chunk: MetricChunk, exc: BaseException) -> None:
+        """Drop a chunk the store refused for good, and say so once per run and metric (a waiting log_array
+        raises it instead)."""
+        if self._to_waiter(batch, exc):
+            return
         key = (chunk.run_id, chunk.name)
         self.refused.append((chunk.run_id, chunk.name, len(chunk.steps), str(exc)))
         if key not in self._reported:

@@ -117,8 +117,9 @@ class _Output:
                 self.stderr_tail += data
                 del self.stderr_tail[: -self.TAIL]
             part = self.partial[is_stderr]
+            last = max(data.rfind(b"\n"), data.rfind(b"\r"))  # in the new bytes only: a long line costs once
             part += data
-            cut = max(part.rfind(b"\n"), part.rfind(b"\r")) + 1
+            cut = len(part) - len(data) + last + 1 if last >= 0 else 0
             if cut:
                 self.pending += part[:cut]
                 del part[:cut]

@@ -79,6 +79,10 @@ JOB_ID_PROPERTY = "expboard.ray_job_id"
 ADDRESS_PROPERTY = "expboard.ray_address"  # the cluster's Jobs API, so any reader can ask about the job
 RAY_PLAN_ENV = settings.env("ray_plan")  # JSON: what the queue/gang driver needs (resources, node count, python)
 _TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
+FOLLOW_TIMEOUT_S = 3.0  # the submitting process's polls of its runs' jobs: short, so its heartbeat keeps up
+# A reader leaves a run whose job Ray failed before it started this long at least (or the heartbeat timeout,
+# if longer) to the process that submitted it, which queues it again.
+REQUEUE_GRACE_S = 30.0
 _NOT_TERMINAL_RUN = [s for s in RunStatus if not s.is_terminal]
 # Settings of the submitting process that travel with the run into the job (the agent reads them there).
 _NOT_SENT = tuple(settings.env(n) for n in ("run_id", "agent_log", "workspace"))
@@ -553,12 +557,6 @@ def check_job(
         except ExpboardError:
             return "unreachable"
     return "wait"
-
-
-FOLLOW_TIMEOUT_S = 3.0
-# A reader leaves a run whose job Ray failed before it started this long at least (or the heartbeat timeout,
-# if longer) to the process that submitted it, which queues it again.
-REQUEUE_GRACE_S = 30.0
 
 
 class _Watched:
